@@ -1,0 +1,94 @@
+// kernels/ref/conv.hpp — scalar im2col / col2im (NCHW, one image) and depthwise conv forward.
+//
+// Same contracts as the matching KernelTable entries. im2col and col2im are memory-bound index
+// shuffles, so every ISA's table uses these reference versions (a SIMD variant would only win
+// for stride 1 and is not worth a second implementation to keep in sync).
+#pragma once
+
+#include <cstdint>
+
+namespace mercury::kernels::ref {
+
+// Output columns [lo, hi) whose input column ow*S - P + k*D falls inside [0, W).
+inline void valid_range(int64_t W, int64_t S, int64_t P, int64_t kD, int64_t OW, int64_t* lo,
+                        int64_t* hi) {
+  const int64_t first = P - kD;     // need ow*S >= first
+  const int64_t past = W + P - kD;  // need ow*S < past
+  int64_t l = first <= 0 ? 0 : (first + S - 1) / S;
+  int64_t h = past <= 0 ? 0 : (past + S - 1) / S;
+  if (h > OW) h = OW;
+  if (l > h) l = h;
+  *lo = l;
+  *hi = h;
+}
+
+// Row by row: the inside part of each output row is a contiguous (stride 1) or strided run of
+// one input row, so bounds are checked once per row instead of once per element.
+inline void im2col(const float* img, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                   int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                   int64_t OH, int64_t OW, float* col) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        float* col_row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+        int64_t lo, hi;
+        valid_range(W, SW, PW, kw * DW, OW, &lo, &hi);
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          float* out = col_row + oh * OW;
+          const int64_t ih = oh * SH - PH + kh * DH;
+          if (ih < 0 || ih >= H) {
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow] = 0.0f;
+            continue;
+          }
+          const float* in = img + (c * H + ih) * W + kw * DW - PW;
+          for (int64_t ow = 0; ow < lo; ++ow) out[ow] = 0.0f;
+          if (SW == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * SW];
+          }
+          for (int64_t ow = hi; ow < OW; ++ow) out[ow] = 0.0f;
+        }
+      }
+}
+
+inline void col2im(const float* col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                   int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                   int64_t OH, int64_t OW, float* img) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const float* col_row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+        int64_t lo, hi;
+        valid_range(W, SW, PW, kw * DW, OW, &lo, &hi);
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t ih = oh * SH - PH + kh * DH;
+          if (ih < 0 || ih >= H) continue;
+          float* out = img + (c * H + ih) * W + kw * DW - PW;
+          const float* in = col_row + oh * OW;
+          if (SW == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] += in[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow * SW] += in[ow];
+          }
+        }
+      }
+}
+
+inline void dwconv2d(const float* in, int64_t H, int64_t W, const float* w, int64_t KH, int64_t KW,
+                     int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                     float bias, int64_t OH, int64_t OW, float* out) {
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float acc = 0.0f;
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t ih = oh * SH - PH + kh * DH;
+          const int64_t iw = ow * SW - PW + kw * DW;
+          if (ih >= 0 && ih < H && iw >= 0 && iw < W) acc += in[ih * W + iw] * w[kh * KW + kw];
+        }
+      out[oh * OW + ow] = acc + bias;
+    }
+}
+
+}  // namespace mercury::kernels::ref

@@ -1,0 +1,48 @@
+// kernels/ref/vector_ops.hpp — scalar reference element-wise ops, reductions and bias adds.
+//
+// Same contracts as the matching KernelTable entries: outputs may alias inputs exactly.
+#pragma once
+
+#include <cstdint>
+
+namespace mercury::kernels::ref {
+
+inline void add(int64_t n, const float* a, const float* b, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+inline void mul(int64_t n, const float* a, const float* b, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+inline void axpy(int64_t n, float alpha, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+inline void scale(int64_t n, float alpha, const float* x, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = alpha * x[i];
+}
+inline float dot(int64_t n, const float* a, const float* b) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+inline float sum(int64_t n, const float* x) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += x[i];
+  return acc;
+}
+// NaN inputs give 0 (the comparison is false), as in every SIMD variant.
+inline void relu_fwd(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+inline void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+inline void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) out[r * cols + j] += bias[j];
+}
+inline void add_channel_bias(int64_t channels, int64_t hw, const float* bias, float* out) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t j = 0; j < hw; ++j) out[c * hw + j] += bias[c];
+}
+
+}  // namespace mercury::kernels::ref

@@ -1,0 +1,235 @@
+// kernels/simd_kernels.hpp — the element-wise, reduction, softmax-xent, depthwise-conv and Adam
+// kernels, written once over a SIMD vector type V and instantiated by each ISA header.
+//
+// V is a struct of static functions over one register of `width` floats:
+//   Reg; width; zero(); set1(x); load(p); store(p, r);
+//   load_partial(p, n, fill)   lanes [0, n) from p, the rest = fill (reads only n floats);
+//   store_partial(p, n, r)     writes only lanes [0, n);  keep_first(r, n)  zeroes lanes ≥ n;
+//   add sub mul div max sqrt; fma(a, b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0;
+//   round(r) (to nearest even); pow2(n) = 2^n for integral n in [-126, 127];
+//   reduce_add(r), reduce_max(r).
+// Tails use the partial loads/stores, so no kernel reads or writes past n.
+//
+// Each ISA instantiates SimdKernels<its V> inside its own namespace, so the symbols differ per
+// ISA (ODR/SIGILL trap) — which is also why only builtins, never std:: inline math, are called.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.hpp"
+
+namespace mercury::kernels {
+
+template <class V>
+struct SimdKernels {
+  using Reg = typename V::Reg;
+  static constexpr int64_t W = V::width;
+
+  // out[i] = op(a[i], b[i]) vector by vector; out may alias a or b exactly.
+  template <class Op>
+  static void map2(int64_t n, const float* a, const float* b, float* out, Op op) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W) V::store(out + i, op(V::load(a + i), V::load(b + i)));
+    if (i < n) {
+      const int64_t rest = n - i;
+      V::store_partial(out + i, rest,
+                       op(V::load_partial(a + i, rest, 0.0f), V::load_partial(b + i, rest, 0.0f)));
+    }
+  }
+  template <class Op>
+  static void map1(int64_t n, const float* x, float* out, Op op) {
+    map2(n, x, x, out, [op](Reg xv, Reg) { return op(xv); });
+  }
+  // Σ op(a[i], b[i]) with four independent accumulators (latency of add/fma hidden).
+  template <class Op>
+  static float reduce2(int64_t n, const float* a, const float* b, Op op) {
+    Reg acc0 = V::zero(), acc1 = V::zero(), acc2 = V::zero(), acc3 = V::zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+      acc0 = op(V::load(a + i), V::load(b + i), acc0);
+      acc1 = op(V::load(a + i + W), V::load(b + i + W), acc1);
+      acc2 = op(V::load(a + i + 2 * W), V::load(b + i + 2 * W), acc2);
+      acc3 = op(V::load(a + i + 3 * W), V::load(b + i + 3 * W), acc3);
+    }
+    for (; i + W <= n; i += W) acc0 = op(V::load(a + i), V::load(b + i), acc0);
+    if (i < n) {
+      const int64_t rest = n - i;
+      acc1 = op(V::load_partial(a + i, rest, 0.0f), V::load_partial(b + i, rest, 0.0f), acc1);
+    }
+    return V::reduce_add(V::add(V::add(acc0, acc1), V::add(acc2, acc3)));
+  }
+
+  static void add(int64_t n, const float* a, const float* b, float* out) {
+    map2(n, a, b, out, [](Reg x, Reg y) { return V::add(x, y); });
+  }
+  static void mul(int64_t n, const float* a, const float* b, float* out) {
+    map2(n, a, b, out, [](Reg x, Reg y) { return V::mul(x, y); });
+  }
+  static void axpy(int64_t n, float alpha, const float* x, float* y) {
+    const Reg alpha_v = V::set1(alpha);
+    map2(n, x, y, y, [alpha_v](Reg xv, Reg yv) { return V::fma(alpha_v, xv, yv); });
+  }
+  static void scale(int64_t n, float alpha, const float* x, float* out) {
+    const Reg alpha_v = V::set1(alpha);
+    map1(n, x, out, [alpha_v](Reg xv) { return V::mul(alpha_v, xv); });
+  }
+  static float dot(int64_t n, const float* a, const float* b) {
+    return reduce2(n, a, b, [](Reg x, Reg y, Reg acc) { return V::fma(x, y, acc); });
+  }
+  static float sum(int64_t n, const float* x) {
+    return reduce2(n, x, x, [](Reg xv, Reg, Reg acc) { return V::add(xv, acc); });
+  }
+  static void relu_fwd(int64_t n, const float* x, float* y) {
+    map1(n, x, y, [](Reg xv) { return V::where_positive(xv, xv); });
+  }
+  static void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+      V::store(dx + i, V::add(V::load(dx + i), V::where_positive(V::load(x + i), V::load(dy + i))));
+    if (i < n) {
+      const int64_t rest = n - i;
+      const Reg masked = V::where_positive(V::load_partial(x + i, rest, 0.0f),
+                                           V::load_partial(dy + i, rest, 0.0f));
+      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), masked));
+    }
+  }
+  static void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
+    for (int64_t r = 0; r < rows; ++r) add(cols, out + r * cols, bias, out + r * cols);
+  }
+  static void add_channel_bias(int64_t channels, int64_t hw, const float* bias, float* out) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const Reg b = V::set1(bias[c]);
+      map1(hw, out + c * hw, out + c * hw, [b](Reg x) { return V::add(x, b); });
+    }
+  }
+
+  // exp(x) for x ≤ 88.3 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-5 polynomial, ~1 ulp).
+  // Inputs below -87.3 are clamped, giving ≈1.2e-38 instead of a denormal or 0: harmless where
+  // it is used (softmax terms, divided by a row sum ≥ 1).
+  static Reg exp(Reg x) {
+    x = V::max(x, V::set1(-87.3f));
+    const Reg n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
+    Reg r = V::fma(n, V::set1(-0.693359375f), x);
+    r = V::fma(n, V::set1(2.12194440e-4f), r);
+    Reg p = V::set1(1.9875691500e-4f);
+    p = V::fma(p, r, V::set1(1.3981999507e-3f));
+    p = V::fma(p, r, V::set1(8.3334519073e-3f));
+    p = V::fma(p, r, V::set1(4.1665795894e-2f));
+    p = V::fma(p, r, V::set1(1.6666665459e-1f));
+    p = V::fma(p, r, V::set1(5.0000001201e-1f));
+    const Reg e_r = V::add(V::fma(p, V::mul(r, r), r), V::set1(1.0f));
+    return V::mul(e_r, V::pow2(n));
+  }
+
+  static void softmax_xent(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
+                           float* loss, float* probs) {
+    const int64_t full = cols / W * W;
+    const int64_t rest = cols - full;
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* x = logits + row * cols;
+      float* p = probs != nullptr ? probs + row * cols : nullptr;
+      Reg max_v = V::set1(x[0]);
+      for (int64_t j = 0; j < full; j += W) max_v = V::max(max_v, V::load(x + j));
+      if (rest > 0) max_v = V::max(max_v, V::load_partial(x + full, rest, x[0]));
+      const float max = V::reduce_max(max_v);
+      const Reg neg_max = V::set1(-max);
+      Reg sum_v = V::zero();
+      for (int64_t j = 0; j < full; j += W) {
+        const Reg e = exp(V::add(V::load(x + j), neg_max));
+        sum_v = V::add(sum_v, e);
+        if (p != nullptr) V::store(p + j, e);
+      }
+      if (rest > 0) {
+        const Reg e =
+            V::keep_first(exp(V::add(V::load_partial(x + full, rest, max), neg_max)), rest);
+        sum_v = V::add(sum_v, e);
+        if (p != nullptr) V::store_partial(p + full, rest, e);
+      }
+      const float sum = V::reduce_add(sum_v);
+      loss[row] = __builtin_logf(sum) - (x[labels[row]] - max);  // as in ref: offset cancels
+      if (p != nullptr) scale(cols, 1.0f / sum, p, p);
+    }
+  }
+
+  // Row-wise: out row = bias, then for each valid (kh, kw) tap an axpy of the input row segment
+  // whose columns are inside the image (contiguous when SW == 1, strided scalar otherwise).
+  static void dwconv2d(const float* in, int64_t H, int64_t W_in, const float* w, int64_t KH,
+                       int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
+                       int64_t DW, float bias, int64_t OH, int64_t OW, float* out) {
+    const Reg bias_v = V::set1(bias);
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      float* out_row = out + oh * OW;
+      map1(OW, out_row, out_row, [bias_v](Reg) { return bias_v; });
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * SH - PH + kh * DH;
+        if (ih < 0 || ih >= H) continue;
+        const float* in_row = in + ih * W_in;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t offset = kw * DW - PW;  // iw = ow·SW + offset must lie in [0, W_in)
+          const int64_t ow_begin = offset >= 0 ? 0 : (-offset + SW - 1) / SW;
+          const int64_t last_iw = W_in - 1 - offset;
+          const int64_t ow_end = last_iw < 0 ? 0 : (last_iw / SW + 1 < OW ? last_iw / SW + 1 : OW);
+          if (ow_begin >= ow_end) continue;
+          const float tap = w[kh * KW + kw];
+          if (SW == 1) {
+            axpy(ow_end - ow_begin, tap, in_row + ow_begin + offset, out_row + ow_begin);
+          } else {
+            for (int64_t ow = ow_begin; ow < ow_end; ++ow)
+              out_row[ow] += tap * in_row[ow * SW + offset];
+          }
+        }
+      }
+    }
+  }
+
+  static void adam(int64_t n, float* p, const float* g, float* m, float* v, float lr, float b1,
+                   float b2, float eps, float l2, float decoupled_wd, float bc1, float bc2) {
+    const Reg l2_v = V::set1(l2), decay_v = V::set1(lr * decoupled_wd), b1_v = V::set1(b1),
+              b2_v = V::set1(b2), one_minus_b1 = V::set1(1.0f - b1),
+              one_minus_b2 = V::set1(1.0f - b2), lr_v = V::set1(lr), bc1_v = V::set1(bc1),
+              bc2_v = V::set1(bc2), eps_v = V::set1(eps);
+    auto step = [&](Reg pv, Reg gv, Reg& mv, Reg& vv) {
+      const Reg grad = V::fma(l2_v, pv, gv);
+      pv = V::sub(pv, V::mul(decay_v, pv));
+      mv = V::fma(b1_v, mv, V::mul(one_minus_b1, grad));
+      vv = V::fma(b2_v, vv, V::mul(V::mul(one_minus_b2, grad), grad));
+      const Reg denom = V::add(V::sqrt(V::div(vv, bc2_v)), eps_v);
+      return V::sub(pv, V::div(V::mul(lr_v, V::div(mv, bc1_v)), denom));
+    };
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      Reg mv = V::load(m + i), vv = V::load(v + i);
+      V::store(p + i, step(V::load(p + i), V::load(g + i), mv, vv));
+      V::store(m + i, mv);
+      V::store(v + i, vv);
+    }
+    if (i < n) {
+      const int64_t rest = n - i;
+      Reg mv = V::load_partial(m + i, rest, 0.0f), vv = V::load_partial(v + i, rest, 0.0f);
+      V::store_partial(
+          p + i, rest,
+          step(V::load_partial(p + i, rest, 0.0f), V::load_partial(g + i, rest, 0.0f), mv, vv));
+      V::store_partial(m + i, rest, mv);
+      V::store_partial(v + i, rest, vv);
+    }
+  }
+
+  // Points every entry this file implements at this ISA's instantiation.
+  static void fill(KernelTable& t) {
+    t.add = &add;
+    t.mul = &mul;
+    t.axpy = &axpy;
+    t.scale = &scale;
+    t.dot = &dot;
+    t.sum = &sum;
+    t.relu_fwd = &relu_fwd;
+    t.relu_bwd = &relu_bwd;
+    t.add_row_bias = &add_row_bias;
+    t.add_channel_bias = &add_channel_bias;
+    t.softmax_xent = &softmax_xent;
+    t.dwconv2d = &dwconv2d;
+    t.adam = &adam;
+  }
+};
+
+}  // namespace mercury::kernels

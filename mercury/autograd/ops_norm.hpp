@@ -1,0 +1,120 @@
+// mercury/autograd/ops_norm.hpp — batch normalisation over N and spatial dims, per channel.
+//
+// Contract
+// - x is [N, C] or [N, C, H, W] (any trailing dims); gamma, beta [C].
+// - training: normalise with the batch mean and biased variance; if running_mean/var are given,
+//   update them with `momentum` (unbiased variance, as PyTorch). eval: use the running stats and
+//   never write them. Score mode is eval mode: it must leave the running stats untouched.
+// - Backward is exact in both modes (eval mode is an affine map).
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "mercury/autograd/tape.hpp"
+
+namespace mercury::ops {
+
+struct BatchNormState {
+  float* running_mean = nullptr;  // [C], may be null (no tracking)
+  float* running_var = nullptr;   // [C]
+  float momentum = 0.1f;
+  float eps = 1e-5f;
+};
+
+inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState& st,
+                      bool training) {
+  const Shape& xs = x->shape();
+  if (xs.rank < 2 || gamma->numel() != xs[1] || beta->numel() != xs[1]) {
+    throw std::invalid_argument("batch_norm: x " + xs.str() + " needs gamma/beta of [C=" +
+                                (xs.rank >= 2 ? std::to_string(xs[1]) : std::string("?")) +
+                                "], got " + gamma->shape().str() + " / " + beta->shape().str());
+  }
+  const int64_t N = xs[0], C = xs[1], S = x->numel() / (N * C), cnt = N * S;
+  if (training && cnt < 2) {
+    throw std::invalid_argument("batch_norm: training needs more than one value per channel, x " +
+                                xs.str());
+  }
+  if (!training && (!st.running_mean || !st.running_var)) {
+    throw std::invalid_argument("batch_norm: eval mode needs running statistics");
+  }
+  Var y = t.op(xs, [](Node& n, Tape& tp) {
+    Var x = n.in[0], gamma = n.in[1], beta = n.in[2];
+    const int64_t N = n.i[0], C = n.i[1], S = n.i[2];
+    const bool training = n.i[3] != 0;
+    const float* xhat = n.saved[0].data;   // normalised input
+    const float* invstd = n.saved[1].data; // [C]
+    const float* dy = n.grad.data;
+    float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
+    float* dg = gamma->requires_grad ? tp.grad(gamma).data : nullptr;
+    float* dbeta = beta->requires_grad ? tp.grad(beta).data : nullptr;
+    const float inv_cnt = 1.0f / static_cast<float>(N * S);
+    for (int64_t c = 0; c < C; ++c) {
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t o = (i * C + c) * S;
+        for (int64_t s = 0; s < S; ++s) {
+          sum_dy += dy[o + s];
+          sum_dy_xhat += dy[o + s] * xhat[o + s];
+        }
+      }
+      if (dg) dg[c] += static_cast<float>(sum_dy_xhat);
+      if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+      if (!dx) continue;
+      const float k = gamma->value.data[c] * invstd[c];
+      const float mdy = training ? static_cast<float>(sum_dy) * inv_cnt : 0.0f;
+      const float mdyx = training ? static_cast<float>(sum_dy_xhat) * inv_cnt : 0.0f;
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t o = (i * C + c) * S;
+        for (int64_t s = 0; s < S; ++s) dx[o + s] += k * (dy[o + s] - mdy - xhat[o + s] * mdyx);
+      }
+    }
+  }, {x, gamma, beta});
+  Tensor xhat = y->requires_grad ? t.scratch(xs) : Tensor{};
+  Tensor invstd = t.scratch(Shape{C});
+  for (int64_t c = 0; c < C; ++c) {
+    float mean, var;
+    if (training) {
+      double s = 0, s2 = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        const float* p = x->value.data + (i * C + c) * S;
+        for (int64_t j = 0; j < S; ++j) s += p[j];
+      }
+      const double m = s / static_cast<double>(cnt);
+      for (int64_t i = 0; i < N; ++i) {
+        const float* p = x->value.data + (i * C + c) * S;
+        for (int64_t j = 0; j < S; ++j) s2 += (p[j] - m) * (p[j] - m);
+      }
+      mean = static_cast<float>(m);
+      var = static_cast<float>(s2 / static_cast<double>(cnt));
+      if (st.running_mean && st.running_var) {
+        const float unbiased = static_cast<float>(s2 / static_cast<double>(cnt - 1));
+        st.running_mean[c] = (1 - st.momentum) * st.running_mean[c] + st.momentum * mean;
+        st.running_var[c] = (1 - st.momentum) * st.running_var[c] + st.momentum * unbiased;
+      }
+    } else {
+      mean = st.running_mean[c];
+      var = st.running_var[c];
+    }
+    const float is = 1.0f / std::sqrt(var + st.eps);
+    invstd.data[c] = is;
+    const float g = gamma->value.data[c], b = beta->value.data[c];
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t o = (i * C + c) * S;
+      for (int64_t j = 0; j < S; ++j) {
+        const float xh = (x->value.data[o + j] - mean) * is;
+        if (xhat.defined()) xhat.data[o + j] = xh;
+        y->value.data[o + j] = g * xh + b;
+      }
+    }
+  }
+  y->saved[0] = xhat;
+  y->saved[1] = invstd;
+  y->i[0] = N;
+  y->i[1] = C;
+  y->i[2] = S;
+  y->i[3] = training ? 1 : 0;
+  return y;
+}
+
+}  // namespace mercury::ops

@@ -1,0 +1,150 @@
+// In-memory labelled image dataset (uint8 pixels, NCHW) and its IDX loader.
+//
+// Contract:
+//   ImageDataset holds n images of channels x height x width uint8 pixels (NCHW, image i at
+//   pixels[i * image_size()]) and n int32 labels in [0, num_classes).
+//   gather_batch(indices, mean, stddev, out_pixels, out_labels) writes
+//     out_pixels[b, c, y, x] = (pixels[indices[b], c, y, x] / 255 - mean[c]) / stddev[c]
+//     out_labels[b]          = labels[indices[b]]
+//   into caller-owned buffers: no allocation, so it can run every step. Sizes must match
+//   exactly (out_pixels = indices.size() * image_size(), out_labels = indices.size(),
+//   mean/stddev = channels); violations throw std::invalid_argument, an index outside [0, n)
+//   throws std::out_of_range naming the batch position and the index. Read-only: concurrent
+//   gathers into different buffers are safe.
+//   load_idx_pair(images, labels, num_classes) reads an N x H x W ubyte image file and an N ubyte
+//   label file (plain or gzip) and checks that the counts agree and every label is below
+//   num_classes; failures throw DataError naming the file, the record index and the label.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mercury/data/idx.hpp"
+
+namespace mercury::data {
+
+struct ImageDataset {
+  int64_t n = 0;
+  int64_t channels = 0;
+  int64_t height = 0;
+  int64_t width = 0;
+  int64_t num_classes = 0;
+  std::vector<uint8_t> pixels;  // n * channels * height * width, NCHW
+  std::vector<int32_t> labels;  // n, each in [0, num_classes)
+  std::string name;
+
+  int64_t image_size() const { return channels * height * width; }
+
+  void gather_batch(std::span<const int64_t> indices, std::span<const float> mean,
+                    std::span<const float> stddev, std::span<float> out_pixels,
+                    std::span<int32_t> out_labels) const {
+    const size_t batch = indices.size();
+    const size_t per_image = static_cast<size_t>(image_size());
+    const size_t per_channel = static_cast<size_t>(height * width);
+    if (mean.size() != static_cast<size_t>(channels) ||
+        stddev.size() != static_cast<size_t>(channels)) {
+      throw std::invalid_argument("gather_batch on '" + name + "': expected " +
+                                  std::to_string(channels) + " mean/stddev values, found " +
+                                  std::to_string(mean.size()) + "/" +
+                                  std::to_string(stddev.size()));
+    }
+    if (out_pixels.size() != batch * per_image || out_labels.size() != batch) {
+      throw std::invalid_argument("gather_batch on '" + name + "': expected output buffers of " +
+                                  std::to_string(batch * per_image) + " floats and " +
+                                  std::to_string(batch) + " labels, found " +
+                                  std::to_string(out_pixels.size()) + " and " +
+                                  std::to_string(out_labels.size()));
+    }
+    // Per-channel affine map folded once: value * scale + shift.
+    constexpr size_t kMaxChannels = 16;
+    if (channels > static_cast<int64_t>(kMaxChannels)) {
+      throw std::invalid_argument("gather_batch on '" + name + "': expected at most 16 channels" +
+                                  ", found " + std::to_string(channels));
+    }
+    float scale[kMaxChannels];
+    float shift[kMaxChannels];
+    for (int64_t c = 0; c < channels; ++c) {
+      if (!(stddev[c] > 0.0f)) {
+        throw std::invalid_argument("gather_batch on '" + name + "': stddev[" + std::to_string(c) +
+                                    "] must be > 0, found " + std::to_string(stddev[c]));
+      }
+      scale[c] = 1.0f / (255.0f * stddev[c]);
+      shift[c] = -mean[c] / stddev[c];
+    }
+    for (size_t b = 0; b < batch; ++b) {
+      const int64_t index = indices[b];
+      if (index < 0 || index >= n) {
+        throw std::out_of_range("gather_batch on '" + name + "': batch position " +
+                                std::to_string(b) + " has index " + std::to_string(index) +
+                                ", expected 0.." + std::to_string(n - 1));
+      }
+      const uint8_t* source = pixels.data() + static_cast<size_t>(index) * per_image;
+      float* destination = out_pixels.data() + b * per_image;
+      for (int64_t c = 0; c < channels; ++c) {
+        const float s = scale[c];
+        const float t = shift[c];
+        for (size_t i = 0; i < per_channel; ++i) {
+          destination[c * per_channel + i] =
+              static_cast<float>(source[c * per_channel + i]) * s + t;
+        }
+      }
+      out_labels[b] = labels[static_cast<size_t>(index)];
+    }
+  }
+};
+
+// Reads an IDX image file (rank 3: N x H x W, one channel) and an IDX label file (rank 1: N).
+inline ImageDataset load_idx_pair(const std::string& images_path, const std::string& labels_path,
+                                  int64_t num_classes = 10,
+                                  size_t max_bytes = kDefaultIdxMaxBytes) {
+  if (num_classes < 1 || num_classes > 256) {
+    throw std::invalid_argument(
+        "load_idx_pair: num_classes must be 1..256 for ubyte labels, "
+        "found " +
+        std::to_string(num_classes));
+  }
+  IdxArray images = read_idx(images_path, max_bytes);
+  if (images.dims.size() != 3) {
+    throw DataError("IDX file '" + images_path + "': rank at byte offset 3: expected 3 for " +
+                    "images (N x H x W), found " + std::to_string(images.dims.size()));
+  }
+  IdxArray labels = read_idx(labels_path, max_bytes);
+  if (labels.dims.size() != 1) {
+    throw DataError("IDX file '" + labels_path + "': rank at byte offset 3: expected 1 for " +
+                    "labels (N), found " + std::to_string(labels.dims.size()));
+  }
+  if (labels.dims[0] != images.dims[0]) {
+    throw DataError("IDX files '" + images_path + "' and '" + labels_path +
+                    "': record count (dimension 0 at byte offset 4): expected the same number "
+                    "of labels as images (" +
+                    std::to_string(images.dims[0]) + "), found " + std::to_string(labels.dims[0]) +
+                    " labels");
+  }
+  constexpr int64_t kLabelHeaderBytes = 8;  // magic + one dimension
+  ImageDataset dataset;
+  dataset.n = images.dims[0];
+  dataset.channels = 1;
+  dataset.height = images.dims[1];
+  dataset.width = images.dims[2];
+  dataset.num_classes = num_classes;
+  dataset.name = images_path;
+  dataset.labels.resize(labels.data.size());
+  for (size_t i = 0; i < labels.data.size(); ++i) {
+    const int32_t label = labels.data[i];
+    if (label >= num_classes) {
+      throw DataError("IDX file '" + labels_path + "': label of record " + std::to_string(i) +
+                      " at byte offset " + std::to_string(kLabelHeaderBytes + int64_t(i)) +
+                      ": expected 0.." + std::to_string(num_classes - 1) + ", found " +
+                      std::to_string(label));
+    }
+    dataset.labels[i] = label;
+  }
+  dataset.pixels = std::move(images.data);
+  return dataset;
+}
+
+}  // namespace mercury::data

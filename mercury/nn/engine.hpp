@@ -1,0 +1,95 @@
+// mercury/nn/engine.hpp — the three execution modes over one memory plan.
+//
+// Contract
+// - score(): forward only, no tape records, eval-mode normalisation (train-mode on request,
+//   still without touching running statistics), per-sample losses out. Never writes weights,
+//   gradients, BN running statistics or optimizer state. May read weights from a snapshot.
+// - grad(): forward + backward; gradients ACCUMULATE into the model's gradient slab (call
+//   params.zero_grad() between steps; k micro-batches accumulate like one batch when each is
+//   seeded with its share, see `batch_total`). Per-sample weights enter only at the loss seed:
+//   loss = Σ w_i·l_i / B.
+// - The step mode is grad() followed by an optimizer step on the slabs (optim/, train/).
+// - One Engine per thread; each owns its Tape (arena), reused every call: after the first call
+//   of a given batch size nothing is allocated.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "mercury/autograd/ops_loss.hpp"
+#include "mercury/nn/model.hpp"
+
+namespace mercury::nn {
+
+struct ScoreOptions {
+  bool train_mode_norm = false;    // reproduce train-mode BN statistics (stats not written)
+  const float* weights = nullptr;  // parameter snapshot (same layout) or null = live slab
+};
+
+class Engine {
+ public:
+  explicit Engine(Model& m, uint64_t seed = 0) : model_(m), rng_(seed) {}
+
+  // Per-sample losses for B samples. pred (optional) receives the argmax class per sample.
+  void score(const float* x, const int32_t* labels, int64_t B, float* losses,
+             int32_t* pred = nullptr, const ScoreOptions& o = ScoreOptions{}) {
+    tape_.reset();
+    NoGradGuard ng(tape_);
+    scratch_buffers_.resize(static_cast<std::size_t>(model_.params.buffer_size()));
+    float* buffers = nullptr;
+    if (o.train_mode_norm) {  // batch statistics; running-stat updates go to a throwaway copy
+      std::copy(model_.params.buffers(), model_.params.buffers() + model_.params.buffer_size(),
+                scratch_buffers_.begin());
+      buffers = scratch_buffers_.data();
+    }
+    Context ctx{tape_, model_.params, o.train_mode_norm, &rng_, o.weights, buffers};
+    Var logits = forward(ctx, x, B);
+    Var l = ops::softmax_xent(tape_, logits, labels);
+    std::copy(l->value.data, l->value.data + B, losses);
+    if (pred) argmax(logits, pred);
+  }
+
+  // Forward + backward with per-sample weights (null = all ones). Returns Σ w_i·l_i / batch_total
+  // (batch_total defaults to B; pass the full batch size when accumulating micro-batches).
+  // losses (optional) receives the per-sample losses computed on the way.
+  float grad(const float* x, const int32_t* labels, const float* weights, int64_t B,
+             float* losses = nullptr, int64_t batch_total = 0) {
+    tape_.reset();
+    Context ctx{tape_, model_.params, true, &rng_, nullptr, nullptr};
+    Var logits = forward(ctx, x, B);
+    Var l = ops::softmax_xent(tape_, logits, labels);
+    Var loss = ops::weighted_mean(tape_, l, weights);
+    const float share = static_cast<float>(B) / static_cast<float>(batch_total > 0 ? batch_total : B);
+    tape_.backward(loss, Tensor(const_cast<float*>(&share), Shape{1}));
+    if (losses) std::copy(l->value.data, l->value.data + B, losses);
+    return loss->value.data[0] * share;
+  }
+
+  Tape& tape() { return tape_; }
+  std::mt19937_64& rng() { return rng_; }
+  Model& model() { return model_; }
+
+ private:
+  Var forward(Context& ctx, const float* x, int64_t B) {
+    Var in = tape_.leaf(Tensor(const_cast<float*>(x), model_.batch_shape(B)));
+    return model_.net->forward(ctx, in);
+  }
+  static void argmax(Var logits, int32_t* pred) {
+    const int64_t B = logits->shape()[0], K = logits->shape()[1];
+    for (int64_t r = 0; r < B; ++r) {
+      const float* row = logits->value.data + r * K;
+      int32_t best = 0;
+      for (int64_t k = 1; k < K; ++k)
+        if (row[k] > row[best]) best = static_cast<int32_t>(k);
+      pred[r] = best;
+    }
+  }
+
+  Model& model_;
+  Tape tape_;
+  std::mt19937_64 rng_;
+  std::vector<float> scratch_buffers_;
+};
+
+}  // namespace mercury::nn

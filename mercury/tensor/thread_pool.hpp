@@ -1,0 +1,152 @@
+// mercury/tensor/thread_pool.hpp — the engine's one thread pool (one level of parallelism).
+//
+// Contract
+// - parallel_for(n, fn) splits [0, n) into at most threads() contiguous chunks, runs fn(begin,
+//   end, chunk) on them (the caller runs chunk 0) and returns when all are done. Chunk boundaries
+//   depend only on n and threads(), so per-chunk partial results reduced in chunk order are
+//   deterministic for a given thread count.
+// - Nested calls from inside a worker run inline (never two levels at once).
+// - set_threads() must not race with parallel_for(); threads() == 1 never starts a thread.
+// - Default thread count: MERCURY_THREADS if set (validated), else hardware concurrency.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace mercury {
+
+class ThreadPool {
+ public:
+  using ChunkFn = std::function<void(int64_t begin, int64_t end, int chunk)>;
+
+  explicit ThreadPool(int threads) { set_threads(threads); }
+  ~ThreadPool() { stop(); }
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return threads_; }
+
+  void set_threads(int n) {
+    if (n < 1) throw std::invalid_argument("ThreadPool: thread count must be >= 1, got " +
+                                           std::to_string(n));
+    stop();
+    threads_ = n;
+    stopping_ = false;
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { worker(t); });
+  }
+
+  // Number of chunks parallel_for(n) will use.
+  int chunks_for(int64_t n) const {
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_, n)));
+  }
+
+  void parallel_for(int64_t n, const ChunkFn& fn) {
+    if (n <= 0) return;
+    const int chunks = chunks_for(n);
+    if (chunks == 1 || in_worker()) {
+      // Inline: still honour the chunk split so reductions see the same boundaries.
+      for (int c = 0; c < chunks; ++c) fn(bound(n, chunks, c), bound(n, chunks, c + 1), c);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &fn;
+      job_n_ = n;
+      job_chunks_ = chunks;
+      pending_.store(chunks - 1, std::memory_order_relaxed);
+      ++generation_;
+    }
+    cv_.notify_all();
+    in_worker() = true;
+    fn(bound(n, chunks, 0), bound(n, chunks, 1), 0);
+    in_worker() = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  static int64_t bound(int64_t n, int chunks, int c) { return n * c / chunks; }
+  static bool& in_worker() {
+    thread_local bool flag = false;
+    return flag;
+  }
+
+  void worker(int t) {
+    in_worker() = true;
+    uint64_t seen = 0;
+    for (;;) {
+      const ChunkFn* fn;
+      int64_t n;
+      int chunks;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        fn = job_;
+        n = job_n_;
+        chunks = job_chunks_;
+      }
+      if (t < chunks) {
+        (*fn)(bound(n, chunks, t), bound(n, chunks, t + 1), t);
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          std::lock_guard<std::mutex> lk(mu_);
+          done_cv_.notify_one();
+        }
+      }
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  int threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  const ChunkFn* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int job_chunks_ = 1;
+  std::atomic<int> pending_{0};
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+// Thread count from MERCURY_THREADS, else the hardware's.
+inline int default_thread_count() {
+  if (const char* s = std::getenv("MERCURY_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > 1024) {
+      throw std::invalid_argument(std::string("MERCURY_THREADS: expected an integer in [1, 1024], "
+                                              "found '") + s + "'");
+    }
+    return static_cast<int>(v);
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+// The process-wide pool.
+inline ThreadPool& thread_pool() {
+  static ThreadPool pool(default_thread_count());
+  return pool;
+}
+
+}  // namespace mercury

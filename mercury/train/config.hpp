@@ -1,0 +1,183 @@
+// mercury/train/config.hpp — every knob of single-device training, in one struct.
+//
+// Contract
+// - TrainConfig is the one place a knob lives. Its JSON form (to_json/config_from_json) uses the
+//   field names below; the CLI mirrors each key as a flag (`data_dir` ↔ `--data-dir`) from
+//   train_config_help(), so the three can never drift apart.
+// - config_from_json() rejects unknown keys and wrong types with a message naming the key, the
+//   expected type and what was found; validate() checks ranges.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mercury::train {
+
+struct TrainConfig {
+  std::string model = "cnn";
+  std::string data = "fashion-mnist";
+  std::string data_dir;
+  int64_t epochs = 10;
+  int64_t batch = 64;
+  int64_t micro_batch = 0;  // 0: no accumulation
+  double lr = 0.001;
+  std::string optimizer = "adam";
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  std::string schedule = "constant";
+  int64_t warmup_steps = 0;
+  int64_t step_size = 1000;
+  double gamma = 0.1;
+  int64_t threads = 1;
+  int64_t seed = 1;
+  std::string checkpoint;          // written at the end of every epoch (and at the end)
+  int64_t checkpoint_every = 0;    // also every N steps (0: only per epoch)
+  std::string resume;              // checkpoint to resume from
+  std::string metrics;             // JSON-lines file
+  int64_t max_steps = 0;           // stop after N optimizer steps in total (0: no limit)
+  int64_t train_limit = 0;         // use only the first N training samples (0: all)
+  int64_t test_limit = 0;          // evaluate on the first N test samples (0: all)
+  int64_t eval_batch = 128;
+  bool progress = true;            // progress line with ETA on a terminal
+};
+
+// (key, help) for every field, in the order --help shows them.
+inline const std::vector<std::pair<std::string, std::string>>& train_config_help() {
+  static const std::vector<std::pair<std::string, std::string>> h = {
+      {"model", "model name: cnn | mlp"},
+      {"data", "dataset: fashion-mnist"},
+      {"data_dir", "dataset directory (default: the Debian package location)"},
+      {"epochs", "number of epochs"},
+      {"batch", "batch size (samples per optimizer step)"},
+      {"micro_batch", "accumulate gradients over micro-batches of this size (0: off)"},
+      {"lr", "base learning rate"},
+      {"optimizer", "sgd | adam | adamw"},
+      {"momentum", "SGD momentum"},
+      {"nesterov", "SGD Nesterov momentum (true/false)"},
+      {"weight_decay", "weight decay (L2 for sgd/adam, decoupled for adamw)"},
+      {"schedule", "learning-rate schedule: constant | step | cosine"},
+      {"warmup_steps", "linear warm-up steps"},
+      {"step_size", "step schedule: multiply lr by gamma every N steps"},
+      {"gamma", "step schedule factor"},
+      {"threads", "worker threads (1 = deterministic single-thread run)"},
+      {"seed", "random seed (init, shuffling, dropout)"},
+      {"checkpoint", "checkpoint file (safetensors layout) written every epoch"},
+      {"checkpoint_every", "also checkpoint every N steps (0: per epoch only)"},
+      {"resume", "checkpoint to resume from (exact continuation)"},
+      {"metrics", "JSON-lines metrics file"},
+      {"max_steps", "stop after N optimizer steps in total (0: no limit)"},
+      {"train_limit", "use only the first N training samples (0: all)"},
+      {"test_limit", "evaluate on the first N test samples (0: all)"},
+      {"eval_batch", "batch size for evaluation (forward only)"},
+      {"progress", "show a progress line with ETA on a terminal (true/false)"},
+  };
+  return h;
+}
+
+inline nlohmann::json to_json(const TrainConfig& c) {
+  return nlohmann::json{
+      {"model", c.model}, {"data", c.data}, {"data_dir", c.data_dir}, {"epochs", c.epochs},
+      {"batch", c.batch}, {"micro_batch", c.micro_batch}, {"lr", c.lr},
+      {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"nesterov", c.nesterov},
+      {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
+      {"warmup_steps", c.warmup_steps}, {"step_size", c.step_size}, {"gamma", c.gamma},
+      {"threads", c.threads}, {"seed", c.seed}, {"checkpoint", c.checkpoint},
+      {"checkpoint_every", c.checkpoint_every}, {"resume", c.resume}, {"metrics", c.metrics},
+      {"max_steps", c.max_steps}, {"train_limit", c.train_limit}, {"test_limit", c.test_limit},
+      {"eval_batch", c.eval_batch}, {"progress", c.progress}};
+}
+
+inline const char* json_type_name(const nlohmann::json& v) {
+  if (v.is_boolean()) return "boolean";
+  if (v.is_number_integer()) return "integer";
+  if (v.is_number()) return "number";
+  if (v.is_string()) return "string";
+  return v.type_name();
+}
+
+// Overlays `patch` onto the JSON form of `base`, checking keys and types.
+inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConfig& base = {},
+                                    const std::string& source = "config") {
+  if (!patch.is_object()) {
+    throw std::invalid_argument(source + ": expected a JSON object, found " +
+                                std::string(json_type_name(patch)));
+  }
+  nlohmann::json j = to_json(base);
+  for (auto it = patch.begin(); it != patch.end(); ++it) {
+    if (!j.contains(it.key())) {
+      throw std::invalid_argument(source + ": unknown key '" + it.key() +
+                                  "' (see `mercury train --help` for the keys)");
+    }
+    const nlohmann::json& want = j[it.key()];
+    const nlohmann::json& got = it.value();
+    const bool ok = (want.is_boolean() && got.is_boolean()) ||
+                    (want.is_number_integer() && got.is_number_integer()) ||
+                    (want.is_number_float() && got.is_number()) ||
+                    (want.is_string() && got.is_string());
+    if (!ok) {
+      throw std::invalid_argument(source + ": key '" + it.key() + "' expects " +
+                                  json_type_name(want) + ", found " + json_type_name(got) + " " +
+                                  got.dump());
+    }
+    j[it.key()] = got;
+  }
+  TrainConfig c;
+  c.model = j["model"];
+  c.data = j["data"];
+  c.data_dir = j["data_dir"];
+  c.epochs = j["epochs"];
+  c.batch = j["batch"];
+  c.micro_batch = j["micro_batch"];
+  c.lr = j["lr"];
+  c.optimizer = j["optimizer"];
+  c.momentum = j["momentum"];
+  c.nesterov = j["nesterov"];
+  c.weight_decay = j["weight_decay"];
+  c.schedule = j["schedule"];
+  c.warmup_steps = j["warmup_steps"];
+  c.step_size = j["step_size"];
+  c.gamma = j["gamma"];
+  c.threads = j["threads"];
+  c.seed = j["seed"];
+  c.checkpoint = j["checkpoint"];
+  c.checkpoint_every = j["checkpoint_every"];
+  c.resume = j["resume"];
+  c.metrics = j["metrics"];
+  c.max_steps = j["max_steps"];
+  c.train_limit = j["train_limit"];
+  c.test_limit = j["test_limit"];
+  c.eval_batch = j["eval_batch"];
+  c.progress = j["progress"];
+  return c;
+}
+
+inline void validate(const TrainConfig& c) {
+  auto need = [](bool ok, const std::string& what, const std::string& found) {
+    if (!ok) throw std::invalid_argument(what + ", found " + found);
+  };
+  need(c.epochs >= 1, "epochs: expected >= 1", std::to_string(c.epochs));
+  need(c.batch >= 1, "batch: expected >= 1", std::to_string(c.batch));
+  need(c.micro_batch >= 0 && c.micro_batch <= c.batch,
+       "micro_batch: expected 0..batch (" + std::to_string(c.batch) + ")",
+       std::to_string(c.micro_batch));
+  need(c.lr > 0 && c.lr < 100, "lr: expected a value in (0, 100)", std::to_string(c.lr));
+  need(c.momentum >= 0 && c.momentum < 1, "momentum: expected [0, 1)", std::to_string(c.momentum));
+  need(c.weight_decay >= 0, "weight_decay: expected >= 0", std::to_string(c.weight_decay));
+  need(c.threads >= 1 && c.threads <= 1024, "threads: expected 1..1024", std::to_string(c.threads));
+  need(c.seed >= 0, "seed: expected >= 0", std::to_string(c.seed));
+  need(c.checkpoint_every >= 0, "checkpoint_every: expected >= 0", std::to_string(c.checkpoint_every));
+  need(c.max_steps >= 0, "max_steps: expected >= 0", std::to_string(c.max_steps));
+  need(c.train_limit >= 0, "train_limit: expected >= 0", std::to_string(c.train_limit));
+  need(c.test_limit >= 0, "test_limit: expected >= 0", std::to_string(c.test_limit));
+  need(c.eval_batch >= 1, "eval_batch: expected >= 1", std::to_string(c.eval_batch));
+  need(c.warmup_steps >= 0, "warmup_steps: expected >= 0", std::to_string(c.warmup_steps));
+  need(c.step_size >= 1, "step_size: expected >= 1", std::to_string(c.step_size));
+  need(c.gamma > 0, "gamma: expected > 0", std::to_string(c.gamma));
+}
+
+}  // namespace mercury::train

@@ -1,0 +1,345 @@
+// mercury/train/trainer.hpp — single-device training: the step loop, evaluation, metrics,
+// checkpoints and exact resume.
+//
+// Contract
+// - Deterministic: the model init, the per-epoch shuffle (a pure function of seed and epoch),
+//   and dropout (an RNG saved in checkpoints) depend only on the config; with threads = 1 two
+//   runs give bit-identical weights, and save → load → continue equals an uninterrupted run.
+// - The step loop allocates nothing after its first step: batch buffers are sized up front and
+//   the Engine's arena is reused (the planned bytes are printed after step one).
+// - Metrics (JSON lines): "start", one "epoch" line per epoch (epoch, train_loss, test_loss,
+//   test_acc, wall_s, train_samples_per_s, steps, lr), and "done" with peak RSS.
+#pragma once
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <ostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mercury/data/dataset.hpp"
+#include "mercury/io/metrics.hpp"
+#include "mercury/nn/engine.hpp"
+#include "mercury/optim/optimizer.hpp"
+#include "mercury/optim/schedule.hpp"
+#include "mercury/tensor/thread_pool.hpp"
+#include "mercury/train/checkpoint.hpp"
+#include "mercury/train/config.hpp"
+
+namespace mercury::train {
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_test_acc = 0;
+  double final_test_loss = 0;
+  double train_samples_per_s = 0;
+  int64_t peak_rss_bytes = 0;
+};
+
+inline int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+// The sample order of one epoch: a pure function of (seed, epoch).
+inline void epoch_permutation(uint64_t seed, int64_t epoch, std::vector<int64_t>& perm) {
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+  for (int64_t k = static_cast<int64_t>(perm.size()) - 1; k > 0; --k) {
+    std::uniform_int_distribution<int64_t> pick(0, k);
+    std::swap(perm[k], perm[pick(rng)]);
+  }
+}
+
+struct Normalisation {
+  std::vector<float> mean, stddev;
+};
+
+class Trainer {
+ public:
+  Trainer(TrainConfig cfg, nn::Model& model, const data::ImageDataset& train,
+          const data::ImageDataset& test, Normalisation norm, std::ostream& log)
+      : cfg_(std::move(cfg)),
+        model_(model),
+        train_(train),
+        test_(test),
+        norm_(std::move(norm)),
+        log_(log),
+        engine_(model, static_cast<uint64_t>(cfg_.seed)),
+        opt_(optimizer_config(cfg_), model.params.size()),
+        metrics_(cfg_.metrics) {
+    validate(cfg_);
+    thread_pool().set_threads(static_cast<int>(cfg_.threads));
+    n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.n) : train_.n;
+    n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.n) : test_.n;
+    if (n_train_ < 1) throw std::invalid_argument("training set is empty");
+    schedule_.kind = optim::LrSchedule::parse(cfg_.schedule);
+    schedule_.base_lr = static_cast<float>(cfg_.lr);
+    schedule_.warmup_steps = cfg_.warmup_steps;
+    schedule_.step_size = cfg_.step_size;
+    schedule_.gamma = static_cast<float>(cfg_.gamma);
+    schedule_.total_steps = cfg_.epochs * steps_per_epoch();
+    if (!cfg_.resume.empty()) resume(cfg_.resume);
+  }
+
+  static optim::OptimizerConfig optimizer_config(const TrainConfig& c) {
+    optim::OptimizerConfig o;
+    o.kind = optim::parse_kind(c.optimizer);
+    o.momentum = static_cast<float>(c.momentum);
+    o.nesterov = c.nesterov;
+    o.weight_decay = static_cast<float>(c.weight_decay);
+    return o;
+  }
+
+  int64_t steps_per_epoch() const { return (n_train_ + cfg_.batch - 1) / cfg_.batch; }
+  const Cursor& cursor() const { return cursor_; }
+  optim::Optimizer& optimizer() { return opt_; }
+
+  TrainResult run() {
+    const int64_t B = cfg_.batch, S = model_.sample_numel();
+    const int64_t micro = cfg_.micro_batch ? cfg_.micro_batch : B;
+    std::vector<float> x(static_cast<std::size_t>(B * S));
+    std::vector<int32_t> y(static_cast<std::size_t>(B));
+    std::vector<int64_t> perm(static_cast<std::size_t>(n_train_));
+    TrainResult result;
+    metrics_.write({{"event", "start"},
+                    {"model", model_.name},
+                    {"params", model_.params.count()},
+                    {"train_samples", n_train_},
+                    {"test_samples", n_test_},
+                    {"kernels", kernels::isa_name(kernels::table().isa)},
+                    {"config", to_json(cfg_)}});
+    log_ << "model " << model_.name << ": " << model_.params.count() << " parameters; "
+         << n_train_ << " train / " << n_test_ << " test samples; kernels "
+         << kernels::isa_name(kernels::table().isa) << "; threads " << cfg_.threads << "\n";
+    const auto t0 = clock::now();
+    double train_seconds = 0;
+    int64_t samples_done = 0;
+    bool stop = false;
+    for (int64_t epoch = cursor_.epoch; epoch < cfg_.epochs && !stop; ++epoch) {
+      epoch_permutation(static_cast<uint64_t>(cfg_.seed), epoch, perm);
+      double loss_sum = 0;
+      int64_t loss_count = 0;
+      const auto te = clock::now();
+      int64_t epoch_samples = 0;
+      for (int64_t s = cursor_.step_in_epoch; s < steps_per_epoch(); ++s) {
+        const int64_t begin = s * B, count = std::min(B, n_train_ - begin);
+        model_.params.zero_grad();
+        float loss = 0;
+        for (int64_t m0 = 0; m0 < count; m0 += micro) {
+          const int64_t mc = std::min(micro, count - m0);
+          train_.gather_batch(std::span<const int64_t>(perm.data() + begin + m0, mc),
+                              norm_.mean, norm_.stddev,
+                              std::span<float>(x.data(), static_cast<std::size_t>(mc * S)),
+                              std::span<int32_t>(y.data(), static_cast<std::size_t>(mc)));
+          loss += engine_.grad(x.data(), y.data(), nullptr, mc, nullptr, count);
+        }
+        opt_.step(model_.params.values(), model_.params.grads(), schedule_.at(cursor_.global_step));
+        ++cursor_.global_step;
+        cursor_.step_in_epoch = s + 1;
+        loss_sum += loss;
+        ++loss_count;
+        epoch_samples += count;
+        if (cursor_.global_step == 1 + start_step_) report_memory();
+        if (cfg_.checkpoint_every && cursor_.global_step % cfg_.checkpoint_every == 0 &&
+            !cfg_.checkpoint.empty() && s + 1 < steps_per_epoch()) {
+          save(cfg_.checkpoint);
+        }
+        progress(epoch, s + 1, loss_sum / static_cast<double>(loss_count), te);
+        if (cfg_.max_steps && cursor_.global_step >= cfg_.max_steps) {
+          stop = true;
+          break;
+        }
+      }
+      const double epoch_train_s = seconds_since(te);
+      train_seconds += epoch_train_s;
+      samples_done += epoch_samples;
+      if (cursor_.step_in_epoch >= steps_per_epoch()) {
+        cursor_.epoch = epoch + 1;
+        cursor_.step_in_epoch = 0;
+      }
+      clear_progress();
+      const EvalResult ev = evaluate();
+      const double sps = epoch_train_s > 0 ? static_cast<double>(epoch_samples) / epoch_train_s : 0;
+      const double train_loss = loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0;
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "epoch %3lld  train_loss %.4f  test_loss %.4f  test_acc %6.2f%%  "
+                    "%.0f samples/s  %.1fs\n",
+                    static_cast<long long>(epoch + 1), train_loss, ev.loss, 100.0 * ev.accuracy,
+                    sps, seconds_since(t0));
+      log_ << line << std::flush;
+      metrics_.write({{"event", "epoch"},
+                      {"epoch", epoch + 1},
+                      {"train_loss", train_loss},
+                      {"test_loss", ev.loss},
+                      {"test_acc", ev.accuracy},
+                      {"wall_s", seconds_since(t0)},
+                      {"train_samples_per_s", sps},
+                      {"steps", cursor_.global_step},
+                      {"lr", schedule_.at(cursor_.global_step)}});
+      if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
+      result.final_test_acc = ev.accuracy;
+      result.final_test_loss = ev.loss;
+    }
+    result.steps = cursor_.global_step;
+    result.train_samples_per_s =
+        train_seconds > 0 ? static_cast<double>(samples_done) / train_seconds : 0;
+    result.peak_rss_bytes = peak_rss_bytes();
+    metrics_.write({{"event", "done"},
+                    {"steps", result.steps},
+                    {"test_acc", result.final_test_acc},
+                    {"train_samples_per_s", result.train_samples_per_s},
+                    {"wall_s", seconds_since(t0)},
+                    {"peak_rss_bytes", result.peak_rss_bytes}});
+    log_ << "done: " << result.steps << " steps, test_acc "
+         << 100.0 * result.final_test_acc << "%, peak RSS " << (result.peak_rss_bytes >> 20)
+         << " MiB\n";
+    return result;
+  }
+
+  // Forward-only evaluation (score mode) on the test set.
+  EvalResult evaluate() {
+    const int64_t E = std::min(cfg_.eval_batch, std::max<int64_t>(n_test_, 1));
+    const int64_t S = model_.sample_numel();
+    eval_x_.resize(static_cast<std::size_t>(E * S));
+    eval_y_.resize(static_cast<std::size_t>(E));
+    eval_loss_.resize(static_cast<std::size_t>(E));
+    eval_pred_.resize(static_cast<std::size_t>(E));
+    eval_idx_.resize(static_cast<std::size_t>(E));
+    double loss = 0;
+    int64_t correct = 0;
+    for (int64_t b = 0; b < n_test_; b += E) {
+      const int64_t c = std::min(E, n_test_ - b);
+      std::iota(eval_idx_.begin(), eval_idx_.begin() + c, b);
+      test_.gather_batch(std::span<const int64_t>(eval_idx_.data(), c), norm_.mean, norm_.stddev,
+                         std::span<float>(eval_x_.data(), static_cast<std::size_t>(c * S)),
+                         std::span<int32_t>(eval_y_.data(), static_cast<std::size_t>(c)));
+      engine_.score(eval_x_.data(), eval_y_.data(), c, eval_loss_.data(), eval_pred_.data());
+      for (int64_t r = 0; r < c; ++r) {
+        loss += eval_loss_[r];
+        correct += eval_pred_[r] == eval_y_[r];
+      }
+    }
+    if (n_test_ == 0) return {};
+    return {loss / static_cast<double>(n_test_),
+            static_cast<double>(correct) / static_cast<double>(n_test_)};
+  }
+
+  void save(const std::string& path) {
+    std::ostringstream rng;
+    rng << engine_.rng();
+    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump());
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static double seconds_since(clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  }
+
+  void resume(const std::string& path) {
+    LoadedState s = load_checkpoint(path, model_, opt_);
+    // The data order depends on these; resuming with other values would not continue the run.
+    const TrainConfig saved = config_from_json(nlohmann::json::parse(s.config_json), {},
+                                               "checkpoint '" + path + "' config");
+    auto same = [&](const char* key, int64_t a, int64_t b) {
+      if (a != b) {
+        throw std::invalid_argument("resume from '" + path + "': " + key + " was " +
+                                    std::to_string(b) + " in the checkpoint, now " +
+                                    std::to_string(a) + " (it fixes the data order)");
+      }
+    };
+    same("seed", cfg_.seed, saved.seed);
+    same("batch", cfg_.batch, saved.batch);
+    same("train_limit", cfg_.train_limit, saved.train_limit);
+    std::istringstream rng(s.rng_state);
+    rng >> engine_.rng();
+    if (rng.fail()) {
+      throw std::invalid_argument("resume from '" + path + "': RNG state in metadata is corrupt");
+    }
+    if (s.cursor.step_in_epoch > steps_per_epoch()) {
+      throw std::invalid_argument("resume from '" + path + "': cursor step " +
+                                  std::to_string(s.cursor.step_in_epoch) + " exceeds " +
+                                  std::to_string(steps_per_epoch()) + " steps per epoch");
+    }
+    cursor_ = s.cursor;
+    start_step_ = cursor_.global_step;
+    start_epoch_ = cursor_.epoch;
+    start_step_in_epoch_ = cursor_.step_in_epoch;
+    log_ << "resumed from " << path << " at epoch " << cursor_.epoch + 1 << ", step "
+         << cursor_.global_step << "\n";
+  }
+
+  void report_memory() {
+    const auto& ps = model_.params;
+    const double mib = 1.0 / (1 << 20);
+    int64_t opt_bytes = 0;
+    for (const auto& [name, t] : opt_.state()) opt_bytes += t.numel() * 4;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "memory plan: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, "
+                  "activations+scratch %.2f MiB (arena, %zu block)\n",
+                  ps.size() * 4 * mib, ps.size() * 4 * mib, opt_bytes * mib,
+                  engine_.tape().arena().capacity_bytes() * mib, engine_.tape().arena().blocks());
+    log_ << line;
+  }
+
+  void progress(int64_t epoch, int64_t step, double loss, clock::time_point te) {
+    if (!cfg_.progress || !isatty(2)) return;
+    const auto now = clock::now();
+    if (now - last_progress_ < std::chrono::milliseconds(250) && step != steps_per_epoch()) return;
+    last_progress_ = now;
+    const double el = seconds_since(te);
+    const int64_t done = step - (epoch == resume_epoch() ? resume_step() : 0);
+    const double per = done > 0 ? el / static_cast<double>(done) : 0;
+    const double eta = per * static_cast<double>(steps_per_epoch() - step);
+    std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %ds   ",
+                 static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.epochs),
+                 static_cast<long long>(step), static_cast<long long>(steps_per_epoch()), loss,
+                 per > 0 ? static_cast<double>(cfg_.batch) / per : 0.0, static_cast<int>(eta));
+    progress_shown_ = true;
+  }
+  void clear_progress() {
+    if (progress_shown_) std::fprintf(stderr, "\r%100s\r", "");
+    progress_shown_ = false;
+  }
+  int64_t resume_epoch() const { return start_epoch_; }
+  int64_t resume_step() const { return start_step_in_epoch_; }
+
+  TrainConfig cfg_;
+  nn::Model& model_;
+  const data::ImageDataset& train_;
+  const data::ImageDataset& test_;
+  Normalisation norm_;
+  std::ostream& log_;
+  nn::Engine engine_;
+  optim::Optimizer opt_;
+  optim::LrSchedule schedule_;
+  io::MetricsWriter metrics_;
+  Cursor cursor_;
+  int64_t n_train_ = 0, n_test_ = 0;
+  int64_t start_step_ = 0, start_epoch_ = 0, start_step_in_epoch_ = 0;
+  clock::time_point last_progress_{};
+  bool progress_shown_ = false;
+  std::vector<float> eval_x_, eval_loss_;
+  std::vector<int32_t> eval_y_, eval_pred_;
+  std::vector<int64_t> eval_idx_;
+};
+
+}  // namespace mercury::train

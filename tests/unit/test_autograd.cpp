@@ -1,0 +1,297 @@
+// Gradient checks for every op and layer, and the tape/arena invariants.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "mercury/autograd/gradcheck.hpp"
+#include "mercury/autograd/ops_basic.hpp"
+#include "mercury/autograd/ops_conv.hpp"
+#include "mercury/autograd/ops_linear.hpp"
+#include "mercury/autograd/ops_loss.hpp"
+#include "mercury/autograd/ops_norm.hpp"
+#include "mercury/autograd/ops_pool.hpp"
+
+using namespace mercury;
+
+namespace {
+
+// Owns test inputs; values uniform in [lo, hi], optionally pushed away from 0 (ReLU kinks).
+struct Inputs {
+  std::vector<AlignedBuffer> bufs;
+  std::vector<Tensor> tensors;
+  std::mt19937_64 rng{42};
+  Tensor add(Shape s, float lo = -1.0f, float hi = 1.0f, float avoid = 0.0f) {
+    bufs.emplace_back(s.numel());
+    Tensor t = bufs.back().tensor(s);
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (int64_t j = 0; j < t.numel(); ++j) {
+      float v = u(rng);
+      if (avoid > 0 && std::abs(v) < avoid) v = v < 0 ? v - avoid : v + avoid;
+      t.data[j] = v;
+    }
+    tensors.push_back(t);
+    return t;
+  }
+};
+
+void expect_ok(const GradcheckResult& r) {
+  INFO(r.worst);
+  CHECK(r.checked > 0);
+  CHECK(r.ok);
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck catches a wrong backward rule") {
+  // A deliberately wrong op: y = 2x with backward claiming dy/dx = 1.
+  Inputs in;
+  in.add(Shape{5});
+  auto r = gradcheck(
+      [](Tape& t, const std::vector<Var>& v) {
+        Var y = t.op(v[0]->shape(), [](Node& n, Tape& tp) {
+          kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
+        }, {v[0]});
+        kernels::table().scale(v[0]->numel(), 2.0f, v[0]->value.data, y->value.data);
+        return y;
+      },
+      in.tensors);
+  CHECK_FALSE(r.ok);
+  CHECK(r.worst.find("analytic") != std::string::npos);
+}
+
+TEST_CASE("element-wise ops and activations pass gradcheck") {
+  Inputs in;
+  in.add(Shape{3, 7}, -2, 2, 0.05f);
+  in.add(Shape{3, 7}, -2, 2, 0.05f);
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::add(t, v[0], v[1]); },
+                      in.tensors));
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::mul(t, v[0], v[1]); },
+                      in.tensors));
+  const std::vector<Tensor> one{in.tensors[0]};
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::relu(t, v[0]); }, one));
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::sigmoid(t, v[0]); }, one));
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::tanh(t, v[0]); }, one));
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::gelu(t, v[0]); }, one));
+  Inputs r6;  // keep away from both kinks of relu6 (0 and 6)
+  Tensor x = r6.add(Shape{20}, -3, 9, 0.05f);
+  for (int64_t j = 0; j < x.numel(); ++j)
+    if (std::abs(x.data[j] - 6.0f) < 0.05f) x.data[j] += 0.1f;
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::relu6(t, v[0]); },
+                      r6.tensors));
+}
+
+TEST_CASE("reshape, flatten, concat and dropout pass gradcheck") {
+  Inputs in;
+  in.add(Shape{2, 3, 2, 2});
+  in.add(Shape{2, 5, 2, 2});
+  expect_ok(gradcheck(
+      [](Tape& t, const std::vector<Var>& v) {
+        return ops::mul(t, ops::flatten(t, v[0]), ops::reshape(t, v[0], Shape{2, 12}));
+      },
+      {in.tensors[0]}));
+  for (int dim : {0, 1, 3}) {
+    Inputs c;
+    Shape sb{2, 3, 2, 2};
+    sb[dim] = 4;
+    c.add(Shape{2, 3, 2, 2});
+    c.add(sb);
+    expect_ok(gradcheck([dim](Tape& t, const std::vector<Var>& v) {
+      return ops::concat(t, v[0], v[1], dim);
+    }, c.tensors));
+  }
+  expect_ok(gradcheck(
+      [](Tape& t, const std::vector<Var>& v) {
+        std::mt19937_64 rng(7);  // same mask on every evaluation
+        return ops::dropout(t, v[0], 0.3f, true, rng);
+      },
+      {in.tensors[1]}));
+}
+
+TEST_CASE("concat rejects mismatched shapes with both shapes named") {
+  Tape t;
+  AlignedBuffer a(6), b(8);
+  Var va = t.leaf(a.tensor(Shape{2, 3})), vb = t.leaf(b.tensor(Shape{2, 4}));
+  CHECK_THROWS_WITH(ops::concat(t, va, vb, 0), doctest::Contains("[2,3] and [2,4]"));
+}
+
+TEST_CASE("linear passes gradcheck with and without bias, 2-D and 3-D input") {
+  for (bool bias : {true, false}) {
+    Inputs in;
+    in.add(Shape{4, 5});
+    in.add(Shape{3, 5});
+    if (bias) in.add(Shape{3});
+    expect_ok(gradcheck([bias](Tape& t, const std::vector<Var>& v) {
+      return ops::linear(t, v[0], v[1], bias ? v[2] : nullptr);
+    }, in.tensors));
+  }
+  Inputs in3;
+  in3.add(Shape{2, 3, 5});
+  in3.add(Shape{4, 5});
+  in3.add(Shape{4});
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) {
+    return ops::linear(t, v[0], v[1], v[2]);
+  }, in3.tensors));
+}
+
+TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise, pointwise") {
+  struct Case {
+    int64_t C, O, K, stride, pad, dil, groups, H;
+    const char* what;
+  };
+  const Case cases[] = {
+      {2, 3, 3, 1, 0, 1, 1, 5, "plain 3x3"},   {2, 4, 3, 2, 1, 1, 1, 6, "stride 2 pad 1"},
+      {2, 2, 3, 1, 2, 2, 1, 6, "dilation 2"},  {4, 6, 3, 1, 1, 1, 2, 5, "groups 2"},
+      {3, 3, 3, 1, 1, 1, 3, 5, "depthwise"},   {3, 3, 3, 2, 1, 1, 3, 6, "depthwise stride 2"},
+      {3, 4, 1, 1, 0, 1, 1, 4, "pointwise 1x1"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    Inputs in;
+    in.add(Shape{2, c.C, c.H, c.H});
+    in.add(Shape{c.O, c.C / c.groups, c.K, c.K});
+    in.add(Shape{c.O});
+    ops::Conv2dParams p{c.stride, c.stride, c.pad, c.pad, c.dil, c.dil, c.groups};
+    expect_ok(gradcheck([&p](Tape& t, const std::vector<Var>& v) {
+      return ops::conv2d(t, v[0], v[1], v[2], p);
+    }, in.tensors));
+  }
+}
+
+TEST_CASE("conv2d forward equals a direct convolution") {
+  Inputs in;
+  Tensor x = in.add(Shape{1, 2, 5, 5}), w = in.add(Shape{3, 2, 3, 3}), b = in.add(Shape{3});
+  ops::Conv2dParams p{2, 2, 1, 1, 1, 1, 1};
+  Tape t;
+  Var y = ops::conv2d(t, t.leaf(x), t.leaf(w), t.leaf(b), p);
+  REQUIRE(y->shape() == Shape{1, 3, 3, 3});
+  for (int o = 0; o < 3; ++o)
+    for (int oh = 0; oh < 3; ++oh)
+      for (int ow = 0; ow < 3; ++ow) {
+        double s = b.data[o];
+        for (int c = 0; c < 2; ++c)
+          for (int kh = 0; kh < 3; ++kh)
+            for (int kw = 0; kw < 3; ++kw) {
+              const int ih = oh * 2 - 1 + kh, iw = ow * 2 - 1 + kw;
+              if (ih < 0 || ih >= 5 || iw < 0 || iw >= 5) continue;
+              s += x.data[(c * 5 + ih) * 5 + iw] * w.data[((o * 2 + c) * 3 + kh) * 3 + kw];
+            }
+        CHECK(y->value.data[(o * 3 + oh) * 3 + ow] == doctest::Approx(s).epsilon(1e-5));
+      }
+}
+
+TEST_CASE("pooling passes gradcheck") {
+  Inputs in;
+  // Distinct values spaced > 2·eps apart so max-pool has no near-ties.
+  Tensor x = in.add(Shape{2, 2, 6, 6});
+  std::vector<int> order(static_cast<std::size_t>(x.numel()));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), in.rng);
+  for (int64_t j = 0; j < x.numel(); ++j) x.data[j] = 0.05f * static_cast<float>(order[j]);
+  ops::Pool2dParams mp{2, 2, 2, 2, 0, 0}, mp_pad{3, 3, 2, 2, 1, 1};
+  ops::Pool2dParams ap{3, 3, 1, 1, 1, 1};
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp); }, in.tensors));
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp_pad); }, in.tensors));
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::avg_pool2d(t, v[0], ap); }, in.tensors));
+  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::global_avg_pool(t, v[0]); }, in.tensors));
+}
+
+TEST_CASE("batch norm passes gradcheck in train and eval mode") {
+  for (bool training : {true, false}) {
+    INFO("training = " << training);
+    Inputs in;
+    in.add(Shape{4, 3, 2, 2}, -2, 2);
+    in.add(Shape{3}, 0.5f, 1.5f);
+    in.add(Shape{3});
+    std::vector<float> rm{0.1f, -0.2f, 0.3f}, rv{0.9f, 1.2f, 0.7f};
+    ops::BatchNormState st{training ? nullptr : rm.data(), training ? nullptr : rv.data(), 0.1f,
+                           1e-5f};
+    expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
+      return ops::batch_norm(t, v[0], v[1], v[2], st, training);
+    }, in.tensors));
+  }
+  Inputs in2;  // 2-D input [N, C]
+  in2.add(Shape{6, 3}, -2, 2);
+  in2.add(Shape{3}, 0.5f, 1.5f);
+  in2.add(Shape{3});
+  ops::BatchNormState st{};
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
+    return ops::batch_norm(t, v[0], v[1], v[2], st, true);
+  }, in2.tensors));
+}
+
+TEST_CASE("batch norm eval never writes running stats; train updates them like PyTorch") {
+  Inputs in;
+  Tensor x = in.add(Shape{4, 2}), g = in.add(Shape{2}), b = in.add(Shape{2});
+  std::vector<float> rm{0, 0}, rv{1, 1};
+  Tape t;
+  ops::BatchNormState st{rm.data(), rv.data(), 0.1f, 1e-5f};
+  ops::batch_norm(t, t.leaf(x), t.leaf(g), t.leaf(b), st, false);
+  CHECK(rm == std::vector<float>{0, 0});
+  CHECK(rv == std::vector<float>{1, 1});
+  ops::batch_norm(t, t.leaf(x), t.leaf(g), t.leaf(b), st, true);
+  double mean0 = 0, var0 = 0;
+  for (int i = 0; i < 4; ++i) mean0 += x.data[i * 2] / 4.0;
+  for (int i = 0; i < 4; ++i) var0 += (x.data[i * 2] - mean0) * (x.data[i * 2] - mean0) / 3.0;
+  CHECK(rm[0] == doctest::Approx(0.1 * mean0).epsilon(1e-5));
+  CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * var0).epsilon(1e-5));
+}
+
+TEST_CASE("softmax cross-entropy gives per-sample losses and passes gradcheck") {
+  Inputs in;
+  in.add(Shape{4, 5}, -3, 3);
+  const int32_t labels[4] = {0, 3, 4, 1};
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
+    return ops::softmax_xent(t, v[0], labels);
+  }, in.tensors));
+  const float w[4] = {0.5f, 2.0f, 1.0f, 0.25f};
+  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
+    return ops::weighted_mean(t, ops::softmax_xent(t, v[0], labels), w);
+  }, in.tensors));
+  // Values: loss_r = logsumexp - logit[label].
+  Tape t;
+  Var l = ops::softmax_xent(t, t.leaf(in.tensors[0]), labels);
+  for (int r = 0; r < 4; ++r) {
+    double m = 0;
+    for (int k = 0; k < 5; ++k) m += std::exp(static_cast<double>(in.tensors[0].data[r * 5 + k]));
+    CHECK(l->value.data[r] ==
+          doctest::Approx(std::log(m) - in.tensors[0].data[r * 5 + labels[r]]).epsilon(1e-5));
+  }
+  const int32_t bad[4] = {0, 5, 1, 1};
+  CHECK_THROWS_WITH(ops::softmax_xent(t, t.leaf(in.tensors[0]), bad),
+                    doctest::Contains("label 5 of sample 1 is outside [0, 5)"));
+}
+
+TEST_CASE("no-grad mode records no backward and computes the same values") {
+  Inputs in;
+  Tensor x = in.add(Shape{2, 4}), w = in.add(Shape{3, 4});
+  AlignedBuffer gw(12);
+  Tape t;
+  Var y1 = ops::relu(t, ops::linear(t, t.leaf(x), t.leaf(w, gw.tensor(w.shape), true), nullptr));
+  CHECK(y1->requires_grad);
+  std::vector<float> with_grad(y1->value.data, y1->value.data + 6);
+  NoGradGuard ng(t);
+  Var y2 = ops::relu(t, ops::linear(t, t.leaf(x), t.leaf(w, gw.tensor(w.shape), true), nullptr));
+  CHECK_FALSE(y2->requires_grad);
+  CHECK(!y2->backward);
+  CHECK(std::vector<float>(y2->value.data, y2->value.data + 6) == with_grad);
+}
+
+TEST_CASE("a step of the same shapes allocates nothing after warm-up") {
+  Inputs in;
+  Tensor x = in.add(Shape{8, 2, 6, 6}), w = in.add(Shape{4, 2, 3, 3});
+  AlignedBuffer gw(w.numel());
+  ops::Conv2dParams p{};
+  Tape t;
+  int64_t allocs_after_two = 0;
+  for (int step = 0; step < 5; ++step) {
+    t.reset();
+    Var y = ops::relu(t, ops::conv2d(t, t.leaf(x), t.leaf(w, gw.tensor(w.shape), true), nullptr, p));
+    Var l = ops::global_avg_pool(t, y);
+    Tensor seed = t.scratch(l->shape());
+    seed.fill(1.0f);
+    t.backward(l, seed);
+    if (step == 1) allocs_after_two = t.arena().allocations();
+  }
+  CHECK(t.arena().blocks() == 1);
+  CHECK(t.arena().allocations() == allocs_after_two);
+}
