@@ -48,8 +48,8 @@ struct TableRegistry {
 MERCURY_KERNELS_API const TableRegistry& registry() {
   static const TableRegistry built = [] {
     TableRegistry r;
-    for (Isa isa : kAllIsas) {
-      const int i = static_cast<int>(isa);
+    for (int i = 0; i < kIsaCount; ++i) {
+      const Isa isa = kAllIsas[i];  // kAllIsas[i] has the value i
       r.supported[i] = isa <= kBuildMaxIsa && isa_supported(isa);
       if (!r.supported[i]) continue;
       ref::fill_table(r.tables[i]);

@@ -2,13 +2,15 @@
 //
 // GemmDriver<Microkernel, MC, KC, NC>::sgemm implements KernelTable::sgemm (row-major,
 // C = alpha·op(A)·op(B) + beta·C, beta == 0 ⇒ C not read) the BLIS way:
-//   for jc (NC columns of C)      : pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels
-//     for pc (KC of the K dim)    :
-//       for ic (MC rows of C)     : pack op(A)[ic:ic+MC, pc:pc+KC] into MR-tall panels
+//   for jc (NC columns of C)      :
+//     for pc (KC of the K dim)    : pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels
+//       for ic (MC rows of C)     :
 //         for jr, ir              : Microkernel::run on one MR×NR tile of C
-// Packing absorbs both transposes and the leading dimensions, and zero-pads the last panels, so
-// micro-kernels only ever see full MR×NR tiles of packed data; they store just the mr×nr corner
-// that exists. beta is applied on the first K block, 1 on the following ones.
+// Only B is packed (absorbing tb, ldb and the zero padding of the last panel). A is read in
+// place through (row, k) strides — either transpose is just a stride swap — because at this
+// engine's shapes (M ≤ 800, K ≤ 1024) an A block stays in L2 anyway and packing it cost as much
+// as the multiply when N is small. Micro-kernels compute full MR×NR tiles and store only the
+// mr×nr corner that exists. beta is applied on the first K block, 1 on the following ones.
 //
 // GemmMicrokernel<V, MR, NV> is a register-tiled MR × (NV·V::width) kernel written once over a
 // SIMD vector type V (interface documented in kernels/simd_kernels.hpp); each ISA header names

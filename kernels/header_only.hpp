@@ -49,7 +49,7 @@ inline bool isa_supported(Isa isa) {
   }
 }
 
-inline void fill_isa_table(Isa isa, KernelTable& t) {
+inline void fill_isa_table(Isa isa, [[maybe_unused]] KernelTable& t) {
   switch (isa) {
 #if defined(MERCURY_KERNELS_INLINE_AVX2)
     case Isa::avx2:

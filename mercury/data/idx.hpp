@@ -231,6 +231,7 @@ inline IdxArray parse_idx(ByteSource& raw, std::optional<uint64_t> raw_size,
 
   ByteSource* source = &raw;
   bool compressed = false;
+  const std::optional<uint64_t> input_size = raw_size;
 #ifdef MERCURY_HAVE_ZLIB
   std::unique_ptr<GzipSource> gzip;
 #endif
@@ -325,7 +326,14 @@ inline IdxArray parse_idx(ByteSource& raw, std::optional<uint64_t> raw_size,
     return result;
   }
 
-  // Unknown size (gzip, pipes): grow the buffer with the data actually produced.
+  // Unknown size (gzip, pipes): grow the buffer with the data actually produced. For gzip of a
+  // known compressed size, deflate cannot expand more than ~1032:1, so the promised size is
+  // reserved up front when that bound allows it: one allocation, no doubling (which would hold
+  // old and new buffers at once and double the peak memory of loading a dataset).
+  constexpr uint64_t kMaxDeflateRatio = 1032;
+  if (compressed && input_size && element_count <= *input_size * kMaxDeflateRatio) {
+    result.data.reserve(element_count);
+  }
   constexpr size_t kFirstChunk = size_t{1} << 16;
   size_t filled = 0;
   while (filled < element_count) {

@@ -33,7 +33,7 @@ struct TrainConfig {
   int64_t warmup_steps = 0;
   int64_t step_size = 1000;
   double gamma = 0.1;
-  int64_t threads = 1;
+  int64_t threads = 0;             // 0: MERCURY_THREADS or all cores
   int64_t seed = 1;
   std::string checkpoint;          // written at the end of every epoch (and at the end)
   int64_t checkpoint_every = 0;    // also every N steps (0: only per epoch)
@@ -64,7 +64,7 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"warmup_steps", "linear warm-up steps"},
       {"step_size", "step schedule: multiply lr by gamma every N steps"},
       {"gamma", "step schedule factor"},
-      {"threads", "worker threads (1 = deterministic single-thread run)"},
+      {"threads", "worker threads; 0 = MERCURY_THREADS or all cores (results are bit-reproducible for a fixed count)"},
       {"seed", "random seed (init, shuffling, dropout)"},
       {"checkpoint", "checkpoint file (safetensors layout) written every epoch"},
       {"checkpoint_every", "also checkpoint every N steps (0: per epoch only)"},
@@ -168,7 +168,7 @@ inline void validate(const TrainConfig& c) {
   need(c.lr > 0 && c.lr < 100, "lr: expected a value in (0, 100)", std::to_string(c.lr));
   need(c.momentum >= 0 && c.momentum < 1, "momentum: expected [0, 1)", std::to_string(c.momentum));
   need(c.weight_decay >= 0, "weight_decay: expected >= 0", std::to_string(c.weight_decay));
-  need(c.threads >= 1 && c.threads <= 1024, "threads: expected 1..1024", std::to_string(c.threads));
+  need(c.threads >= 0 && c.threads <= 1024, "threads: expected 0..1024", std::to_string(c.threads));
   need(c.seed >= 0, "seed: expected >= 0", std::to_string(c.seed));
   need(c.checkpoint_every >= 0, "checkpoint_every: expected >= 0", std::to_string(c.checkpoint_every));
   need(c.max_steps >= 0, "max_steps: expected >= 0", std::to_string(c.max_steps));

@@ -84,6 +84,7 @@ class Trainer {
         opt_(optimizer_config(cfg_), model.params.size()),
         metrics_(cfg_.metrics) {
     validate(cfg_);
+    if (cfg_.threads == 0) cfg_.threads = default_thread_count();
     thread_pool().set_threads(static_cast<int>(cfg_.threads));
     n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.n) : train_.n;
     n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.n) : test_.n;

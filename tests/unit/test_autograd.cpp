@@ -295,3 +295,25 @@ TEST_CASE("a step of the same shapes allocates nothing after warm-up") {
   CHECK(t.arena().blocks() == 1);
   CHECK(t.arena().allocations() == allocs_after_two);
 }
+
+#include "mercury/nn/check_module.hpp"
+#include "mercury/nn/layers.hpp"
+
+TEST_CASE("check_module verifies whole layers with respect to input and parameters") {
+  nn::ParamStore ps;
+  nn::Sequential net;
+  net.add<nn::Conv2d>(ps, "conv", 2, 4, nn::Conv2dOptions{.kernel = 3, .padding = 1});
+  net.add<nn::BatchNorm>(ps, "bn", 4);
+  net.add<nn::Act>(nn::Activation::tanh);
+  net.add<nn::AvgPool2d>(2);
+  net.add<nn::Flatten>();
+  net.add<nn::Dropout>(0.25f);
+  net.add<nn::Linear>(ps, "fc", 16, 3);
+  ps.finalize(5);
+  Inputs in;
+  Tensor x = in.add(Shape{3, 2, 4, 4});
+  for (bool training : {true, false}) {
+    INFO("training = " << training);
+    expect_ok(nn::check_module(net, ps, x, training));
+  }
+}

@@ -193,6 +193,14 @@ TEST_CASE("sgemm of every ISA equals ref beyond the cache blocks and at the CNN'
     });
 }
 
+TEST_CASE("sgemm equals ref above 256³, where MERCURY_WITH_OPENBLAS builds call OpenBLAS") {
+  std::mt19937 rng(9);
+  for (mk::Isa isa : simd_isas()) {
+    check_sgemm(mk::table_for(isa), false, false, {260, 256, 257}, 1.0f, 0.0f, rng);
+    check_sgemm(mk::table_for(isa), true, true, {256, 260, 257}, 0.5f, 0.25f, rng);
+  }
+}
+
 TEST_CASE("sgemm with alpha = 0 only scales C by beta") {
   std::mt19937 rng(3);
   for (mk::Isa isa : mk::available_isas()) {

@@ -1,0 +1,163 @@
+// The `mercury` CLI end to end: bad flags, configs, data and checkpoints fail with a clear
+// message and a non-zero exit code; a tiny run on generated IDX files succeeds and writes
+// metrics and a checkpoint.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kMercury = std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
+
+struct Result {
+  int code;
+  std::string output;  // stdout + stderr
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = kMercury + " " + args + " 2>&1";
+  Result r{-1, ""};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return r;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("mercury_cli_" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name, const std::string& contents) const {
+    std::ofstream(path / name, std::ios::binary) << contents;
+    return (path / name).string();
+  }
+};
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// Writes a tiny Fashion-MNIST-shaped dataset (plain IDX) into dir.
+void write_tiny_fashion_mnist(const TempDir& d, int n_train, int n_test) {
+  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"t10k", n_test}}) {
+    std::string images = std::string("\0\0\x08\x03", 4) + be32(n) + be32(28) + be32(28);
+    std::string labels = std::string("\0\0\x08\x01", 4) + be32(n);
+    for (int i = 0; i < n; ++i) {
+      const int label = i % 10;
+      labels.push_back(static_cast<char>(label));
+      for (int p = 0; p < 784; ++p) images.push_back(static_cast<char>((p / 28) / 3 == label ? 200 : 10));
+    }
+    d.file(std::string(stem) + "-images-idx3-ubyte", images);
+    d.file(std::string(stem) + "-labels-idx1-ubyte", labels);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
+  auto r = run("train --no-such-flag 3");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("--no-such-flag") != std::string::npos);
+  r = run("train --epochs abc");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("--epochs: expected an integer, found 'abc'") != std::string::npos);
+  r = run("train --nesterov maybe");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("expected true or false, found 'maybe'") != std::string::npos);
+  r = run("train --batch 0");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("batch: expected >= 1, found 0") != std::string::npos);
+  r = run("train --optimizer rmsprop --data-dir /nonexistent");
+  CHECK(r.code != 0);
+  r = run("");
+  CHECK(r.code != 0);
+}
+
+TEST_CASE("malformed, mistyped and unknown-key configs are refused") {
+  TempDir d;
+  auto r = run("train --config " + d.file("bad.json", "{\"epochs\": 3,"));
+  CHECK(r.code == 2);
+  CHECK(r.output.find("malformed JSON") != std::string::npos);
+  r = run("train --config " + d.file("type.json", "{\"epochs\": \"three\"}"));
+  CHECK(r.code == 2);
+  CHECK(r.output.find("key 'epochs' expects integer, found string \"three\"") != std::string::npos);
+  r = run("train --config " + d.file("key.json", "{\"epoch\": 3}"));
+  CHECK(r.code == 2);
+  CHECK(r.output.find("unknown key 'epoch'") != std::string::npos);
+  r = run("train --config " + d.file("arr.json", "[1, 2]"));
+  CHECK(r.code == 2);
+  CHECK(r.output.find("expected a JSON object, found array") != std::string::npos);
+  r = run("train --config " + (d.path / "missing.json").string());
+  CHECK(r.code == 2);
+  CHECK(r.output.find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("missing data and unknown models are named in the error") {
+  TempDir d;
+  auto r = run("train --data-dir " + d.path.string());
+  CHECK(r.code == 1);
+  CHECK(r.output.find("Fashion-MNIST not found") != std::string::npos);
+  CHECK(r.output.find("apt-get install dataset-fashion-mnist") != std::string::npos);
+  write_tiny_fashion_mnist(d, 20, 10);
+  r = run("train --model resnet-9000 --data-dir " + d.path.string());
+  CHECK(r.code != 0);
+  CHECK(r.output.find("unknown model 'resnet-9000'") != std::string::npos);
+  r = run("train --data cifar-11 --data-dir " + d.path.string());
+  CHECK(r.code == 2);
+  CHECK(r.output.find("found 'cifar-11'") != std::string::npos);
+}
+
+TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and inspects") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 64, 20);
+  const std::string ck = (d.path / "ck.safetensors").string();
+  const std::string metrics = (d.path / "m.jsonl").string();
+  const std::string cfg = d.file("cfg.json", "{\"model\": \"mlp\", \"batch\": 16, \"epochs\": 1}");
+  auto r = run("train --config " + cfg + " --epochs 2 --threads 1 --data-dir " + d.path.string() +
+               " --metrics " + metrics + " --checkpoint " + ck);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  std::ifstream in(metrics);
+  std::string line;
+  int epochs = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    REQUIRE(j.contains("event"));
+    if (j["event"] == "epoch") {
+      ++epochs;
+      for (const char* k : {"epoch", "train_loss", "test_loss", "test_acc", "wall_s",
+                            "train_samples_per_s"})
+        CHECK(j.contains(k));
+    }
+  }
+  CHECK(epochs == 2);  // the flag overrode the config's "epochs": 1
+  r = run("inspect " + ck);
+  CHECK(r.code == 0);
+  CHECK(r.output.find("fc1.weight  F32 [256,784]") != std::string::npos);
+  r = run("train --config " + cfg + " --epochs 3 --threads 1 --data-dir " + d.path.string() +
+          " --resume " + ck);
+  CHECK(r.code == 0);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  // A truncated checkpoint is refused.
+  fs::resize_file(ck, fs::file_size(ck) - 10);
+  r = run("train --config " + cfg + " --data-dir " + d.path.string() + " --resume " + ck);
+  CHECK(r.code == 1);
+  CHECK(r.output.find(ck) != std::string::npos);
+}
