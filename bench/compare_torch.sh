@@ -15,7 +15,8 @@ peer=$(OMP_NUM_THREADS=1 "$py" bench/peers/torch_cnn.py --threads 1 --seconds 5)
   echo "compare_torch.sh: PyTorch peer unavailable (apt-get install python3-torch)" >&2; peer=""; }
 "$py" - "$out" "$peer" <<'PY'
 import json, sys
-runs = {b["name"]: b["items_per_second"] for b in json.load(open(sys.argv[1]))["benchmarks"]}
+runs = {b["name"].split("/min_time")[0]: b["items_per_second"]
+        for b in json.load(open(sys.argv[1]))["benchmarks"]}
 train, score = runs["BM_TrainStepCNN/64"], runs["BM_ScoreCNN/320"]
 print(f"mercury  train (batch 64):  {train:9.0f} samples/s")
 print(f"mercury  score (batch 320): {score:9.0f} samples/s   score/train = {score / train:.2f}x")

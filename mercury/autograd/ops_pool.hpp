@@ -35,8 +35,9 @@ inline Shape pool_out_shape(const char* op, const Shape& xs, const Pool2dParams&
 }  // namespace detail
 
 namespace detail {
-// The common 2×2/stride-2 window without padding: branch-light, same tie and NaN rules as the
-// general path (first maximum in scan order wins; a NaN wins and stops the scan).
+// The common 2×2/stride-2 window without padding, branch-free (select instructions, no
+// data-dependent jumps). Same rules as the general path: the first maximum in scan order wins,
+// and a window holding a NaN yields NaN (rare: taken on a slow path).
 inline void max_pool_2x2(const float* x, int64_t planes, int64_t H, int64_t W, int64_t OH,
                          int64_t OW, float* y, int32_t* idx) {
   for (int64_t pl = 0; pl < planes; ++pl) {
@@ -45,16 +46,29 @@ inline void max_pool_2x2(const float* x, int64_t planes, int64_t H, int64_t W, i
       const float* r0 = xp + 2 * oh * W;
       const float* r1 = r0 + W;
       float* yr = y + (pl * OH + oh) * OW;
+      int32_t* ir = idx ? idx + (pl * OH + oh) * OW : nullptr;
+      bool nan = false;
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t c = 2 * ow;
-        const float v[4] = {r0[c], r0[c + 1], r1[c], r1[c + 1]};
-        int best = 0;
-        for (int k = 1; k < 4 && v[best] == v[best]; ++k)
-          if (v[k] > v[best] || v[k] != v[k]) best = k;
-        yr[ow] = v[best];
-        if (idx) {
-          idx[(pl * OH + oh) * OW + ow] =
-              static_cast<int32_t>((2 * oh + (best >> 1)) * W + c + (best & 1));
+        const float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+        const bool t01 = v1 > v0, t23 = v3 > v2;
+        const float m01 = t01 ? v1 : v0, m23 = t23 ? v3 : v2;
+        const bool hi = m23 > m01;
+        yr[ow] = hi ? m23 : m01;
+        if (ir) {
+          const int32_t k = hi ? (t23 ? 3 : 2) : (t01 ? 1 : 0);
+          ir[ow] = static_cast<int32_t>((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));
+        }
+        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);
+      }
+      if (!nan) continue;
+      for (int64_t ow = 0; ow < OW; ++ow) {  // slow path: the first NaN of a window wins
+        const float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+        for (int k = 0; k < 4; ++k) {
+          if (v[k] != v[k]) {
+            yr[ow] = v[k];
+            if (ir) ir[ow] = static_cast<int32_t>((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));
+            break;
+          }
         }
       }
     }

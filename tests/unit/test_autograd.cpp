@@ -1,6 +1,8 @@
 // Gradient checks for every op and layer, and the tape/arena invariants.
 #include <doctest/doctest.h>
 
+#include <limits>
+#include <numeric>
 #include <random>
 
 #include "mercury/autograd/gradcheck.hpp"
@@ -316,4 +318,45 @@ TEST_CASE("check_module verifies whole layers with respect to input and paramete
     INFO("training = " << training);
     expect_ok(nn::check_module(net, ps, x, training));
   }
+}
+
+TEST_CASE("2x2 max-pool: first maximum wins ties, NaN propagates, gradient goes to the argmax") {
+  AlignedBuffer xb(2 * 4 * 4);
+  Tensor x = xb.tensor(Shape{1, 2, 4, 4});
+  for (int64_t j = 0; j < x.numel(); ++j) x.data[j] = static_cast<float>(j % 3);  // many ties
+  x.data[5] = std::numeric_limits<float>::quiet_NaN();  // plane 0, window (0,0)... row 1 col 1
+  ops::Pool2dParams p{2, 2, 2, 2, 0, 0};
+  Tape t;
+  AlignedBuffer gx(x.numel());
+  Var y = ops::max_pool2d(t, t.leaf(x, gx.tensor(x.shape), true), p);
+  for (int64_t pl = 0; pl < 2; ++pl)
+    for (int64_t oh = 0; oh < 2; ++oh)
+      for (int64_t ow = 0; ow < 2; ++ow) {
+        float best = 0;
+        bool any = false;
+        for (int64_t k = 0; k < 4; ++k) {  // scan order: row-major inside the window
+          const int64_t j = pl * 16 + (2 * oh + k / 2) * 4 + 2 * ow + k % 2;
+          const float v = x.data[j];
+          if (!any || v > best || (v != v && best == best)) {
+            best = v;
+            any = true;
+          }
+        }
+        const float got = y->value.data[(pl * 2 + oh) * 2 + ow];
+        if (best != best) {
+          CHECK(got != got);
+        } else {
+          CHECK(got == best);
+        }
+      }
+  Tensor seed = t.scratch(y->shape());
+  for (int64_t j = 0; j < seed.numel(); ++j) seed.data[j] = static_cast<float>(j + 1);
+  t.backward(y, seed);
+  // Each window's gradient lands on exactly one input: the first maximum (or the NaN).
+  double total = 0;
+  for (int64_t j = 0; j < gx.size(); ++j) total += gx.data()[j];
+  CHECK(total == doctest::Approx(36.0));  // 1 + 2 + ... + 8
+  CHECK(gx.data()[5] == 1.0f);            // the NaN window (plane 0, window 0) holds seed 1
+  CHECK(gx.data()[11] == 4.0f);           // window (1,1) holds 1,2,2,0: the first 2 wins...
+  CHECK(gx.data()[14] == 0.0f);           // ...and its tie partner gets nothing
 }
