@@ -78,10 +78,8 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   const data::ImageDataset train = data::load_fashion_mnist(cfg.data_dir, data::Split::kTrain);
   const data::ImageDataset test = data::load_fashion_mnist(cfg.data_dir, data::Split::kTest);
   auto model = models::make_model(cfg.model, Shape{train.channels, train.height, train.width},
-                                  train.num_classes, static_cast<uint64_t>(cfg.seed));
-  train::Normalisation norm{{data::kFashionMnistMean.begin(), data::kFashionMnistMean.end()},
-                            {data::kFashionMnistStd.begin(), data::kFashionMnistStd.end()}};
-  train::Trainer trainer(cfg, *model, train, test, norm, std::cout);
+                                  train.num_classes(), static_cast<uint64_t>(cfg.seed));
+  train::Trainer trainer(cfg, *model, train, test, std::cout);
   trainer.run();
   return 0;
 }

@@ -18,26 +18,78 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "mercury/data/idx.hpp"
+#include "mercury/tensor/tensor.hpp"
 
 namespace mercury::data {
 
-struct ImageDataset {
+// A labelled dataset as the trainer, the importance scorer and the partitioners see it.
+// Implementations keep samples compact (uint8 pixels, quantised features, token ids) and convert
+// per batch. gather() is const and allocation-free: concurrent gathers into different buffers
+// are safe (a scoring thread and the training thread share one dataset).
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  virtual Shape sample_shape() const = 0;  // one sample, e.g. [1, 28, 28]
+  virtual int64_t num_classes() const = 0;
+  virtual int32_t label(int64_t index) const = 0;
+  virtual std::string describe() const = 0;
+  // Writes samples `indices` as normalised float32 (sample_shape() each, back to back) into x
+  // and their labels into y. augment_rng non-null: apply the training-time augmentation drawn
+  // from it (deterministic for a given RNG state); null: the plain sample (evaluation, scoring).
+  virtual void gather(std::span<const int64_t> indices, float* x, int32_t* y,
+                      std::mt19937_64* augment_rng) const = 0;
+  int64_t sample_numel() const { return sample_shape().numel(); }
+};
+
+struct ImageDataset final : Dataset {
   int64_t n = 0;
   int64_t channels = 0;
   int64_t height = 0;
   int64_t width = 0;
-  int64_t num_classes = 0;
+  int64_t classes = 0;
   std::vector<uint8_t> pixels;  // n * channels * height * width, NCHW
   std::vector<int32_t> labels;  // n, each in [0, num_classes)
   std::string name;
+  // Per-channel normalisation applied by gather(): (pixel/255 − mean[c]) / stddev[c].
+  // Empty: mean 0, stddev 1 (pixels scaled to [0, 1]).
+  std::vector<float> mean, stddev;
 
   int64_t image_size() const { return channels * height * width; }
+
+  int64_t size() const override { return n; }
+  Shape sample_shape() const override { return Shape{channels, height, width}; }
+  int64_t num_classes() const override { return classes; }
+  int32_t label(int64_t index) const override { return labels.at(static_cast<size_t>(index)); }
+  std::string describe() const override {
+    return name + " (" + std::to_string(n) + " images " + std::to_string(channels) + "x" +
+           std::to_string(height) + "x" + std::to_string(width) + ", " +
+           std::to_string(classes) + " classes)";
+  }
+  void gather(std::span<const int64_t> indices, float* x, int32_t* y,
+              std::mt19937_64* /*augment_rng: no augmentation yet*/) const override {
+    // One value broadcasts to every channel; no allocation (this runs every step).
+    constexpr size_t kMax = 16;
+    const size_t c = static_cast<size_t>(channels);
+    float m[kMax], sd[kMax];
+    for (size_t k = 0; k < c && k < kMax; ++k) {
+      m[k] = mean.empty() ? 0.0f : mean[mean.size() == 1 ? 0 : k];
+      sd[k] = stddev.empty() ? 1.0f : stddev[stddev.size() == 1 ? 0 : k];
+    }
+    const bool sizes_ok = (mean.size() <= 1 || mean.size() == c) &&
+                          (stddev.size() <= 1 || stddev.size() == c);
+    const std::span<const float> ms(m, sizes_ok ? std::min(c, kMax) : mean.size());
+    const std::span<const float> ss(sd, sizes_ok ? std::min(c, kMax) : stddev.size());
+    gather_batch(indices, ms, ss, std::span<float>(x, indices.size() * image_size()),
+                 std::span<int32_t>(y, indices.size()));
+  }
 
   void gather_batch(std::span<const int64_t> indices, std::span<const float> mean,
                     std::span<const float> stddev, std::span<float> out_pixels,
@@ -130,7 +182,7 @@ inline ImageDataset load_idx_pair(const std::string& images_path, const std::str
   dataset.channels = 1;
   dataset.height = images.dims[1];
   dataset.width = images.dims[2];
-  dataset.num_classes = num_classes;
+  dataset.classes = num_classes;
   dataset.name = images_path;
   dataset.labels.resize(labels.data.size());
   for (size_t i = 0; i < labels.data.size(); ++i) {

@@ -101,6 +101,8 @@ inline ImageDataset load_fashion_mnist(const std::string& data_dir, Split split)
                     " x " + std::to_string(dataset.width));
   }
   dataset.name = std::string("fashion-mnist/") + split_name(split);
+  dataset.mean.assign(kFashionMnistMean.begin(), kFashionMnistMean.end());
+  dataset.stddev.assign(kFashionMnistStd.begin(), kFashionMnistStd.end());
   return dataset;
 }
 

@@ -66,29 +66,33 @@ inline void epoch_permutation(uint64_t seed, int64_t epoch, std::vector<int64_t>
   }
 }
 
-struct Normalisation {
-  std::vector<float> mean, stddev;
-};
-
 class Trainer {
  public:
-  Trainer(TrainConfig cfg, nn::Model& model, const data::ImageDataset& train,
-          const data::ImageDataset& test, Normalisation norm, std::ostream& log)
+  Trainer(TrainConfig cfg, nn::Model& model, const data::Dataset& train,
+          const data::Dataset& test, std::ostream& log)
       : cfg_(std::move(cfg)),
         model_(model),
         train_(train),
         test_(test),
-        norm_(std::move(norm)),
         log_(log),
         engine_(model, static_cast<uint64_t>(cfg_.seed)),
+        augment_rng_(static_cast<uint64_t>(cfg_.seed) ^ 0xA5A5A5A5ull),
         opt_(optimizer_config(cfg_), model.params.size()),
         metrics_(cfg_.metrics) {
     validate(cfg_);
     if (cfg_.threads == 0) cfg_.threads = default_thread_count();
     thread_pool().set_threads(static_cast<int>(cfg_.threads));
-    n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.n) : train_.n;
-    n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.n) : test_.n;
+    n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.size()) : train_.size();
+    n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.size()) : test_.size();
     if (n_train_ < 1) throw std::invalid_argument("training set is empty");
+    for (const data::Dataset* d : {&train_, &test_}) {
+      if (d->sample_shape() != model_.sample_shape || d->num_classes() != model_.num_classes) {
+        throw std::invalid_argument(
+            "dataset " + d->describe() + " does not fit model " + model_.name + ": expected " +
+            model_.sample_shape.str() + " samples with " + std::to_string(model_.num_classes) +
+            " classes");
+      }
+    }
     schedule_.kind = optim::LrSchedule::parse(cfg_.schedule);
     schedule_.base_lr = static_cast<float>(cfg_.lr);
     schedule_.warmup_steps = cfg_.warmup_steps;
@@ -144,10 +148,8 @@ class Trainer {
         float loss = 0;
         for (int64_t m0 = 0; m0 < count; m0 += micro) {
           const int64_t mc = std::min(micro, count - m0);
-          train_.gather_batch(std::span<const int64_t>(perm.data() + begin + m0, mc),
-                              norm_.mean, norm_.stddev,
-                              std::span<float>(x.data(), static_cast<std::size_t>(mc * S)),
-                              std::span<int32_t>(y.data(), static_cast<std::size_t>(mc)));
+          train_.gather(std::span<const int64_t>(perm.data() + begin + m0, mc), x.data(),
+                        y.data(), &augment_rng_);
           loss += engine_.grad(x.data(), y.data(), nullptr, mc, nullptr, count);
         }
         opt_.step(model_.params.values(), model_.params.grads(), schedule_.at(cursor_.global_step));
@@ -228,9 +230,8 @@ class Trainer {
     for (int64_t b = 0; b < n_test_; b += E) {
       const int64_t c = std::min(E, n_test_ - b);
       std::iota(eval_idx_.begin(), eval_idx_.begin() + c, b);
-      test_.gather_batch(std::span<const int64_t>(eval_idx_.data(), c), norm_.mean, norm_.stddev,
-                         std::span<float>(eval_x_.data(), static_cast<std::size_t>(c * S)),
-                         std::span<int32_t>(eval_y_.data(), static_cast<std::size_t>(c)));
+      test_.gather(std::span<const int64_t>(eval_idx_.data(), c), eval_x_.data(), eval_y_.data(),
+                   nullptr);
       engine_.score(eval_x_.data(), eval_y_.data(), c, eval_loss_.data(), eval_pred_.data());
       for (int64_t r = 0; r < c; ++r) {
         loss += eval_loss_[r];
@@ -244,7 +245,7 @@ class Trainer {
 
   void save(const std::string& path) {
     std::ostringstream rng;
-    rng << engine_.rng();
+    rng << engine_.rng() << ' ' << augment_rng_;
     save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump());
   }
 
@@ -270,7 +271,7 @@ class Trainer {
     same("batch", cfg_.batch, saved.batch);
     same("train_limit", cfg_.train_limit, saved.train_limit);
     std::istringstream rng(s.rng_state);
-    rng >> engine_.rng();
+    rng >> engine_.rng() >> augment_rng_;
     if (rng.fail()) {
       throw std::invalid_argument("resume from '" + path + "': RNG state in metadata is corrupt");
     }
@@ -325,11 +326,11 @@ class Trainer {
 
   TrainConfig cfg_;
   nn::Model& model_;
-  const data::ImageDataset& train_;
-  const data::ImageDataset& test_;
-  Normalisation norm_;
+  const data::Dataset& train_;
+  const data::Dataset& test_;
   std::ostream& log_;
   nn::Engine engine_;
+  std::mt19937_64 augment_rng_;
   optim::Optimizer opt_;
   optim::LrSchedule schedule_;
   io::MetricsWriter metrics_;

@@ -220,7 +220,7 @@ TEST_CASE("load_idx_pair pairs images with labels and gathers a normalised NCHW 
   CHECK(data.channels == 1);
   CHECK(data.height == 2);
   CHECK(data.width == 2);
-  CHECK(data.num_classes == 3);
+  CHECK(data.num_classes() == 3);
   CHECK(data.labels == std::vector<int32_t>{2, 0, 1});
 
   const std::array<int64_t, 2> indices = {2, 0};

@@ -18,8 +18,10 @@ data::ImageDataset synthetic_images(int64_t n, uint64_t seed) {
   d.n = n;
   d.channels = 1;
   d.height = d.width = 28;
-  d.num_classes = 10;
+  d.classes = 10;
   d.name = "synthetic";
+  d.mean = {0.3f};
+  d.stddev = {0.3f};
   d.pixels.resize(static_cast<std::size_t>(n * 784));
   d.labels.resize(static_cast<std::size_t>(n));
   std::mt19937_64 rng(seed);
@@ -181,12 +183,11 @@ TEST_CASE("k accumulated micro-batches equal one big batch") {
 
 TEST_CASE("same seed and one thread give identical weights") {
   const auto tr = synthetic_images(96, 10), te = synthetic_images(32, 11);
-  train::Normalisation norm{{0.3f}, {0.3f}};
   std::vector<std::vector<float>> finals;
   for (int run = 0; run < 2; ++run) {
     auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
     std::ostringstream log;
-    train::Trainer t(small_config(), *m, tr, te, norm, log);
+    train::Trainer t(small_config(), *m, tr, te, log);
     t.run();
     finals.push_back(slab(m->params.values(), m->params.size()));
   }
@@ -195,12 +196,11 @@ TEST_CASE("same seed and one thread give identical weights") {
 
 TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
   const auto tr = synthetic_images(100, 12), te = synthetic_images(20, 13);
-  train::Normalisation norm{{0.3f}, {0.3f}};
   std::ostringstream log;
   // Uninterrupted: 2 epochs of 7 steps (the last batch of each epoch is partial: 100 = 6·16 + 4).
   auto a = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
   {
-    train::Trainer t(small_config(), *a, tr, te, norm, log);
+    train::Trainer t(small_config(), *a, tr, te, log);
     CHECK(t.run().steps == 14);
   }
   // Interrupted mid-epoch 2 (after 10 steps), then resumed in a fresh model and trainer.
@@ -210,13 +210,13 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
     auto cfg = small_config();
     cfg.max_steps = 10;
     cfg.checkpoint = ck;
-    train::Trainer t(cfg, *b, tr, te, norm, log);
+    train::Trainer t(cfg, *b, tr, te, log);
     CHECK(t.run().steps == 10);
   }
   auto c = models::make_model("cnn", Shape{1, 28, 28}, 10, 99);  // different init: all restored
   auto cfg = small_config();
   cfg.resume = ck;
-  train::Trainer t(cfg, *c, tr, te, norm, log);
+  train::Trainer t(cfg, *c, tr, te, log);
   CHECK(t.cursor().global_step == 10);
   CHECK(t.run().steps == 14);
   CHECK(slab(c->params.values(), c->params.size()) == slab(a->params.values(), a->params.size()));
@@ -225,7 +225,6 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
 
 TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
   const auto tr = synthetic_images(40, 12), te = synthetic_images(8, 13);
-  train::Normalisation norm{{0.3f}, {0.3f}};
   std::ostringstream log;
   const std::string ck = temp_path("refuse.safetensors");
   {
@@ -233,32 +232,31 @@ TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
     auto cfg = small_config();
     cfg.max_steps = 2;
     cfg.checkpoint = ck;
-    train::Trainer(cfg, *m, tr, te, norm, log).run();
+    train::Trainer(cfg, *m, tr, te, log).run();
   }
   auto cfg = small_config();
   cfg.resume = ck;
   cfg.batch = 8;
   auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
-  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, norm, log),
+  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, log),
                     doctest::Contains("batch was 16 in the checkpoint, now 8"));
   cfg.batch = 16;
   auto mlp = models::make_model("mlp", Shape{1, 28, 28}, 10, 3);
   cfg.model = "mlp";
-  CHECK_THROWS_WITH(train::Trainer(cfg, *mlp, tr, te, norm, log),
+  CHECK_THROWS_WITH(train::Trainer(cfg, *mlp, tr, te, log),
                     doctest::Contains("model: expected 'mlp', found 'cnn'"));
   std::filesystem::remove(ck);
 }
 
 TEST_CASE("a corrupted or truncated checkpoint is refused with a clear error") {
   const auto tr = synthetic_images(40, 12), te = synthetic_images(8, 13);
-  train::Normalisation norm{{0.3f}, {0.3f}};
   std::ostringstream log;
   const std::string ck = temp_path("corrupt.safetensors");
   auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
   auto cfg = small_config();
   cfg.max_steps = 1;
   cfg.checkpoint = ck;
-  train::Trainer(cfg, *m, tr, te, norm, log).run();
+  train::Trainer(cfg, *m, tr, te, log).run();
   const auto size = std::filesystem::file_size(ck);
   {  // flip one byte in the data section
     std::FILE* f = std::fopen(ck.c_str(), "r+b");
@@ -271,9 +269,9 @@ TEST_CASE("a corrupted or truncated checkpoint is refused with a clear error") {
   }
   cfg = small_config();
   cfg.resume = ck;
-  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, norm, log), doctest::Contains(ck.c_str()));
+  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, log), doctest::Contains(ck.c_str()));
   std::filesystem::resize_file(ck, size / 2);
-  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, norm, log), doctest::Contains(ck.c_str()));
+  CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, log), doctest::Contains(ck.c_str()));
   std::filesystem::remove(ck);
 }
 
