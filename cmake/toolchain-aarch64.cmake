@@ -4,7 +4,10 @@ set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64;-L;/usr/aarch64-linux-gnu)
-set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
+set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
+# The cross toolchain's sysroot, plus / for Debian multiarch libraries (e.g. zlib1g-dev:arm64
+# installs into /usr/lib/aarch64-linux-gnu).
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu /)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 # Header-only dependencies (Eigen, nlohmann/json, doctest, CLI11) come from the host's /usr.
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)

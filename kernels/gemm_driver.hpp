@@ -11,6 +11,8 @@
 // engine's shapes (M ≤ 800, K ≤ 1024) an A block stays in L2 anyway and packing it cost as much
 // as the multiply when N is small. Micro-kernels compute full MR×NR tiles and store only the
 // mr×nr corner that exists. beta is applied on the first K block, 1 on the following ones.
+// Packing is SIMD (V::transpose for tb); with tb = false and kc ≤ 32 full panels are read in
+// place. GemmDotNT (below) is the alternative for A·Bᵀ with narrow N, chosen by each ISA header.
 //
 // GemmMicrokernel<V, MR, NV> is a register-tiled MR × (NV·V::width) kernel written once over a
 // SIMD vector type V (interface documented in kernels/simd_kernels.hpp); each ISA header names
@@ -32,14 +34,17 @@ namespace mercury::kernels {
 
 template <class V, int64_t kMR, int64_t kNV>
 struct GemmMicrokernel {
+  using Vec = V;
   using Reg = typename V::Reg;
   static constexpr int64_t MR = kMR;
   static constexpr int64_t NR = kNV * V::width;
 
   // c[0:mr, 0:nr] = alpha · op(A)[0:mr, 0:kc] · b + beta · c  (beta == 0 ⇒ c not read).
   // op(A) is read in place: element (r, k) at a[r·rs_a + k·cs_a]; rows ≥ mr re-read row mr−1
-  // (never out of bounds; their results are dropped). b: packed kc×NR panel (NR floats per k).
-  static void run(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b, float* c,
+  // (never out of bounds; their results are dropped). b: kc×NR panel, row k at b + k·rs_b.
+  // rs_b: floats between consecutive k of b (NR for a packed panel; ldb when read in place).
+  static void run(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                  int64_t rs_b, float* c,
                   int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
     int64_t row_offset[MR];
 #pragma GCC unroll 16
@@ -49,7 +54,7 @@ struct GemmMicrokernel {
     for (int64_t r = 0; r < MR; ++r)
 #pragma GCC unroll 4
       for (int64_t v = 0; v < kNV; ++v) acc[r][v] = V::zero();
-    for (int64_t k = 0; k < kc; ++k, a += cs_a, b += NR) {
+    for (int64_t k = 0; k < kc; ++k, a += cs_a, b += rs_b) {
       Reg bv[kNV];
 #pragma GCC unroll 4
       for (int64_t v = 0; v < kNV; ++v) bv[v] = V::load(b + v * V::width);
@@ -87,10 +92,120 @@ struct GemmMicrokernel {
   }
 };
 
+// GemmDotNT<V, RB, CB>: C = alpha·A·Bᵀ + beta·C for ta = false, tb = true (both operands
+// contiguous in k) as blocks of RB×CB dot products vectorised along K — no packing at all, and
+// no padding lanes: every column of a narrow C (N = 25 for conv1 dW, N = 10 for the classifier)
+// costs exactly K/W FMAs per row, where a register tile of NR columns would compute
+// round_up(N, NR) of them and first pay a transpose of B. Edge blocks are exact (smaller R×C
+// instantiations). Each dot ends in one horizontal reduction, so it pays off only when K spans
+// several vectors (the ISA's sgemm decides).
+template <class V, int64_t RB, int64_t CB>
+struct GemmDotNT {
+  using Reg = typename V::Reg;
+  static constexpr int64_t W = V::width;
+
+  static void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i += RB) {
+      const int64_t mr = M - i < RB ? M - i : RB;
+      for (int64_t j = 0; j < N; j += CB) {
+        const int64_t nr = N - j < CB ? N - j : CB;
+        dispatch_rows(mr, nr, K, alpha, A + i * lda, lda, B + j * ldb, ldb, beta,
+                      C + i * ldc + j, ldc);
+      }
+    }
+  }
+
+ private:
+  template <int64_t R = RB>
+  static void dispatch_rows(int64_t mr, int64_t nr, int64_t K, float alpha, const float* A,
+                            int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                            int64_t ldc) {
+    if constexpr (R > 1) {
+      if (mr < R) return dispatch_rows<R - 1>(mr, nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+    dispatch_cols<R>(nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  template <int64_t R, int64_t Cn = CB>
+  static void dispatch_cols(int64_t nr, int64_t K, float alpha, const float* A, int64_t lda,
+                            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if constexpr (Cn > 1) {
+      if (nr < Cn) return dispatch_cols<R, Cn - 1>(nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+    block<R, Cn>(K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  // C[0:R, 0:Cn] from rows A[0:R] and B[0:Cn] (each K contiguous floats).
+  template <int64_t R, int64_t Cn>
+  static void block(int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, float beta, float* C, int64_t ldc) {
+    Reg acc[R][Cn];
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int64_t c = 0; c < Cn; ++c) acc[r][c] = V::zero();
+    int64_t k = 0;
+    for (; k + W <= K; k += W) {
+      Reg b[Cn];
+#pragma GCC unroll 8
+      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load(B + c * ldb + k);
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < R; ++r) {
+        const Reg a = V::load(A + r * lda + k);
+#pragma GCC unroll 8
+        for (int64_t c = 0; c < Cn; ++c) acc[r][c] = V::fma(a, b[c], acc[r][c]);
+      }
+    }
+    if (k < K) {
+      const int64_t rest = K - k;
+      Reg b[Cn];
+#pragma GCC unroll 8
+      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load_partial(B + c * ldb + k, rest, 0.0f);
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < R; ++r) {
+        const Reg a = V::load_partial(A + r * lda + k, rest, 0.0f);
+#pragma GCC unroll 8
+        for (int64_t c = 0; c < Cn; ++c) acc[r][c] = V::fma(a, b[c], acc[r][c]);
+      }
+    }
+    if constexpr (RB * CB <= W &&
+                  requires(const Reg (&x)[W], float* o) { V::reduce_add_lanes(x, o); }) {
+      // One shuffle tree reduces W accumulators at once (~3 ops per dot instead of ~8).
+      Reg flat[W];
+      float sums[W];
+#pragma GCC unroll 16
+      for (int64_t i = 0; i < W; ++i) flat[i] = i < R * Cn ? acc[i / Cn][i % Cn] : V::zero();
+      V::reduce_add_lanes(flat, sums);
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int64_t c = 0; c < Cn; ++c) {
+          float& out = C[r * ldc + c];
+          const float dot = alpha * sums[r * Cn + c];
+          out = beta == 0.0f ? dot : dot + beta * out;
+        }
+    } else {
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int64_t c = 0; c < Cn; ++c) {
+          float& out = C[r * ldc + c];
+          const float dot = alpha * V::reduce_add(acc[r][c]);
+          out = beta == 0.0f ? dot : dot + beta * out;
+        }
+    }
+  }
+};
+
 template <class Microkernel, int64_t MC, int64_t KC, int64_t NC>
 struct GemmDriver {
   static constexpr int64_t MR = Microkernel::MR;
   static constexpr int64_t NR = Microkernel::NR;
+  using V = typename Microkernel::Vec;
+  using Reg = typename V::Reg;
+  static constexpr int64_t W = V::width;
+  static constexpr int64_t NV = NR / W;
+  static constexpr int64_t kInPlaceMaxK = 32;
   static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks must hold whole register tiles");
 
   static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -108,12 +223,20 @@ struct GemmDriver {
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = smaller(KC, K - pc);
         const float beta_block = pc == 0 ? beta : 1.0f;
-        pack_b(tb, B, ldb, pc, jc, kc, nc, packed_b);
+        // Short K, B not transposed: full panels are read in place (kc rows of NR floats stay
+        // in L1 across the M tiles), which removes the copy and its store traffic; only the
+        // zero-padded last panel is packed. Capped at kc ≤ 32: at fc1 dW (K = 64, ldb = 4 KiB)
+        // the 4 KiB-strided rows fight over a few L1 sets and avx2 lost 40%.
+        const bool in_place = !tb && kc <= kInPlaceMaxK;
+        const int64_t full = in_place ? nc / NR * NR : 0;
+        if (full < nc) pack_b(tb, B, ldb, pc, jc + full, kc, nc - full, packed_b);
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = smaller(MC, M - ic);
           for (int64_t jr = 0; jr < nc; jr += NR)
             for (int64_t ir = 0; ir < mc; ir += MR)
-              Microkernel::run(kc, A + (ic + ir) * rs_a + pc * cs_a, rs_a, cs_a, packed_b + jr * kc,
+              Microkernel::run(kc, A + (ic + ir) * rs_a + pc * cs_a, rs_a, cs_a,
+                               jr < full ? B + pc * ldb + jc + jr : packed_b + (jr - full) * kc,
+                               jr < full ? ldb : NR,
                                C + (ic + ir) * ldc + jc + jr, ldc, smaller(MR, mc - ir),
                                smaller(NR, nc - jr), alpha, beta_block);
         }
@@ -133,24 +256,67 @@ struct GemmDriver {
   }
 
   // op(B)[pc:pc+kc, jc:jc+nc] → NR-column panels, panel p at p·NR·kc, element (k, c) at k·NR + c.
+  // Both layouts move whole vectors: tb (B stored N×K) loads W rows of W k-values, transposes
+  // them in registers (V::transpose: 8×8 AVX2, 16×16 AVX-512, 4×4 NEON) and stores W k-rows;
+  // a scalar transpose cost ~2 cycles/element, as much as the multiply at small M.
   static void pack_b(bool tb, const float* B, int64_t ldb, int64_t pc, int64_t jc, int64_t kc,
                      int64_t nc, float* dst) {
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
       const int64_t cols = smaller(NR, nc - j0);
-      if (tb) {  // B stored N×K: a transpose, done in 16-k strips (one cache line per row of B)
-        const float* src = B + (jc + j0) * ldb + pc;
-        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-          const int64_t k_end = smaller(k0 + 16, kc);
-          for (int64_t c = 0; c < cols; ++c)
-            for (int64_t k = k0; k < k_end; ++k) dst[k * NR + c] = src[c * ldb + k];
-          for (int64_t k = k0; k < k_end; ++k)
-            for (int64_t c = cols; c < NR; ++c) dst[k * NR + c] = 0.0f;
+      if (tb)
+        pack_panel_transposed(B + (jc + j0) * ldb + pc, ldb, kc, cols, dst);
+      else
+        pack_panel(B + pc * ldb + jc + j0, ldb, kc, cols, dst);
+    }
+  }
+
+  // B stored K×N: each k gives `cols` contiguous floats, zero-padded to NR.
+  static void pack_panel(const float* src, int64_t ldb, int64_t kc, int64_t cols, float* dst) {
+    if (cols == NR) {
+      for (int64_t k = 0; k < kc; ++k, src += ldb, dst += NR)
+#pragma GCC unroll 4
+        for (int64_t v = 0; v < NV; ++v) V::store(dst + v * W, V::load(src + v * W));
+      return;
+    }
+    for (int64_t k = 0; k < kc; ++k, src += ldb, dst += NR)
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v) {
+        const int64_t n = cols - v * W;  // lanes of this vector that exist
+        V::store(dst + v * W, n >= W  ? V::load(src + v * W)
+                              : n > 0 ? V::load_partial(src + v * W, n, 0.0f)
+                                      : V::zero());
+      }
+  }
+
+  // B stored N×K (row c of the panel = column c of op(B), contiguous in k): W×W blocks are
+  // transposed in registers; missing columns are zero vectors, a k tail uses partial loads and
+  // stores only the k-rows that exist.
+  static void pack_panel_transposed(const float* src, int64_t ldb, int64_t kc, int64_t cols,
+                                    float* dst) {
+    for (int64_t k0 = 0; k0 < kc; k0 += W) {
+      const int64_t kw = smaller(W, kc - k0);
+#pragma GCC unroll 4
+      for (int64_t v = 0; v < NV; ++v) {
+        Reg r[W];
+        const float* s = src + v * W * ldb + k0;
+        const int64_t rows = cols - v * W;  // columns of op(B) in this block
+        if (kw == W && rows >= W) {
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < W; ++i) r[i] = V::load(s + i * ldb);
+        } else {
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < W; ++i)
+            r[i] = i < rows ? V::load_partial(s + i * ldb, kw, 0.0f) : V::zero();
         }
-      } else {  // B stored K×N: each k gives `cols` contiguous floats
-        const float* src = B + pc * ldb + jc + j0;
-        for (int64_t k = 0; k < kc; ++k) {
-          for (int64_t c = 0; c < cols; ++c) dst[k * NR + c] = src[k * ldb + c];
-          for (int64_t c = cols; c < NR; ++c) dst[k * NR + c] = 0.0f;
+        V::transpose(r);
+        float* d = dst + k0 * NR + v * W;
+        if (kw == W) {
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < W; ++i) V::store(d + i * NR, r[i]);
+        } else {
+#pragma GCC unroll 16
+          for (int64_t i = 0; i < W; ++i)
+            if (i < kw) V::store(d + i * NR, r[i]);
         }
       }
     }

@@ -7,7 +7,8 @@
 //   store_partial(p, n, r)     writes only lanes [0, n);  keep_first(r, n)  zeroes lanes ≥ n;
 //   add sub mul div max sqrt; fma(a, b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0;
 //   round(r) (to nearest even); pow2(n) = 2^n for integral n in [-126, 127];
-//   reduce_add(r), reduce_max(r).
+//   reduce_add(r), reduce_max(r);
+//   transpose(Reg (&r)[width])   in-register transpose of a width×width block (GEMM B packing).
 // Tails use the partial loads/stores, so no kernel reads or writes past n.
 //
 // Each ISA instantiates SimdKernels<its V> inside its own namespace, so the symbols differ per

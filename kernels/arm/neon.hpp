@@ -39,6 +39,16 @@ struct F32x4 {
     const uint32x4_t lanes = vcltq_s32(vld1q_s32(index), vdupq_n_s32(static_cast<int32_t>(n)));
     return vreinterpretq_f32_u32(vandq_u32(lanes, vreinterpretq_u32_f32(r)));
   }
+  // r[i][j] ↔ r[j][i] for the 4×4 block held in r[0..3] (TRN1/TRN2 on 32- then 64-bit lanes).
+  static void transpose(Reg (&r)[4]) {
+    const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+    const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+    const auto d = [](float32x4_t x) { return vreinterpretq_f64_f32(x); };
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(d(t0), d(t2)));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(d(t1), d(t3)));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(d(t0), d(t2)));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(d(t1), d(t3)));
+  }
   static Reg add(Reg a, Reg b) { return vaddq_f32(a, b); }
   static Reg sub(Reg a, Reg b) { return vsubq_f32(a, b); }
   static Reg mul(Reg a, Reg b) { return vmulq_f32(a, b); }
@@ -61,11 +71,24 @@ struct F32x4 {
 // 8 rows × 2 q registers: 16 accumulators of the 32 vector registers.
 using f32_gemm_8x8__neonfma = GemmMicrokernel<F32x4, 8, 2>;
 using Sgemm = GemmDriver<f32_gemm_8x8__neonfma, 128, 256, 4096>;
+// 4 rows × 4 columns of dot products: 16 accumulators + 4 + 4 operand registers of 32.
+using f32_gemm_dot4x4__neonfma = GemmDotNT<F32x4, 4, 4>;
+// C = A·Bᵀ with few columns and a long K goes to dot products (see GemmDotNT).
+inline constexpr int64_t kDotMaxN = 32, kDotMinK = 32;
+
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (!ta && tb && N <= kDotMaxN && K >= kDotMinK && alpha != 0.0f) {
+    f32_gemm_dot4x4__neonfma::sgemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  Sgemm::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 // Overrides every entry this ISA implements; im2col/col2im keep the ref versions.
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::neon;
-  t.sgemm = &Sgemm::sgemm;
+  t.sgemm = &sgemm;
   SimdKernels<F32x4>::fill(t);
 }
 

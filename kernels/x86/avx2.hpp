@@ -39,6 +39,41 @@ struct F32x8 {
   static Reg keep_first(Reg r, int64_t n) {
     return _mm256_and_ps(r, _mm256_castsi256_ps(first_lanes(n)));
   }
+  // r[i][j] ↔ r[j][i] for the 8×8 block held in r[0..7] (unpack, shuffle, 128-bit permute).
+  static void transpose(Reg (&r)[8]) {
+    __m256 t[8], u[8];
+#pragma GCC unroll 2
+    for (int g = 0; g < 2; ++g) {
+      t[4 * g + 0] = _mm256_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+      t[4 * g + 1] = _mm256_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+      t[4 * g + 2] = _mm256_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+      t[4 * g + 3] = _mm256_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+      u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // u[4g + c] lane l = column 4l + c of rows 4g..4g+3.
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+  }
+  // out[i] = reduce_add(acc[i]) for 8 accumulators: a 3-level shuffle/add tree (21 ops);
+  // lane 4L+e of the result holds input e + 4L.
+  static void reduce_add_lanes(const Reg (&acc)[8], float* out) {
+    __m256 x[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)
+      x[i] = _mm256_add_ps(_mm256_permute2f128_ps(acc[i], acc[i + 4], 0x20),
+                           _mm256_permute2f128_ps(acc[i], acc[i + 4], 0x31));
+    const __m256 z01 = _mm256_add_ps(_mm256_unpacklo_ps(x[0], x[1]), _mm256_unpackhi_ps(x[0], x[1]));
+    const __m256 z23 = _mm256_add_ps(_mm256_unpacklo_ps(x[2], x[3]), _mm256_unpackhi_ps(x[2], x[3]));
+    const __m256d a = _mm256_castps_pd(z01), b = _mm256_castps_pd(z23);
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
+                                        _mm256_castpd_ps(_mm256_unpackhi_pd(a, b))));
+  }
   static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
@@ -73,10 +108,25 @@ using f32_gemm_6x16__avx2_fma = GemmMicrokernel<F32x8, 6, 2>;
 // KC·NR·4 = 16 KiB B micro-panel stays in L1; MC·KC·4 = 192 KiB A block in L2.
 using Sgemm = GemmDriver<f32_gemm_6x16__avx2_fma, 192, 256, 4096>;
 
+// 3 rows × 4 columns of dot products: 12 accumulators + 1 + 4 operand registers of 16 (2×4,
+// which would fit one reduce_add_lanes tree, is load-bound: 6 loads per 8 FMAs).
+using f32_gemm_dot3x4__avx2_fma = GemmDotNT<F32x8, 3, 4>;
+// C = A·Bᵀ with few columns and a long K goes to dot products (see GemmDotNT).
+inline constexpr int64_t kDotMaxN = 32, kDotMinK = 32;
+
+inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (!ta && tb && N <= kDotMaxN && K >= kDotMinK && alpha != 0.0f) {
+    f32_gemm_dot3x4__avx2_fma::sgemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  Sgemm::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 // Overrides every entry this ISA implements; im2col/col2im keep the ref versions.
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::avx2;
-  t.sgemm = &Sgemm::sgemm;
+  t.sgemm = &sgemm;
   SimdKernels<F32x8>::fill(t);
 }
 

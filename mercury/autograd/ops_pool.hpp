@@ -1,8 +1,11 @@
-// mercury/autograd/ops_pool.hpp — max / average pooling (NCHW) and global average pooling.
+// mercury/autograd/ops_pool.hpp — max / average pooling (NCHW), global average and global max
+// pooling.
 //
 // Contract: x [N, C, H, W]. Padding counts as -inf for max and as zeros that ARE counted for
 // average (PyTorch's count_include_pad=True default). max_pool2d saves the argmax of each output
-// (ties: first in scan order) for backward. global_avg_pool gives [N, C].
+// (ties: first in scan order) for backward. global_avg_pool and global_max_pool give [N, C];
+// global_max_pool (TextCNN's max-over-time) follows max_pool2d's rules: the first maximum in
+// scan order wins, a NaN in the plane wins (first NaN), and the gradient goes to that element.
 #pragma once
 
 #include <cstring>
@@ -192,6 +195,42 @@ inline Var global_avg_pool(Tape& t, Var x) {
     float s = 0.0f;
     for (int64_t j = 0; j < hw; ++j) s += x->value.data[pl * hw + j];
     y->value.data[pl] = s * inv;
+  }
+  return y;
+}
+
+// [N, C, H, W] -> [N, C]: maximum over each plane; the argmax is saved for backward.
+inline Var global_max_pool(Tape& t, Var x) {
+  const Shape& xs = x->shape();
+  if (xs.rank != 4 || xs[2] * xs[3] < 1) {
+    throw std::invalid_argument("global_max_pool: expected 4-D input with a non-empty plane, got " +
+                                xs.str());
+  }
+  const int64_t planes = xs[0] * xs[1], hw = xs[2] * xs[3];
+  Var y = t.op(Shape{xs[0], xs[1]}, [](Node& n, Tape& tp) {
+    const auto* idx = reinterpret_cast<const int32_t*>(n.saved[0].data);
+    const int64_t hw = n.i[0];
+    float* dx = tp.grad(n.in[0]).data;
+    for (int64_t pl = 0; pl < n.numel(); ++pl) dx[pl * hw + idx[pl]] += n.grad.data[pl];
+  }, {x});
+  int32_t* idx = nullptr;
+  if (y->requires_grad) {
+    y->saved[0] = t.scratch(Shape{planes});  // int32 argmax, stored in float-sized slots
+    idx = reinterpret_cast<int32_t*>(y->saved[0].data);
+    y->i[0] = hw;
+  }
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const float* xp = x->value.data + pl * hw;
+    float best = xp[0];
+    int64_t arg = 0;
+    for (int64_t j = 1; j < hw && best == best; ++j) {  // stops at the first NaN
+      if (xp[j] > best || xp[j] != xp[j]) {
+        best = xp[j];
+        arg = j;
+      }
+    }
+    y->value.data[pl] = best;
+    if (idx) idx[pl] = static_cast<int32_t>(arg);
   }
   return y;
 }

@@ -11,11 +11,21 @@
 //   mean/stddev = channels); violations throw std::invalid_argument, an index outside [0, n)
 //   throws std::out_of_range naming the batch position and the index. Read-only: concurrent
 //   gathers into different buffers are safe.
+//   Augmentation (ImageDataset::augment) applies only when gather()/gather_batch() get a non-null
+//   augment_rng: per sample, one random crop from the image zero-padded by `pad` pixels on each
+//   side (raw pixel 0, i.e. black before normalisation, as torchvision's RandomCrop(padding)
+//   before Normalize) and, if `hflip`, a horizontal mirror with probability 1/2 (crop first, then
+//   flip). The draws come only from augment_rng through uniform_below (no std:: distribution, so
+//   the result is the same on every standard library): same RNG state, same batch. No
+//   allocation. With a null RNG the output is the plain sample, bit for bit.
+//   uniform_below(rng, bound) and shuffle_portable(values, rng) are the portable, unbiased
+//   draw/shuffle every data module uses (partitions and splits must agree across devices).
 //   load_idx_pair(images, labels, num_classes) reads an N x H x W ubyte image file and an N ubyte
 //   label file (plain or gzip) and checks that the counts agree and every label is below
 //   num_classes; failures throw DataError naming the file, the record index and the label.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -28,6 +38,37 @@
 #include "mercury/tensor/tensor.hpp"
 
 namespace mercury::data {
+
+// Uniform integer in [0, bound) from raw 64-bit draws, by rejection (unbiased, and identical on
+// every standard library, unlike std::uniform_int_distribution). bound must be > 0.
+inline uint64_t uniform_below(std::mt19937_64& rng, uint64_t bound) {
+  const uint64_t limit = ~uint64_t{0} - (~uint64_t{0} % bound + 1) % bound;  // last accepted draw
+  uint64_t draw = rng();
+  while (draw > limit) draw = rng();
+  return draw % bound;
+}
+
+// Fisher-Yates shuffle driven by uniform_below: the same permutation on every platform.
+template <typename T>
+void shuffle_portable(std::span<T> values, std::mt19937_64& rng) {
+  for (size_t k = values.size(); k > 1; --k) {
+    std::swap(values[k - 1], values[uniform_below(rng, k)]);
+  }
+}
+
+// Training-time image augmentation, applied by ImageDataset::gather only with an RNG.
+struct ImageAugmentation {
+  int64_t pad = 0;     // random crop after zero-padding each side by `pad` pixels (CIFAR: 4)
+  bool hflip = false;  // horizontal mirror with probability 1/2
+  bool enabled() const { return pad > 0 || hflip; }
+};
+
+// Which part of a dataset a loader returns.
+enum class Split { kTrain, kTest };
+
+inline const char* split_name(Split split) {
+  return split == Split::kTrain ? "train" : "test";
+}
 
 // A labelled dataset as the trainer, the importance scorer and the partitioners see it.
 // Implementations keep samples compact (uint8 pixels, quantised features, token ids) and convert
@@ -61,6 +102,7 @@ struct ImageDataset final : Dataset {
   // Per-channel normalisation applied by gather(): (pixel/255 − mean[c]) / stddev[c].
   // Empty: mean 0, stddev 1 (pixels scaled to [0, 1]).
   std::vector<float> mean, stddev;
+  ImageAugmentation augment;  // used only when gather() is given an RNG (training batches)
 
   int64_t image_size() const { return channels * height * width; }
 
@@ -69,12 +111,15 @@ struct ImageDataset final : Dataset {
   int64_t num_classes() const override { return classes; }
   int32_t label(int64_t index) const override { return labels.at(static_cast<size_t>(index)); }
   std::string describe() const override {
-    return name + " (" + std::to_string(n) + " images " + std::to_string(channels) + "x" +
-           std::to_string(height) + "x" + std::to_string(width) + ", " +
-           std::to_string(classes) + " classes)";
+    std::string text = name + " (" + std::to_string(n) + " images " + std::to_string(channels) +
+                       "x" + std::to_string(height) + "x" + std::to_string(width) + ", " +
+                       std::to_string(classes) + " classes";
+    if (augment.pad > 0) text += ", train crop pad " + std::to_string(augment.pad);
+    if (augment.hflip) text += ", train hflip";
+    return text + ")";
   }
   void gather(std::span<const int64_t> indices, float* x, int32_t* y,
-              std::mt19937_64* /*augment_rng: no augmentation yet*/) const override {
+              std::mt19937_64* augment_rng) const override {
     // One value broadcasts to every channel; no allocation (this runs every step).
     constexpr size_t kMax = 16;
     const size_t c = static_cast<size_t>(channels);
@@ -83,17 +128,17 @@ struct ImageDataset final : Dataset {
       m[k] = mean.empty() ? 0.0f : mean[mean.size() == 1 ? 0 : k];
       sd[k] = stddev.empty() ? 1.0f : stddev[stddev.size() == 1 ? 0 : k];
     }
-    const bool sizes_ok = (mean.size() <= 1 || mean.size() == c) &&
-                          (stddev.size() <= 1 || stddev.size() == c);
+    const bool sizes_ok =
+        (mean.size() <= 1 || mean.size() == c) && (stddev.size() <= 1 || stddev.size() == c);
     const std::span<const float> ms(m, sizes_ok ? std::min(c, kMax) : mean.size());
     const std::span<const float> ss(sd, sizes_ok ? std::min(c, kMax) : stddev.size());
     gather_batch(indices, ms, ss, std::span<float>(x, indices.size() * image_size()),
-                 std::span<int32_t>(y, indices.size()));
+                 std::span<int32_t>(y, indices.size()), augment_rng);
   }
 
   void gather_batch(std::span<const int64_t> indices, std::span<const float> mean,
                     std::span<const float> stddev, std::span<float> out_pixels,
-                    std::span<int32_t> out_labels) const {
+                    std::span<int32_t> out_labels, std::mt19937_64* augment_rng = nullptr) const {
     const size_t batch = indices.size();
     const size_t per_image = static_cast<size_t>(image_size());
     const size_t per_channel = static_cast<size_t>(height * width);
@@ -136,15 +181,50 @@ struct ImageDataset final : Dataset {
       }
       const uint8_t* source = pixels.data() + static_cast<size_t>(index) * per_image;
       float* destination = out_pixels.data() + b * per_image;
-      for (int64_t c = 0; c < channels; ++c) {
-        const float s = scale[c];
-        const float t = shift[c];
-        for (size_t i = 0; i < per_channel; ++i) {
-          destination[c * per_channel + i] =
-              static_cast<float>(source[c * per_channel + i]) * s + t;
+      if (augment_rng != nullptr && augment.enabled()) {
+        write_augmented(source, destination, scale, shift, *augment_rng);
+      } else {
+        for (int64_t c = 0; c < channels; ++c) {
+          const float s = scale[c];
+          const float t = shift[c];
+          for (size_t i = 0; i < per_channel; ++i) {
+            destination[c * per_channel + i] =
+                static_cast<float>(source[c * per_channel + i]) * s + t;
+          }
         }
       }
       out_labels[b] = labels[static_cast<size_t>(index)];
+    }
+  }
+
+ private:
+  // One augmented sample: out(c, y, x) = src(c, y + dy, x' + dx) with dy, dx uniform in
+  // [-pad, pad], x' = flip ? width-1-x : x, and raw pixel 0 outside the image. Draw order per
+  // sample: dy, dx (only if pad > 0), then the flip bit (only if hflip).
+  void write_augmented(const uint8_t* source, float* destination, const float* scale,
+                       const float* shift, std::mt19937_64& rng) const {
+    const int64_t pad = std::max<int64_t>(augment.pad, 0);
+    const int64_t dy = pad > 0 ? static_cast<int64_t>(uniform_below(rng, 2 * pad + 1)) - pad : 0;
+    const int64_t dx = pad > 0 ? static_cast<int64_t>(uniform_below(rng, 2 * pad + 1)) - pad : 0;
+    const bool flip = augment.hflip && uniform_below(rng, 2) == 1;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float s = scale[c];
+      const float t = shift[c];  // the normalised value of raw pixel 0 (the padding)
+      const uint8_t* plane = source + c * height * width;
+      float* out = destination + c * height * width;
+      for (int64_t y = 0; y < height; ++y) {
+        float* row = out + y * width;
+        const int64_t sy = y + dy;
+        if (sy < 0 || sy >= height) {
+          std::fill(row, row + width, t);
+          continue;
+        }
+        const uint8_t* source_row = plane + sy * width;
+        for (int64_t x = 0; x < width; ++x) {
+          const int64_t sx = (flip ? width - 1 - x : x) + dx;
+          row[x] = (sx < 0 || sx >= width) ? t : static_cast<float>(source_row[sx]) * s + t;
+        }
+      }
     }
   }
 };

@@ -30,11 +30,6 @@ inline constexpr std::array<float, 1> kFashionMnistStd = {0.3530f};
 inline constexpr int64_t kFashionMnistClasses = 10;
 inline constexpr const char* kFashionMnistSystemDir = "/usr/share/datasets/fashion-mnist";
 
-enum class Split { kTrain, kTest };
-
-inline const char* split_name(Split split) {
-  return split == Split::kTrain ? "train" : "test";
-}
 
 struct FashionMnistFiles {
   std::string directory;

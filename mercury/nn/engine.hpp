@@ -13,6 +13,7 @@
 //   of a given batch size nothing is allocated.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -22,9 +23,16 @@
 
 namespace mercury::nn {
 
+enum class ScoreKind {
+  loss,             // per-sample cross-entropy
+  grad_norm_bound,  // ‖softmax − onehot‖₂: the last-layer gradient-norm upper bound
+                    // (Katharopoulos & Fleuret 2018), up to a per-batch constant
+};
+
 struct ScoreOptions {
   bool train_mode_norm = false;    // reproduce train-mode BN statistics (stats not written)
   const float* weights = nullptr;  // parameter snapshot (same layout) or null = live slab
+  ScoreKind kind = ScoreKind::loss;
 };
 
 class Engine {
@@ -45,8 +53,20 @@ class Engine {
     }
     Context ctx{tape_, model_.params, o.train_mode_norm, &rng_, o.weights, buffers};
     Var logits = forward(ctx, x, B);
-    Var l = ops::softmax_xent(tape_, logits, labels);
-    std::copy(l->value.data, l->value.data + B, losses);
+    if (o.kind == ScoreKind::loss) {
+      Var l = ops::softmax_xent(tape_, logits, labels);
+      std::copy(l->value.data, l->value.data + B, losses);
+    } else {
+      const int64_t K = logits->shape()[1];
+      Tensor probs = tape_.scratch(logits->shape());
+      Tensor l = tape_.scratch(Shape{B});
+      kernels::table().softmax_xent(B, K, logits->value.data, labels, l.data, probs.data);
+      for (int64_t r = 0; r < B; ++r) {
+        float* p = probs.data + r * K;
+        p[labels[r]] -= 1.0f;
+        losses[r] = std::sqrt(kernels::table().dot(K, p, p));
+      }
+    }
     if (pred) argmax(logits, pred);
   }
 

@@ -35,41 +35,59 @@ class Linear : public Module {
   ParamId w_ = -1, b_ = -1;
 };
 
+// Square kernels, strides and paddings use `kernel`, `stride`, `padding`; the per-axis fields
+// (appended last, so designated initialisers in declaration order keep working) override them
+// when >= 0 — e.g. TextCNN's {.kernel_h = 3, .kernel_w = 300} or DS-CNN's stride (2, 1).
 struct Conv2dOptions {
   int64_t kernel = 3, stride = 1, padding = 0, dilation = 1, groups = 1;
   bool bias = true;
   Init init = Init::uniform_fan_in;
+  int64_t kernel_h = -1, kernel_w = -1, stride_h = -1, stride_w = -1, pad_h = -1, pad_w = -1;
 };
 
 class Conv2d : public Module {
  public:
   Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, Conv2dOptions o)
-      : in_(in), out_(out), k_(o.kernel) {
-    if (in % o.groups || out % o.groups) {
+      : in_(in),
+        out_(out),
+        kh_(o.kernel_h >= 0 ? o.kernel_h : o.kernel),
+        kw_(o.kernel_w >= 0 ? o.kernel_w : o.kernel) {
+    if (o.groups < 1 || in % o.groups || out % o.groups) {
       throw std::invalid_argument(name + ": channels " + std::to_string(in) + "->" +
                                   std::to_string(out) + " not divisible by groups " +
                                   std::to_string(o.groups));
     }
-    p_ = ops::Conv2dParams{o.stride, o.stride, o.padding, o.padding, o.dilation, o.dilation,
+    if (kh_ < 1 || kw_ < 1) {
+      throw std::invalid_argument(name + ": kernel must be >= 1, got " + std::to_string(kh_) + "x" +
+                                  std::to_string(kw_));
+    }
+    p_ = ops::Conv2dParams{o.stride_h >= 0 ? o.stride_h : o.stride,
+                           o.stride_w >= 0 ? o.stride_w : o.stride,
+                           o.pad_h >= 0 ? o.pad_h : o.padding,
+                           o.pad_w >= 0 ? o.pad_w : o.padding,
+                           o.dilation,
+                           o.dilation,
                            o.groups};
-    const int64_t fan_in = in / o.groups * o.kernel * o.kernel;
-    const int64_t fan = o.init == Init::kaiming_normal_fan_out ? out / o.groups * o.kernel * o.kernel
-                                                               : fan_in;
-    w_ = ps.declare(name + ".weight", Shape{out, in / o.groups, o.kernel, o.kernel}, o.init, fan);
+    const int64_t fan_in = in / o.groups * kh_ * kw_;
+    const int64_t fan =
+        o.init == Init::kaiming_normal_fan_out ? out / o.groups * kh_ * kw_ : fan_in;
+    w_ = ps.declare(name + ".weight", Shape{out, in / o.groups, kh_, kw_}, o.init, fan);
     if (o.bias) b_ = ps.declare(name + ".bias", Shape{out}, Init::uniform_fan_in, fan_in);
   }
   Var forward(Context& ctx, Var x) override {
     return ops::conv2d(ctx.tape, x, ctx.param(w_), b_ >= 0 ? ctx.param(b_) : nullptr, p_);
   }
   std::string describe() const override {
-    return "Conv2d(" + std::to_string(in_) + "->" + std::to_string(out_) + ", k" +
-           std::to_string(k_) + ", s" + std::to_string(p_.stride_h) + ", p" +
-           std::to_string(p_.pad_h) + (p_.groups > 1 ? ", g" + std::to_string(p_.groups) : "") +
-           ")";
+    const auto pair = [](int64_t a, int64_t b) {
+      return a == b ? std::to_string(a) : std::to_string(a) + "x" + std::to_string(b);
+    };
+    return "Conv2d(" + std::to_string(in_) + "->" + std::to_string(out_) + ", k" + pair(kh_, kw_) +
+           ", s" + pair(p_.stride_h, p_.stride_w) + ", p" + pair(p_.pad_h, p_.pad_w) +
+           (p_.groups > 1 ? ", g" + std::to_string(p_.groups) : "") + ")";
   }
 
  private:
-  int64_t in_, out_, k_;
+  int64_t in_, out_, kh_, kw_;
   ops::Conv2dParams p_;
   ParamId w_ = -1, b_ = -1;
 };

@@ -44,6 +44,19 @@ struct TrainConfig {
   int64_t test_limit = 0;          // evaluate on the first N test samples (0: all)
   int64_t eval_batch = 128;
   bool progress = true;            // progress line with ETA on a terminal
+  // Importance sampling (mercury/importance/).
+  std::string sampler = "uniform";  // uniform | mercury | all-is | kf | selective-backprop
+  int64_t group_size = 0;           // M; 0: 10 × batch
+  int64_t groups_per_batch = 2;     // d
+  double beta = -1;                 // β of the group choice; < 0: 4/D
+  double lambda = 0.5;              // λ: q ∝ loss + λ·EMA(mean loss)
+  std::string weighting = "paper";  // paper: 1/(M·q) | exact: 1/(N·π·q)
+  bool score_train_mode = false;    // score with batch statistics instead of eval-mode norm
+  int64_t kf_presample = 3;
+  double sb_beta = 1.0;
+  int64_t eval_every = 0;           // also evaluate every N steps (0: per epoch only)
+  double target_acc = 0;            // stop once test accuracy reaches this (0: never)
+  int64_t importance_stats_every = 0;  // histogram + rank change every N steps (0: off)
 };
 
 // (key, help) for every field, in the order --help shows them.
@@ -75,6 +88,18 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"test_limit", "evaluate on the first N test samples (0: all)"},
       {"eval_batch", "batch size for evaluation (forward only)"},
       {"progress", "show a progress line with ETA on a terminal (true/false)"},
+      {"sampler", "batch sampler: uniform | mercury | all-is | kf | selective-backprop"},
+      {"group_size", "mercury: samples scored per iteration, M (0: 10 x batch)"},
+      {"groups_per_batch", "mercury: groups a batch is drawn from, d"},
+      {"beta", "mercury: recency temperature of the group choice, beta (< 0: 4/D)"},
+      {"lambda", "mercury: smoothing, q ~ loss + lambda * EMA(mean loss)"},
+      {"weighting", "mercury: paper (1/(M q)) | exact (1/(N pi q), unbiased)"},
+      {"score_train_mode", "score with batch-statistics normalisation (true/false)"},
+      {"kf_presample", "kf: candidates scored per batch slot"},
+      {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
+      {"eval_every", "also evaluate every N steps (0: once per epoch)"},
+      {"target_acc", "stop when test accuracy reaches this fraction (0: never)"},
+      {"importance_stats_every", "log importance histogram and rank changes every N steps (0: off)"},
   };
   return h;
 }
@@ -89,7 +114,11 @@ inline nlohmann::json to_json(const TrainConfig& c) {
       {"threads", c.threads}, {"seed", c.seed}, {"checkpoint", c.checkpoint},
       {"checkpoint_every", c.checkpoint_every}, {"resume", c.resume}, {"metrics", c.metrics},
       {"max_steps", c.max_steps}, {"train_limit", c.train_limit}, {"test_limit", c.test_limit},
-      {"eval_batch", c.eval_batch}, {"progress", c.progress}};
+      {"eval_batch", c.eval_batch}, {"progress", c.progress}, {"sampler", c.sampler},
+      {"group_size", c.group_size}, {"groups_per_batch", c.groups_per_batch}, {"beta", c.beta},
+      {"lambda", c.lambda}, {"weighting", c.weighting}, {"score_train_mode", c.score_train_mode},
+      {"kf_presample", c.kf_presample}, {"sb_beta", c.sb_beta}, {"eval_every", c.eval_every},
+      {"target_acc", c.target_acc}, {"importance_stats_every", c.importance_stats_every}};
 }
 
 inline const char* json_type_name(const nlohmann::json& v) {
@@ -153,6 +182,18 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.test_limit = j["test_limit"];
   c.eval_batch = j["eval_batch"];
   c.progress = j["progress"];
+  c.sampler = j["sampler"];
+  c.group_size = j["group_size"];
+  c.groups_per_batch = j["groups_per_batch"];
+  c.beta = j["beta"];
+  c.lambda = j["lambda"];
+  c.weighting = j["weighting"];
+  c.score_train_mode = j["score_train_mode"];
+  c.kf_presample = j["kf_presample"];
+  c.sb_beta = j["sb_beta"];
+  c.eval_every = j["eval_every"];
+  c.target_acc = j["target_acc"];
+  c.importance_stats_every = j["importance_stats_every"];
   return c;
 }
 
@@ -178,6 +219,22 @@ inline void validate(const TrainConfig& c) {
   need(c.warmup_steps >= 0, "warmup_steps: expected >= 0", std::to_string(c.warmup_steps));
   need(c.step_size >= 1, "step_size: expected >= 1", std::to_string(c.step_size));
   need(c.gamma > 0, "gamma: expected > 0", std::to_string(c.gamma));
+  need(c.sampler == "uniform" || c.sampler == "mercury" || c.sampler == "all-is" ||
+           c.sampler == "kf" || c.sampler == "selective-backprop",
+       "sampler: expected uniform, mercury, all-is, kf or selective-backprop", "'" + c.sampler + "'");
+  need(c.group_size >= 0, "group_size: expected >= 0", std::to_string(c.group_size));
+  need(c.groups_per_batch >= 1, "groups_per_batch: expected >= 1",
+       std::to_string(c.groups_per_batch));
+  need(c.lambda >= 0, "lambda: expected >= 0", std::to_string(c.lambda));
+  need(c.weighting == "paper" || c.weighting == "exact", "weighting: expected paper or exact",
+       "'" + c.weighting + "'");
+  need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
+  need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));
+  need(c.eval_every >= 0, "eval_every: expected >= 0", std::to_string(c.eval_every));
+  need(c.target_acc >= 0 && c.target_acc <= 1, "target_acc: expected a fraction in [0, 1]",
+       std::to_string(c.target_acc));
+  need(c.importance_stats_every >= 0, "importance_stats_every: expected >= 0",
+       std::to_string(c.importance_stats_every));
 }
 
 }  // namespace mercury::train

@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "mercury/data/dataset.hpp"
+#include "mercury/importance/policy.hpp"
+#include "mercury/importance/stats.hpp"
 #include "mercury/io/metrics.hpp"
 #include "mercury/nn/engine.hpp"
 #include "mercury/optim/optimizer.hpp"
@@ -99,7 +101,30 @@ class Trainer {
     schedule_.step_size = cfg_.step_size;
     schedule_.gamma = static_cast<float>(cfg_.gamma);
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
-    if (!cfg_.resume.empty()) resume(cfg_.resume);
+    if (cfg_.sampler != "uniform") {
+      importance::PolicyConfig pc;
+      pc.kind = importance::parse_sampler(cfg_.sampler);
+      pc.batch = cfg_.batch;
+      pc.group_size = cfg_.group_size;
+      pc.sampler.groups_per_batch = cfg_.groups_per_batch;
+      pc.sampler.beta = cfg_.beta;
+      pc.sampler.lambda = cfg_.lambda;
+      pc.sampler.weighting =
+          cfg_.weighting == "exact" ? importance::Weighting::exact : importance::Weighting::paper;
+      pc.train_mode_norm = cfg_.score_train_mode;
+      pc.kf_presample = cfg_.kf_presample;
+      pc.sb_beta = cfg_.sb_beta;
+      pc.seed = static_cast<uint64_t>(cfg_.seed);
+      policy_ = importance::make_policy(pc, model_, train_, n_train_);
+    }
+    if (!cfg_.resume.empty()) {
+      if (policy_) {
+        throw std::invalid_argument("resume with --sampler " + cfg_.sampler +
+                                    " is not supported yet: the importance cache is not part of "
+                                    "checkpoints (resume works with --sampler uniform)");
+      }
+      resume(cfg_.resume);
+    }
   }
 
   static optim::OptimizerConfig optimizer_config(const TrainConfig& c) {
@@ -140,19 +165,33 @@ class Trainer {
       epoch_permutation(static_cast<uint64_t>(cfg_.seed), epoch, perm);
       double loss_sum = 0;
       int64_t loss_count = 0;
-      const auto te = clock::now();
+      auto te = clock::now();
       int64_t epoch_samples = 0;
       for (int64_t s = cursor_.step_in_epoch; s < steps_per_epoch(); ++s) {
-        const int64_t begin = s * B, count = std::min(B, n_train_ - begin);
+        // The batch: a slice of the epoch permutation (uniform) or the sampler's draw.
+        const int64_t* idx = perm.data() + s * B;
+        int64_t count = std::min(B, n_train_ - s * B);
+        const float* w = nullptr;
+        if (policy_) {
+          policy_->next(cursor_.global_step, plan_);
+          idx = plan_.indices.data();
+          count = static_cast<int64_t>(plan_.indices.size());
+          w = plan_.weights.empty() ? nullptr : plan_.weights.data();
+          timing_.score_s += plan_.score_seconds;
+          timing_.scored += plan_.scored;
+          timing_.ess_sum += importance::effective_sample_fraction(plan_.weights);
+        }
+        const auto tc = clock::now();
         model_.params.zero_grad();
         float loss = 0;
         for (int64_t m0 = 0; m0 < count; m0 += micro) {
           const int64_t mc = std::min(micro, count - m0);
-          train_.gather(std::span<const int64_t>(perm.data() + begin + m0, mc), x.data(),
-                        y.data(), &augment_rng_);
-          loss += engine_.grad(x.data(), y.data(), nullptr, mc, nullptr, count);
+          train_.gather(std::span<const int64_t>(idx + m0, mc), x.data(), y.data(), &augment_rng_);
+          loss += engine_.grad(x.data(), y.data(), w ? w + m0 : nullptr, mc, nullptr, count);
         }
         opt_.step(model_.params.values(), model_.params.grads(), schedule_.at(cursor_.global_step));
+        timing_.compute_s += seconds_since(tc);
+        ++timing_.steps;
         ++cursor_.global_step;
         cursor_.step_in_epoch = s + 1;
         loss_sum += loss;
@@ -164,7 +203,16 @@ class Trainer {
           save(cfg_.checkpoint);
         }
         progress(epoch, s + 1, loss_sum / static_cast<double>(loss_count), te);
-        if (cfg_.max_steps && cursor_.global_step >= cfg_.max_steps) {
+        importance_stats();
+        if (cfg_.eval_every && cursor_.global_step % cfg_.eval_every == 0) {
+          const auto pause = clock::now();
+          clear_progress();
+          const EvalResult ev = evaluate();
+          write_eval(ev);
+          te += clock::now() - pause;  // evaluation is not training time
+          if (target_reached(ev)) stop = true;
+        }
+        if (stop || (cfg_.max_steps && cursor_.global_step >= cfg_.max_steps)) {
           stop = true;
           break;
         }
@@ -195,8 +243,15 @@ class Trainer {
                       {"wall_s", seconds_since(t0)},
                       {"train_samples_per_s", sps},
                       {"steps", cursor_.global_step},
-                      {"lr", schedule_.at(cursor_.global_step)}});
+                      {"lr", schedule_.at(cursor_.global_step)},
+                      {"sampler", cfg_.sampler},
+                      {"compute_s", timing_.compute_s},
+                      {"score_s", timing_.score_s},
+                      {"scored_samples", timing_.scored},
+                      {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
+                      {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}});
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
+      if (target_reached(ev)) stop = true;
       result.final_test_acc = ev.accuracy;
       result.final_test_loss = ev.loss;
     }
@@ -243,6 +298,16 @@ class Trainer {
             static_cast<double>(correct) / static_cast<double>(n_test_)};
   }
 
+  // Cumulative time split of the steps run so far (evaluation excluded).
+  struct Timing {
+    double compute_s = 0;  // forward + backward + optimizer
+    double score_s = 0;    // importance scoring (sequential pipeline)
+    int64_t scored = 0;
+    int64_t steps = 0;
+    double ess_sum = 0;
+  };
+  const Timing& timing() const { return timing_; }
+
   void save(const std::string& path) {
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
@@ -253,6 +318,64 @@ class Trainer {
   using clock = std::chrono::steady_clock;
   static double seconds_since(clock::time_point t) {
     return std::chrono::duration<double>(clock::now() - t).count();
+  }
+
+  void write_eval(const EvalResult& ev) {
+    metrics_.write({{"event", "eval"},
+                    {"steps", cursor_.global_step},
+                    {"test_acc", ev.accuracy},
+                    {"test_loss", ev.loss},
+                    {"train_s", timing_.compute_s + timing_.score_s},
+                    {"compute_s", timing_.compute_s},
+                    {"score_s", timing_.score_s}});
+  }
+
+  bool target_reached(const EvalResult& ev) {
+    if (cfg_.target_acc <= 0 || ev.accuracy < cfg_.target_acc || target_logged_) return false;
+    target_logged_ = true;
+    metrics_.write({{"event", "target_reached"},
+                    {"target_acc", cfg_.target_acc},
+                    {"test_acc", ev.accuracy},
+                    {"steps", cursor_.global_step},
+                    {"train_s", timing_.compute_s + timing_.score_s},
+                    {"compute_s", timing_.compute_s},
+                    {"score_s", timing_.score_s}});
+    log_ << "target accuracy " << cfg_.target_acc << " reached after " << cursor_.global_step
+         << " steps, " << timing_.compute_s + timing_.score_s << " s of training\n";
+    return true;
+  }
+
+  // Every importance_stats_every steps: score a fixed probe subset, log its loss histogram, and
+  // 1 and 10 steps later the fraction of probes whose rank moved < 5% / < 10%.
+  void importance_stats() {
+    const int64_t every = cfg_.importance_stats_every;
+    if (!every) return;
+    const int64_t t = cursor_.global_step;
+    const int64_t lag = t % every;
+    if (lag != 0 && lag != 1 && lag != 10) return;
+    if (!probe_scorer_) {
+      const int64_t n = std::min<int64_t>(2000, n_train_);
+      probe_.resize(static_cast<std::size_t>(n_train_));
+      std::iota(probe_.begin(), probe_.end(), int64_t{0});
+      std::mt19937_64 rng(static_cast<uint64_t>(cfg_.seed) + 17);
+      std::shuffle(probe_.begin(), probe_.end(), rng);
+      probe_.resize(static_cast<std::size_t>(n));
+      probe_scorer_ = std::make_unique<importance::Scorer>(model_, train_, 500);
+      probe_base_.resize(probe_.size());
+      probe_now_.resize(probe_.size());
+    }
+    if (lag == 0) {
+      probe_scorer_->score(probe_, probe_base_.data());
+      const auto h = importance::histogram(probe_base_, 30);
+      metrics_.write({{"event", "importance_hist"}, {"steps", t}, {"hi", h.hi},
+                      {"counts", h.counts}});
+      return;
+    }
+    if (t < every) return;
+    probe_scorer_->score(probe_, probe_now_.data());
+    const auto rc = importance::rank_change(probe_base_, probe_now_);
+    metrics_.write({{"event", "rank_change"}, {"steps", t - lag}, {"lag", lag},
+                    {"under5", rc.under5}, {"under10", rc.under10}});
   }
 
   void resume(const std::string& path) {
@@ -342,6 +465,13 @@ class Trainer {
   std::vector<float> eval_x_, eval_loss_;
   std::vector<int32_t> eval_y_, eval_pred_;
   std::vector<int64_t> eval_idx_;
+  std::unique_ptr<importance::BatchPolicy> policy_;
+  importance::BatchPlan plan_;
+  Timing timing_;
+  bool target_logged_ = false;
+  std::unique_ptr<importance::Scorer> probe_scorer_;
+  std::vector<int64_t> probe_;
+  std::vector<float> probe_base_, probe_now_;
 };
 
 }  // namespace mercury::train

@@ -171,6 +171,31 @@ TEST_CASE("sgemm of every ISA equals ref on tile edges, all transposes, alpha/be
     });
 }
 
+TEST_CASE("sgemm: SIMD transpose-pack of B and the A·Bᵀ dot-product path on their edges") {
+  std::mt19937 rng(10);
+  // Transpose-pack blocks are W×W (W = 4 neon, 8 avx2, 16 avx512): K and N around them, beyond
+  // the 32-column tile and into K tails. The dot path (ta = false, tb = true, N ≤ 32, K ≥ 32 or
+  // 64) works in RB×CB blocks (3×4 avx2, 4×4 avx512/neon) with K in vectors: M, N around the
+  // blocks, N around its 32-column limit, K around its threshold and the vector width.
+  const int64_t Ms[] = {1, 3, 4, 5, 9};
+  const int64_t Ns[] = {1, 3, 4, 5, 10, 25, 32, 33};
+  const int64_t Ks[] = {15, 17, 31, 32, 33, 63, 64, 65, 129};
+  const float alpha_beta[][2] = {{1.0f, 0.0f}, {0.5f, -1.5f}};
+  for (mk::Isa isa : simd_isas())
+    for_each_transpose([&](bool ta, bool tb) {
+      for (int64_t M : Ms)
+        for (int64_t N : Ns)
+          for (int64_t K : Ks)
+            for (const auto& ab : alpha_beta)
+              check_sgemm(mk::table_for(isa), ta, tb, {M, N, K}, ab[0], ab[1], rng);
+    });
+  // The CNN's A·Bᵀ shapes that take the dot path: conv1 dW and the classifier.
+  for (mk::Isa isa : simd_isas()) {
+    check_sgemm(mk::table_for(isa), false, true, {32, 25, 576}, 1.0f, 0.0f, rng);
+    check_sgemm(mk::table_for(isa), false, true, {64, 10, 128}, -1.0f, 0.5f, rng);
+  }
+}
+
 TEST_CASE("sgemm of every ISA equals ref beyond the cache blocks and at the CNN's shapes") {
   std::mt19937 rng(2);
   const GemmCase cases[] = {

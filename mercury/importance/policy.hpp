@@ -1,0 +1,283 @@
+// mercury/importance/policy.hpp — where each training batch comes from: the samplers behind
+// `mercury train --sampler uniform|mercury|all-is|kf|selective-backprop`.
+//
+// Contract
+// - next(iteration, plan) fills plan.indices (B local sample indices) and, for weighted
+//   samplers, plan.weights (the per-sample loss weights that make the gradient unbiased; empty
+//   means all ones). Scoring, when the sampler needs it, happens inside next() on the caller's
+//   thread with the policy's own Scorer (sequential pipeline; BACC moves it to a second thread).
+// - Deterministic for a given seed. Time spent scoring is reported in plan.score_seconds and
+//   the number of forward passes in plan.scored, so T_is/T_cp can be measured.
+// - uniform is not here: the trainer's epoch permutation is the uniform sampler.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mercury/importance/cache.hpp"
+#include "mercury/importance/sampler.hpp"
+#include "mercury/importance/scorer.hpp"
+
+namespace mercury::importance {
+
+enum class SamplerKind { uniform, mercury, all_is, kf, selective_backprop };
+
+inline SamplerKind parse_sampler(const std::string& s) {
+  if (s == "uniform") return SamplerKind::uniform;
+  if (s == "mercury") return SamplerKind::mercury;
+  if (s == "all-is") return SamplerKind::all_is;
+  if (s == "kf") return SamplerKind::kf;
+  if (s == "selective-backprop") return SamplerKind::selective_backprop;
+  throw std::invalid_argument(
+      "sampler: expected uniform, mercury, all-is, kf or selective-backprop, found '" + s + "'");
+}
+
+struct PolicyConfig {
+  SamplerKind kind = SamplerKind::mercury;
+  int64_t batch = 64;
+  int64_t group_size = 0;         // M; 0: 10 × batch
+  SamplerConfig sampler;          // d, β, λ, weighting
+  int64_t score_chunk = 320;      // forward batch used for scoring
+  bool train_mode_norm = false;   // score with batch statistics (METHOD: eval mode is ours)
+  int64_t kf_presample = 3;       // kf: candidates per batch slot
+  double sb_beta = 1.0;           // selective-backprop: keep probability = percentile^β
+  int64_t sb_history = 1024;      // selective-backprop: losses remembered for percentiles
+  uint64_t seed = 1;
+};
+
+struct BatchPlan {
+  std::vector<int64_t> indices;
+  std::vector<float> weights;  // empty: unweighted
+  double score_seconds = 0;    // time spent scoring for this batch
+  int64_t scored = 0;          // samples forwarded for scoring for this batch
+};
+
+class BatchPolicy {
+ public:
+  virtual ~BatchPolicy() = default;
+  virtual void next(int64_t iteration, BatchPlan& plan) = 0;
+  virtual const ImportanceCache* cache() const { return nullptr; }
+};
+
+namespace detail {
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+// An endless stream of uniformly shuffled sample indices (epoch after epoch).
+class ShuffledStream {
+ public:
+  ShuffledStream(int64_t n, uint64_t seed) : perm_(static_cast<std::size_t>(n)), rng_(seed) {
+    reshuffle();
+  }
+  int64_t next() {
+    if (pos_ == perm_.size()) reshuffle();
+    return perm_[pos_++];
+  }
+
+ private:
+  void reshuffle() {
+    std::iota(perm_.begin(), perm_.end(), int64_t{0});
+    std::shuffle(perm_.begin(), perm_.end(), rng_);
+    pos_ = 0;
+  }
+  std::vector<int64_t> perm_;
+  std::size_t pos_ = 0;
+  std::mt19937_64 rng_;
+};
+}  // namespace detail
+
+// Mercury's group-wise sampler (and all-IS: one group holding every sample, refreshed each step).
+class GroupwisePolicy final : public BatchPolicy {
+ public:
+  GroupwisePolicy(const PolicyConfig& cfg, nn::Model& model, const data::Dataset& data, int64_t n)
+      : cfg_(cfg),
+        all_(cfg.kind == SamplerKind::all_is),
+        group_size_(all_ ? n : (cfg.group_size > 0 ? cfg.group_size : 10 * cfg.batch)),
+        cache_(n, group_size_, cfg.seed),
+        sampler_(all_ ? all_is_config(cfg.sampler) : cfg.sampler),
+        scorer_(model, data, cfg.score_chunk),
+        rng_(cfg.seed ^ 0x5DEECE66Dull) {
+    scorer_.set_train_mode_norm(cfg.train_mode_norm);
+  }
+
+  void next(int64_t iteration, BatchPlan& plan) override {
+    const auto t0 = detail::Clock::now();
+    const auto group = cache_.next_group(group_size_);
+    scores_.resize(group.size());
+    scorer_.score(group, scores_.data());
+    cache_.refresh(scores_, iteration);
+    plan.score_seconds = detail::seconds_since(t0);
+    plan.scored = static_cast<int64_t>(group.size());
+    sampler_.draw(cache_, cfg_.batch, rng_, draw_);
+    plan.indices.assign(draw_.indices.begin(), draw_.indices.end());
+    plan.weights.assign(draw_.weights.begin(), draw_.weights.end());
+  }
+  const ImportanceCache* cache() const override { return &cache_; }
+
+ private:
+  static SamplerConfig all_is_config(SamplerConfig s) {
+    s.groups_per_batch = 1;
+    return s;
+  }
+  PolicyConfig cfg_;
+  bool all_;
+  int64_t group_size_;
+  ImportanceCache cache_;
+  GroupSampler sampler_;
+  Scorer scorer_;
+  std::mt19937_64 rng_;
+  std::vector<float> scores_;
+  BatchDraw draw_;
+};
+
+// Katharopoulos & Fleuret (2018) presampling: score kf_presample·B uniform candidates by the
+// last-layer gradient-norm bound, draw B of them ∝ score, weight 1/(P·q) (unbiased).
+// (Their variance-reduction switch τ is not implemented: IS is always on.)
+class PresamplePolicy final : public BatchPolicy {
+ public:
+  PresamplePolicy(const PolicyConfig& cfg, nn::Model& model, const data::Dataset& data, int64_t n)
+      : cfg_(cfg),
+        stream_(n, cfg.seed),
+        scorer_(model, data, cfg.score_chunk, nn::ScoreKind::grad_norm_bound),
+        rng_(cfg.seed ^ 0x9E3779B9ull) {
+    if (cfg.kf_presample < 1) {
+      throw std::invalid_argument("kf presample factor must be >= 1, got " +
+                                  std::to_string(cfg.kf_presample));
+    }
+  }
+  void next(int64_t, BatchPlan& plan) override {
+    const int64_t P = cfg_.kf_presample * cfg_.batch;
+    cand_.resize(static_cast<std::size_t>(P));
+    for (auto& c : cand_) c = stream_.next();
+    score_.resize(cand_.size());
+    const auto t0 = detail::Clock::now();
+    scorer_.score(cand_, score_.data());
+    plan.score_seconds = detail::seconds_since(t0);
+    plan.scored = P;
+    cdf_.resize(cand_.size());
+    double z = 0;
+    for (std::size_t k = 0; k < cand_.size(); ++k) {
+      const double v = std::isfinite(score_[k]) && score_[k] > 0 ? score_[k] : 0.0;
+      z += v;
+      cdf_[k] = z;
+    }
+    const bool uniform = !(z > 0);
+    plan.indices.resize(static_cast<std::size_t>(cfg_.batch));
+    plan.weights.resize(static_cast<std::size_t>(cfg_.batch));
+    for (int64_t s = 0; s < cfg_.batch; ++s) {
+      std::size_t j;
+      double q;
+      if (uniform) {
+        j = std::uniform_int_distribution<std::size_t>(0, cand_.size() - 1)(rng_);
+        q = 1.0 / static_cast<double>(P);
+      } else {
+        const double u = std::uniform_real_distribution<double>(0.0, z)(rng_);
+        j = std::min<std::size_t>(
+            static_cast<std::size_t>(std::upper_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin()),
+            cand_.size() - 1);
+        q = (cdf_[j] - (j ? cdf_[j - 1] : 0.0)) / z;
+      }
+      plan.indices[static_cast<std::size_t>(s)] = cand_[j];
+      plan.weights[static_cast<std::size_t>(s)] = static_cast<float>(1.0 / (static_cast<double>(P) * q));
+    }
+  }
+
+ private:
+  PolicyConfig cfg_;
+  detail::ShuffledStream stream_;
+  Scorer scorer_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> cand_;
+  std::vector<float> score_;
+  std::vector<double> cdf_;
+};
+
+// Selective-Backprop (Jiang et al. 2019): forward uniform candidates, keep each with
+// probability percentile(loss)^β over the last sb_history losses, until B are kept. The kept
+// batch is trained unweighted (biased by design, as in the paper).
+class SelectiveBackpropPolicy final : public BatchPolicy {
+ public:
+  SelectiveBackpropPolicy(const PolicyConfig& cfg, nn::Model& model, const data::Dataset& data,
+                          int64_t n)
+      : cfg_(cfg),
+        stream_(n, cfg.seed),
+        scorer_(model, data, cfg.score_chunk),
+        rng_(cfg.seed ^ 0x2545F4914F6CDD1Dull) {
+    if (!(cfg.sb_beta > 0)) {
+      throw std::invalid_argument("selective-backprop beta must be > 0, got " +
+                                  std::to_string(cfg.sb_beta));
+    }
+    history_.reserve(static_cast<std::size_t>(cfg.sb_history));
+  }
+  void next(int64_t, BatchPlan& plan) override {
+    plan.indices.clear();
+    plan.weights.clear();
+    plan.scored = 0;
+    plan.score_seconds = 0;
+    const int64_t B = cfg_.batch;
+    cand_.resize(static_cast<std::size_t>(B));
+    loss_.resize(cand_.size());
+    while (static_cast<int64_t>(plan.indices.size()) < B) {
+      for (auto& c : cand_) c = stream_.next();
+      const auto t0 = detail::Clock::now();
+      scorer_.score(cand_, loss_.data());
+      plan.score_seconds += detail::seconds_since(t0);
+      plan.scored += B;
+      for (std::size_t k = 0; k < cand_.size() && static_cast<int64_t>(plan.indices.size()) < B;
+           ++k) {
+        const float l = std::isfinite(loss_[k]) ? loss_[k] : 0.0f;
+        const double pct = percentile(l);
+        remember(l);
+        if (std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < std::pow(pct, cfg_.sb_beta))
+          plan.indices.push_back(cand_[k]);
+      }
+    }
+  }
+
+ private:
+  double percentile(float l) const {
+    if (history_.empty()) return 1.0;
+    int64_t below = 0;
+    for (float h : history_) below += h <= l;
+    return static_cast<double>(below) / static_cast<double>(history_.size());
+  }
+  void remember(float l) {
+    if (static_cast<int64_t>(history_.size()) < cfg_.sb_history) {
+      history_.push_back(l);
+    } else {
+      history_[next_slot_] = l;
+      next_slot_ = (next_slot_ + 1) % history_.size();
+    }
+  }
+  PolicyConfig cfg_;
+  detail::ShuffledStream stream_;
+  Scorer scorer_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> cand_;
+  std::vector<float> loss_, history_;
+  std::size_t next_slot_ = 0;
+};
+
+// The policy for a sampler kind, or null for uniform (the trainer's epoch permutation).
+inline std::unique_ptr<BatchPolicy> make_policy(const PolicyConfig& cfg, nn::Model& model,
+                                                const data::Dataset& data, int64_t n) {
+  switch (cfg.kind) {
+    case SamplerKind::uniform: return nullptr;
+    case SamplerKind::mercury:
+    case SamplerKind::all_is: return std::make_unique<GroupwisePolicy>(cfg, model, data, n);
+    case SamplerKind::kf: return std::make_unique<PresamplePolicy>(cfg, model, data, n);
+    case SamplerKind::selective_backprop:
+      return std::make_unique<SelectiveBackpropPolicy>(cfg, model, data, n);
+  }
+  return nullptr;
+}
+
+}  // namespace mercury::importance

@@ -1,0 +1,147 @@
+// mercury/importance/sampler.hpp — group-wise importance sampling with unbiasing weights.
+//
+// The batch of B slots is drawn in two stages (METHOD.md, "Group-wise importance computation
+// and sampling"):
+//  1. d group draws, with replacement, from π_i ∝ M_i · exp(β·(t_i − t_max)) over the cache's
+//     groups (t_i = iteration of the group's last refresh; fresher is likelier; the size factor
+//     makes each group's expected share of the batch proportional to its size). The B slots
+//     are split as evenly as possible over the d draws, so every slot lands in group i with
+//     probability exactly π_i.
+//  2. Inside a drawn group, samples are drawn with replacement from q_j ∝ l_j + λ·m (l_j the
+//     cached importance, m the EMA of the mean loss).
+// Weights (per slot):
+//  - paper:  w = 1 / (M_i · q_j)       E[w·g | group i] = mean gradient of group i
+//  - exact:  w = 1 / (N · π_i · q_j)   E[w·g] = mean gradient over all N samples (unbiased)
+// With β = 0 the two coincide. Degenerate cases: all-equal importances give q uniform and
+// weight 1 (paper); if every l_j + λ·m in a group is 0 (or not finite) q falls back to uniform.
+// Weights are always finite and positive.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mercury/importance/cache.hpp"
+
+namespace mercury::importance {
+
+enum class Weighting { paper, exact };
+
+struct SamplerConfig {
+  int64_t groups_per_batch = 2;  // d
+  double beta = -1;              // β; < 0: 4/D (D = current number of groups)
+  double lambda = 0.5;           // λ
+  Weighting weighting = Weighting::paper;
+};
+
+struct BatchDraw {
+  std::vector<int64_t> indices;  // local sample indices, one per slot
+  std::vector<float> weights;    // one per slot
+};
+
+class GroupSampler {
+ public:
+  explicit GroupSampler(SamplerConfig cfg) : cfg_(cfg) {
+    if (cfg_.groups_per_batch < 1) {
+      throw std::invalid_argument("sampler: groups per batch (d) must be >= 1, got " +
+                                  std::to_string(cfg_.groups_per_batch));
+    }
+    if (!(cfg_.lambda >= 0)) {
+      throw std::invalid_argument("sampler: lambda must be >= 0, got " +
+                                  std::to_string(cfg_.lambda));
+    }
+  }
+
+  // Group-choice probabilities π over cache.groups() (same order).
+  const std::vector<double>& group_probabilities(const ImportanceCache& cache) {
+    const auto& gs = cache.groups();
+    const double beta = cfg_.beta >= 0 ? cfg_.beta : 4.0 / static_cast<double>(gs.size());
+    int64_t tmax = -1;
+    for (const Group& g : gs) tmax = std::max(tmax, g.refreshed);
+    pi_.resize(gs.size());
+    double z = 0;
+    for (std::size_t k = 0; k < gs.size(); ++k) {
+      pi_[k] = static_cast<double>(gs[k].size) *
+               std::exp(beta * static_cast<double>(gs[k].refreshed - tmax));
+      z += pi_[k];
+    }
+    for (double& p : pi_) p /= z;
+    return pi_;
+  }
+
+  // In-group distribution q over members(g) (same order), into q_.
+  const std::vector<double>& in_group_probabilities(const ImportanceCache& cache, const Group& g) {
+    const auto members = cache.members(g);
+    const double smooth = cfg_.lambda * cache.prior();
+    q_.resize(members.size());
+    double z = 0;
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      const double v = static_cast<double>(cache.importance(members[k])) + smooth;
+      q_[k] = std::isfinite(v) && v > 0 ? v : 0.0;
+      z += q_[k];
+    }
+    if (!(z > 0) || !std::isfinite(z)) {
+      std::fill(q_.begin(), q_.end(), 1.0 / static_cast<double>(members.size()));
+    } else {
+      for (double& v : q_) v /= z;
+    }
+    return q_;
+  }
+
+  // Draws B slots. Allocation-free once `out` has held B slots.
+  void draw(const ImportanceCache& cache, int64_t B, std::mt19937_64& rng, BatchDraw& out) {
+    if (B < 1) throw std::invalid_argument("sampler: batch size must be >= 1");
+    const auto& pi = group_probabilities(cache);
+    out.indices.resize(static_cast<std::size_t>(B));
+    out.weights.resize(static_cast<std::size_t>(B));
+    const int64_t d = std::min<int64_t>(cfg_.groups_per_batch, B);
+    const double N = static_cast<double>(cache.size());
+    int64_t slot = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const int64_t slots = B / d + (k < B % d ? 1 : 0);
+      const std::size_t gi = pick(pi, rng);
+      const Group& g = cache.groups()[gi];
+      const auto& q = in_group_probabilities(cache, g);
+      const auto members = cache.members(g);
+      cdf_.resize(q.size());
+      std::partial_sum(q.begin(), q.end(), cdf_.begin());
+      for (int64_t s = 0; s < slots; ++s, ++slot) {
+        const std::size_t j = pick_cdf(cdf_, rng);
+        out.indices[static_cast<std::size_t>(slot)] = members[j];
+        const double w = cfg_.weighting == Weighting::paper
+                             ? 1.0 / (static_cast<double>(g.size) * q[j])
+                             : 1.0 / (N * pi[gi] * q[j]);
+        out.weights[static_cast<std::size_t>(slot)] = static_cast<float>(w);
+      }
+    }
+  }
+
+  const SamplerConfig& config() const { return cfg_; }
+
+  // Index drawn from a discrete distribution p (sums to 1).
+  static std::size_t pick(const std::vector<double>& p, std::mt19937_64& rng) {
+    double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    for (std::size_t k = 0; k + 1 < p.size(); ++k) {
+      if (u < p[k]) return k;
+      u -= p[k];
+    }
+    return p.size() - 1;
+  }
+
+ private:
+  static std::size_t pick_cdf(const std::vector<double>& cdf, std::mt19937_64& rng) {
+    const double u = std::uniform_real_distribution<double>(0.0, cdf.back())(rng);
+    const auto it = std::upper_bound(cdf.begin(), cdf.end(), u);
+    return std::min<std::size_t>(static_cast<std::size_t>(it - cdf.begin()), cdf.size() - 1);
+  }
+
+  SamplerConfig cfg_;
+  std::vector<double> pi_, q_, cdf_;
+};
+
+}  // namespace mercury::importance

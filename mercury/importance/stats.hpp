@@ -1,0 +1,75 @@
+// mercury/importance/stats.hpp — statistics of importance over training: effective sample size
+// of the weights, the importance histogram (the paper's Fig. 3) and the rank-change
+// distribution after 1 and 10 iterations (Fig. 6).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <span>
+#include <vector>
+
+namespace mercury::importance {
+
+// Kish's effective sample size of a weighted batch, as a fraction of its size: 1 for equal
+// weights, 1/B when one weight dominates. Empty weights (unweighted batch) give 1.
+inline double effective_sample_fraction(std::span<const float> w) {
+  if (w.empty()) return 1.0;
+  double s = 0, s2 = 0;
+  for (float v : w) {
+    s += v;
+    s2 += static_cast<double>(v) * v;
+  }
+  return s2 > 0 ? s * s / (s2 * static_cast<double>(w.size())) : 1.0;
+}
+
+// Histogram of values over `bins` equal-width bins in [0, hi] (values above hi go to the last
+// bin); hi = the largest value when hi <= 0.
+struct Histogram {
+  double hi = 0;
+  std::vector<int64_t> counts;
+};
+inline Histogram histogram(std::span<const float> v, int bins, double hi = 0) {
+  Histogram h;
+  h.counts.assign(static_cast<std::size_t>(bins), 0);
+  if (hi <= 0)
+    for (float x : v) hi = std::max(hi, static_cast<double>(x));
+  h.hi = hi > 0 ? hi : 1.0;
+  for (float x : v) {
+    if (!std::isfinite(x)) continue;
+    int b = static_cast<int>(std::max(0.0, static_cast<double>(x)) / h.hi * bins);
+    h.counts[static_cast<std::size_t>(std::min(b, bins - 1))]++;
+  }
+  return h;
+}
+
+// Ranks (0 = most important) of each entry.
+inline std::vector<int64_t> ranks(std::span<const float> v) {
+  std::vector<int64_t> order(v.size()), r(v.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+  for (std::size_t k = 0; k < order.size(); ++k) r[static_cast<std::size_t>(order[k])] = int64_t(k);
+  return r;
+}
+
+// Fractions of samples whose rank moved by less than 5% / 10% of the population between two
+// scorings of the same samples.
+struct RankChange {
+  double under5 = 0, under10 = 0;
+};
+inline RankChange rank_change(std::span<const float> before, std::span<const float> after) {
+  const auto rb = ranks(before), ra = ranks(after);
+  const double n = static_cast<double>(before.size());
+  RankChange c;
+  for (std::size_t k = 0; k < rb.size(); ++k) {
+    const double moved = std::abs(static_cast<double>(rb[k] - ra[k])) / n;
+    c.under5 += moved < 0.05;
+    c.under10 += moved < 0.10;
+  }
+  c.under5 /= n;
+  c.under10 /= n;
+  return c;
+}
+
+}  // namespace mercury::importance
