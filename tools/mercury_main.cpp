@@ -2,6 +2,8 @@
 //
 //   mercury train   [--config FILE] [--<key> VALUE ...]   single-device training
 //   mercury inspect CHECKPOINT                            what a checkpoint holds
+//   mercury data fashion-mnist|speech-synth|debian-text   produce/verify the offline datasets
+//   mercury report --out DIR RUN.jsonl...                 SVG plots + summary of metrics files
 //
 // Every train flag mirrors one TrainConfig key (mercury/train/config.hpp); --config FILE loads a
 // JSON object of the same keys, and flags given on the command line override it.
@@ -17,6 +19,8 @@
 #include <string>
 
 #include "mercury/mercury.hpp"
+#include "tools/data_commands.hpp"
+#include "tools/report.hpp"
 
 namespace {
 
@@ -72,14 +76,27 @@ json read_json_file(const std::string& path) {
 
 int run_train(const mercury::train::TrainConfig& cfg) {
   using namespace mercury;
-  if (cfg.data != "fashion-mnist") {
-    throw UsageError("--data: expected fashion-mnist, found '" + cfg.data + "'");
+  data::DatasetOptions dopt;
+  dopt.name = cfg.data;
+  dopt.dir = cfg.data_dir;
+  dopt.image_size = cfg.image_size;
+  dopt.seed = static_cast<uint64_t>(cfg.seed);
+  dopt.augment = cfg.augment;
+  dopt.vocabulary = cfg.vocabulary;
+  dopt.log_mel = cfg.log_mel;
+  data::LoadedData d;
+  try {
+    d = data::load_dataset(dopt);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
   }
-  const data::ImageDataset train = data::load_fashion_mnist(cfg.data_dir, data::Split::kTrain);
-  const data::ImageDataset test = data::load_fashion_mnist(cfg.data_dir, data::Split::kTest);
-  auto model = models::make_model(cfg.model, Shape{train.channels, train.height, train.width},
-                                  train.num_classes(), static_cast<uint64_t>(cfg.seed));
-  train::Trainer trainer(cfg, *model, train, test, std::cout);
+  models::ModelOptions mo;
+  if (d.vocabulary > 0) mo.lstm_attention.vocab = mo.textcnn.vocab = d.vocabulary;
+  auto model = models::make_model(cfg.model, d.train->sample_shape(), d.train->num_classes(),
+                                  static_cast<uint64_t>(cfg.seed), mo);
+  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
+  train::Trainer trainer(cfg, *model, *d.train, *d.test, std::cout);
+  trainer.set_checkpoint_metadata(d.metadata);
   trainer.run();
   return 0;
 }
@@ -120,6 +137,37 @@ int main(int argc, char** argv) {
         train->add_option(flag, flag_values[key], help + " (default: " + defaults[key].dump() + ")");
   }
 
+  auto* data = app.add_subcommand("data", "produce or verify the datasets usable offline");
+  data->require_subcommand(1);
+  auto* d_fm = data->add_subcommand("fashion-mnist", "verify the Debian dataset-fashion-mnist files");
+  mercury::tools::FashionMnistCheckOptions fm_opt;
+  d_fm->add_option("--data-dir", fm_opt.data_dir, "directory holding the IDX files");
+  auto* d_speech = data->add_subcommand(
+      "speech-synth", "synthesise spoken keywords with espeak-ng (Speech Commands layout)");
+  mercury::tools::SpeechSynthOptions sp_opt;
+  d_speech->add_option("--out", sp_opt.output_dir, "output directory")->required();
+  d_speech->add_option("--seed", sp_opt.seed, "random seed (split, noise)");
+  d_speech->add_option("--voices", sp_opt.voices, "espeak-ng voices (default: every English one)");
+  d_speech->add_option("--words", sp_opt.words, "keywords");
+  d_speech->add_option("--rates", sp_opt.rates, "speaking rates, words per minute");
+  d_speech->add_option("--pitches", sp_opt.pitches, "pitches, 0..99");
+  auto* d_text = data->add_subcommand(
+      "debian-text", "package descriptions labelled by section, as AG-News-format CSV");
+  mercury::tools::DebianTextOptions dt_opt;
+  d_text->add_option("--out", dt_opt.output_dir, "output directory")->required();
+  d_text->add_option("--classes", dt_opt.classes, "number of (most common) sections")
+      ->check(CLI::Range(2, 100));
+  d_text->add_option("--seed", dt_opt.seed, "random seed of the train/test split");
+  d_text->add_option("--test-fraction", dt_opt.test_fraction, "fraction held out for testing")
+      ->check(CLI::Range(0.01, 0.9));
+  d_text->add_option("--input", dt_opt.input_file, "a saved `apt-cache dumpavail` output");
+
+  auto* rep = app.add_subcommand("report", "plot metrics files (JSON lines) to SVG + summary.json");
+  std::vector<std::string> report_files;
+  std::string report_out = "report";
+  rep->add_option("files", report_files, "metrics files written by --metrics")->required();
+  rep->add_option("--out", report_out, "output directory");
+
   auto* inspect = app.add_subcommand("inspect", "print what a checkpoint holds");
   std::string inspect_path;
   inspect->add_option("checkpoint", inspect_path, "checkpoint file")->required();
@@ -151,6 +199,10 @@ int main(int argc, char** argv) {
       return run_train(cfg);
     }
     if (*inspect) return run_inspect(inspect_path);
+    if (*rep) return mercury::tools::report(report_files, report_out, std::cout);
+    if (*d_fm) return mercury::tools::fashion_mnist_check(fm_opt, std::cout);
+    if (*d_speech) return mercury::tools::speech_synth(sp_opt, std::cout);
+    if (*d_text) return mercury::tools::debian_text(dt_opt, std::cout);
   } catch (const UsageError& e) {
     std::cerr << "mercury: error: " << e.what() << "\n";
     return 2;

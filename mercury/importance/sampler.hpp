@@ -113,12 +113,17 @@ class GroupSampler {
       for (int64_t s = 0; s < slots; ++s, ++slot) {
         const std::size_t j = pick_cdf(cdf_, rng);
         out.indices[static_cast<std::size_t>(slot)] = members[j];
-        const double w = cfg_.weighting == Weighting::paper
-                             ? 1.0 / (static_cast<double>(g.size) * q[j])
-                             : 1.0 / (N * pi[gi] * q[j]);
-        out.weights[static_cast<std::size_t>(slot)] = static_cast<float>(w);
+        out.weights[static_cast<std::size_t>(slot)] =
+            static_cast<float>(slot_weight(g.size, N, pi[gi], q[j]));
       }
     }
+  }
+
+  // The loss weight of a slot that drew a member with in-group probability q from a group of
+  // `group_size` samples chosen with probability pi, out of n local samples.
+  double slot_weight(int64_t group_size, double n, double pi, double q) const {
+    return cfg_.weighting == Weighting::paper ? 1.0 / (static_cast<double>(group_size) * q)
+                                              : 1.0 / (n * pi * q);
   }
 
   const SamplerConfig& config() const { return cfg_; }

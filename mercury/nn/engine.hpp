@@ -9,8 +9,9 @@
 //   seeded with its share, see `batch_total`). Per-sample weights enter only at the loss seed:
 //   loss = Σ w_i·l_i / B.
 // - The step mode is grad() followed by an optimizer step on the slabs (optim/, train/).
-// - One Engine per thread; each owns its Tape (arena), reused every call: after the first call
-//   of a given batch size nothing is allocated.
+// - One Engine per thread; each owns its Tape (arena), reused every call: from the second call
+//   of a given batch size on, nothing is allocated (the first sizes the arena, the second
+//   coalesces it into one block).
 #pragma once
 
 #include <cmath>

@@ -61,7 +61,7 @@ class Arena {
 
  private:
   void add_block(int64_t n) {
-    blocks_.emplace_back(n);
+    blocks_.emplace_back(n, /*zero=*/false);
     ++allocations_;
   }
   void next_block(int64_t n) {

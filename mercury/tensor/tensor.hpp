@@ -103,12 +103,13 @@ struct Tensor {
   }
 };
 
-// One 64-byte-aligned float allocation, zero-initialised.
+// One 64-byte-aligned float allocation, zero-initialised unless asked not to be (an arena block
+// is written before it is read; zeroing it would touch every page up front).
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(int64_t count) { resize(count); }
-  void resize(int64_t count) {
+  explicit AlignedBuffer(int64_t count, bool zero = true) { resize(count, zero); }
+  void resize(int64_t count, bool zero = true) {
     if (count < 0) throw std::invalid_argument("AlignedBuffer: negative size");
     const std::size_t bytes =
         (static_cast<std::size_t>(count) * sizeof(float) + kAlignment - 1) / kAlignment *
@@ -117,7 +118,7 @@ class AlignedBuffer {
     if (bytes) {
       p = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));
       if (!p) throw std::bad_alloc();
-      std::memset(p, 0, bytes);
+      if (zero) std::memset(p, 0, bytes);
     }
     ptr_.reset(p);
     size_ = count;

@@ -32,7 +32,8 @@ inline std::vector<int64_t> dims_of(const Shape& s) { return {s.dims, s.dims + s
 
 inline void save_checkpoint(const std::string& path, const nn::Model& model,
                             const optim::Optimizer& opt, const Cursor& cur,
-                            const std::string& rng_state, const std::string& config_json) {
+                            const std::string& rng_state, const std::string& config_json,
+                            const std::map<std::string, std::string>& extra = {}) {
   const auto& ps = model.params;
   std::vector<io::TensorRef> tensors;
   for (const auto& p : ps.params())
@@ -54,6 +55,7 @@ inline void save_checkpoint(const std::string& path, const nn::Model& model,
       {"mercury.rng", rng_state},
       {"mercury.config", config_json},
   };
+  for (const auto& [k, v] : extra) meta[k] = v;
   io::write_safetensors(path, tensors, meta);
 }
 

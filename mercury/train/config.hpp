@@ -21,6 +21,10 @@ struct TrainConfig {
   std::string model = "cnn";
   std::string data = "fashion-mnist";
   std::string data_dir;
+  int64_t vocabulary = 20000;       // text datasets: vocabulary size cap
+  int64_t image_size = 64;          // aid: images resized to image_size × image_size
+  bool augment = true;              // standard training augmentation of the dataset
+  bool log_mel = false;             // speech-commands: 40 log-mel bins instead of 161 linear
   int64_t epochs = 10;
   int64_t batch = 64;
   int64_t micro_batch = 0;  // 0: no accumulation
@@ -64,7 +68,11 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
   static const std::vector<std::pair<std::string, std::string>> h = {
       {"model", "model name: cnn | mlp"},
       {"data", "dataset: fashion-mnist"},
-      {"data_dir", "dataset directory (default: the Debian package location)"},
+      {"data_dir", "dataset directory (default: the Debian package location, Fashion-MNIST only)"},
+      {"vocabulary", "text datasets: vocabulary size cap"},
+      {"image_size", "aid: resize images to N x N"},
+      {"augment", "standard training augmentation: crop/flip, time shift + noise (true/false)"},
+      {"log_mel", "speech-commands: 40 log-mel bins instead of the 161-bin log-spectrogram"},
       {"epochs", "number of epochs"},
       {"batch", "batch size (samples per optimizer step)"},
       {"micro_batch", "accumulate gradients over micro-batches of this size (0: off)"},
@@ -106,7 +114,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
 
 inline nlohmann::json to_json(const TrainConfig& c) {
   return nlohmann::json{
-      {"model", c.model}, {"data", c.data}, {"data_dir", c.data_dir}, {"epochs", c.epochs},
+      {"model", c.model}, {"data", c.data}, {"data_dir", c.data_dir}, {"vocabulary", c.vocabulary},
+      {"image_size", c.image_size}, {"augment", c.augment}, {"log_mel", c.log_mel},
+      {"epochs", c.epochs},
       {"batch", c.batch}, {"micro_batch", c.micro_batch}, {"lr", c.lr},
       {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"nesterov", c.nesterov},
       {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
@@ -159,6 +169,10 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.model = j["model"];
   c.data = j["data"];
   c.data_dir = j["data_dir"];
+  c.vocabulary = j["vocabulary"];
+  c.image_size = j["image_size"];
+  c.augment = j["augment"];
+  c.log_mel = j["log_mel"];
   c.epochs = j["epochs"];
   c.batch = j["batch"];
   c.micro_batch = j["micro_batch"];
@@ -202,6 +216,9 @@ inline void validate(const TrainConfig& c) {
     if (!ok) throw std::invalid_argument(what + ", found " + found);
   };
   need(c.epochs >= 1, "epochs: expected >= 1", std::to_string(c.epochs));
+  need(c.vocabulary >= 3, "vocabulary: expected >= 3", std::to_string(c.vocabulary));
+  need(c.image_size >= 8 && c.image_size <= 1024, "image_size: expected 8..1024",
+       std::to_string(c.image_size));
   need(c.batch >= 1, "batch: expected >= 1", std::to_string(c.batch));
   need(c.micro_batch >= 0 && c.micro_batch <= c.batch,
        "micro_batch: expected 0..batch (" + std::to_string(c.batch) + ")",

@@ -180,6 +180,8 @@ class Trainer {
           timing_.score_s += plan_.score_seconds;
           timing_.scored += plan_.scored;
           timing_.ess_sum += importance::effective_sample_fraction(plan_.weights);
+        } else {
+          timing_.ess_sum += 1.0;  // unweighted
         }
         const auto tc = clock::now();
         model_.params.zero_grad();
@@ -307,11 +309,13 @@ class Trainer {
     double ess_sum = 0;
   };
   const Timing& timing() const { return timing_; }
+  // Extra string metadata written into every checkpoint (e.g. the text vocabulary).
+  void set_checkpoint_metadata(std::map<std::string, std::string> m) { extra_metadata_ = std::move(m); }
 
   void save(const std::string& path) {
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
-    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump());
+    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(), extra_metadata_);
   }
 
  private:
@@ -468,6 +472,7 @@ class Trainer {
   std::unique_ptr<importance::BatchPolicy> policy_;
   importance::BatchPlan plan_;
   Timing timing_;
+  std::map<std::string, std::string> extra_metadata_;
   bool target_logged_ = false;
   std::unique_ptr<importance::Scorer> probe_scorer_;
   std::vector<int64_t> probe_;

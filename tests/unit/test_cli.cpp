@@ -16,7 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kMercury = std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
+// Through qemu in cross builds (MERCURY_EMULATOR is empty otherwise).
+const std::string kMercury =
+    std::string(MERCURY_EMULATOR) + " " + std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
 
 struct Result {
   int code;

@@ -1,0 +1,292 @@
+// Importance sampling core: unbiasedness by exact enumeration, sampler frequencies by a
+// chi-square test, degenerate inputs, the group cache, scoring purity and determinism.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "mercury/mercury.hpp"
+
+using namespace mercury;
+using namespace mercury::importance;
+
+namespace {
+
+data::ImageDataset tiny_images(int64_t n, uint64_t seed) {
+  data::ImageDataset d;
+  d.n = n;
+  d.channels = 1;
+  d.height = d.width = 4;
+  d.classes = 3;
+  d.name = "tiny";
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    d.labels.push_back(static_cast<int32_t>(rng() % 3));
+    for (int p = 0; p < 16; ++p) d.pixels.push_back(static_cast<uint8_t>(rng() % 256));
+  }
+  return d;
+}
+
+std::unique_ptr<nn::Model> tiny_model(uint64_t seed) {
+  auto m = std::make_unique<nn::Model>();
+  m->name = "tiny";
+  m->sample_shape = Shape{1, 4, 4};
+  m->num_classes = 3;
+  auto net = std::make_unique<nn::Sequential>();
+  net->add<nn::Flatten>();
+  net->add<nn::Linear>(m->params, "fc1", 16, 5);
+  net->add<nn::Act>(nn::Activation::tanh);
+  net->add<nn::Linear>(m->params, "fc2", 5, 3);
+  m->net = std::move(net);
+  m->params.finalize(seed);
+  return m;
+}
+
+// Gradient slab after engine.grad on the given samples with the given weights.
+std::vector<double> gradient(nn::Model& m, nn::Engine& e, const data::Dataset& d,
+                             std::vector<int64_t> idx, const float* w) {
+  std::vector<float> x(idx.size() * 16);
+  std::vector<int32_t> y(idx.size());
+  d.gather(idx, x.data(), y.data(), nullptr);
+  m.params.zero_grad();
+  e.grad(x.data(), y.data(), w, static_cast<int64_t>(idx.size()));
+  return std::vector<double>(m.params.grads(), m.params.grads() + m.params.size());
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double scale = 0, diff = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    scale = std::max(scale, std::abs(b[k]));
+    diff = std::max(diff, std::abs(a[k] - b[k]));
+  }
+  return diff / scale;
+}
+
+// A cache over n samples with groups of m, every group refreshed once with distinct losses.
+ImportanceCache refreshed_cache(int64_t n, int64_t m, uint64_t seed) {
+  ImportanceCache c(n, m, seed);
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_real_distribution<float> u(0.05f, 3.0f);
+  for (int64_t it = 0; it * m < n; ++it) {
+    const auto g = c.next_group(m);
+    std::vector<float> s(g.size());
+    for (float& v : s) v = u(rng);
+    c.refresh(s, it);
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("weighted gradients are unbiased by exact enumeration, both weighting variants") {
+  auto model = tiny_model(3);
+  nn::Engine eng(*model);
+  const auto data = tiny_images(12, 4);
+  ImportanceCache cache = refreshed_cache(12, 4, 7);  // 3 groups of 4, refreshed at 0, 1, 2
+  for (Weighting wt : {Weighting::paper, Weighting::exact}) {
+    SamplerConfig cfg;
+    cfg.beta = 0.7;  // recency matters: π is far from uniform
+    cfg.weighting = wt;
+    GroupSampler s(cfg);
+    const auto pi = s.group_probabilities(cache);
+    std::vector<double> expected(static_cast<std::size_t>(model->params.size()), 0.0);
+    std::vector<double> paper_target(expected.size(), 0.0);
+    for (std::size_t gi = 0; gi < cache.groups().size(); ++gi) {
+      const Group& g = cache.groups()[gi];
+      const auto q = s.in_group_probabilities(cache, g);
+      const auto members = cache.members(g);
+      std::vector<double> cond(expected.size(), 0.0);  // E[w·∇l | group gi]
+      for (std::size_t j = 0; j < members.size(); ++j) {
+        const float w = static_cast<float>(s.slot_weight(g.size, 12.0, pi[gi], q[j]));
+        const auto gw = gradient(*model, eng, data, {members[j]}, &w);
+        for (std::size_t k = 0; k < cond.size(); ++k) cond[k] += q[j] * gw[k];
+      }
+      if (wt == Weighting::paper) {  // conditionally: the uniform mean over the group
+        const auto full = gradient(*model, eng, data,
+                                   std::vector<int64_t>(members.begin(), members.end()), nullptr);
+        CHECK(max_rel_diff(cond, full) < 1e-5);
+        for (std::size_t k = 0; k < cond.size(); ++k) paper_target[k] += pi[gi] * full[k];
+      }
+      for (std::size_t k = 0; k < cond.size(); ++k) expected[k] += pi[gi] * cond[k];
+    }
+    std::vector<int64_t> all(12);
+    std::iota(all.begin(), all.end(), int64_t{0});
+    const auto uniform = gradient(*model, eng, data, all, nullptr);
+    if (wt == Weighting::exact) {
+      CHECK(max_rel_diff(expected, uniform) < 1e-5);  // the full-data mean gradient
+    } else {
+      CHECK(max_rel_diff(expected, paper_target) < 1e-5);
+      CHECK(max_rel_diff(expected, uniform) > 1e-3);  // recency weighting is not the full mean
+    }
+  }
+}
+
+TEST_CASE("sampler slot frequencies match pi·q (chi-square, p > 0.001)") {
+  ImportanceCache cache = refreshed_cache(30, 7, 11);  // groups of 7,7,7,7,2
+  SamplerConfig cfg;
+  cfg.beta = 0.3;
+  GroupSampler s(cfg);
+  std::map<int64_t, double> expected;
+  const auto pi = s.group_probabilities(cache);
+  for (std::size_t gi = 0; gi < cache.groups().size(); ++gi) {
+    const auto q = s.in_group_probabilities(cache, cache.groups()[gi]);
+    const auto members = cache.members(cache.groups()[gi]);
+    for (std::size_t j = 0; j < members.size(); ++j) expected[members[j]] += pi[gi] * q[j];
+  }
+  std::mt19937_64 rng(5);
+  BatchDraw draw;
+  std::map<int64_t, int64_t> counts;
+  const int64_t batches = 20000, B = 8;
+  for (int64_t b = 0; b < batches; ++b) {
+    s.draw(cache, B, rng, draw);
+    for (int64_t i : draw.indices) counts[i]++;
+  }
+  double chi2 = 0;
+  const double total = static_cast<double>(batches * B);
+  for (const auto& [i, p] : expected) {
+    const double e = p * total;
+    const double o = static_cast<double>(counts[i]);
+    chi2 += (o - e) * (o - e) / e;
+  }
+  // Critical value at p = 0.001 by the Wilson–Hilferty approximation (z = 3.0902).
+  const double k = static_cast<double>(expected.size() - 1);
+  const double crit = k * std::pow(1 - 2 / (9 * k) + 3.0902 * std::sqrt(2 / (9 * k)), 3);
+  INFO("chi2 = " << chi2 << ", critical = " << crit);
+  CHECK(chi2 < crit);
+  CHECK(chi2 > 0);
+}
+
+TEST_CASE("degenerate importances: equal, zero, NaN/Inf, groups of one, tiny datasets") {
+  std::mt19937_64 rng(1);
+  BatchDraw draw;
+  SUBCASE("equal losses give uniform q and unit weights") {
+    ImportanceCache c(10, 5, 2);
+    for (int it = 0; it < 2; ++it) c.refresh(std::vector<float>(5, 0.7f), it);
+    GroupSampler s(SamplerConfig{});
+    s.draw(c, 16, rng, draw);
+    for (float w : draw.weights) CHECK(w == doctest::Approx(1.0f));
+  }
+  SUBCASE("all-zero losses fall back to uniform q") {
+    ImportanceCache c(6, 3, 2);
+    for (int it = 0; it < 2; ++it) c.refresh(std::vector<float>(3, 0.0f), it);
+    GroupSampler s(SamplerConfig{});
+    const auto q = s.in_group_probabilities(c, c.groups()[0]);
+    for (double v : q) CHECK(v == doctest::Approx(1.0 / 3));
+    s.draw(c, 9, rng, draw);
+    for (float w : draw.weights) CHECK(w == doctest::Approx(1.0f));
+  }
+  SUBCASE("NaN and Inf scores never produce a non-finite weight") {
+    ImportanceCache c(8, 4, 2);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    c.refresh(std::vector<float>{nan, 1.0f, inf, 2.0f}, 0);
+    c.refresh(std::vector<float>{nan, nan, nan, nan}, 1);
+    CHECK(c.nonfinite_scores() == 6);
+    for (Weighting wt : {Weighting::paper, Weighting::exact}) {
+      SamplerConfig cfg;
+      cfg.weighting = wt;
+      GroupSampler s(cfg);
+      s.draw(c, 64, rng, draw);
+      for (float w : draw.weights) CHECK((std::isfinite(w) && w > 0));
+    }
+    // A non-finite score takes the group's finite maximum.
+    const auto first = c.members(c.groups()[0]);
+    CHECK(c.importance(first[0]) == 2.0f);
+    CHECK(c.importance(first[2]) == 2.0f);
+  }
+  SUBCASE("groups of size one and a dataset smaller than one batch") {
+    ImportanceCache c(3, 1, 2);
+    for (int it = 0; it < 3; ++it) c.refresh(std::vector<float>{0.5f + it}, it);
+    CHECK(c.groups().size() == 3);
+    GroupSampler s(SamplerConfig{});
+    s.draw(c, 64, rng, draw);
+    CHECK(draw.indices.size() == 64);
+    for (int64_t i : draw.indices) CHECK((i >= 0 && i < 3));
+    for (float w : draw.weights) CHECK(w == doctest::Approx(1.0f));  // q = 1 inside a group of one
+  }
+}
+
+TEST_CASE("the cache refreshes round-robin and keeps groups tiling the order") {
+  ImportanceCache c(10, 4, 9);
+  CHECK(c.groups().size() == 3);  // 4 + 4 + 2, never scored
+  CHECK(c.importance(0) == doctest::Approx(1.0));  // prior before any score
+  c.refresh(std::vector<float>(3, 2.0f), 0);     // variable M: a group of 3
+  c.refresh(std::vector<float>(5, 4.0f), 1);     // then 5
+  CHECK(c.ema_mean() == doctest::Approx(0.9 * 2.0 + 0.1 * 4.0));
+  int64_t covered = 0, expect_start = 0;
+  for (const Group& g : c.groups()) {
+    CHECK(g.start == expect_start);
+    expect_start += g.size;
+    covered += g.size;
+  }
+  CHECK(covered == 10);
+  CHECK(c.groups()[0].refreshed == 0);
+  CHECK(c.groups()[1].refreshed == 1);
+  CHECK(c.groups().back().refreshed == -1);  // the tail of the old third group survives
+  CHECK(c.next_group(100).size() == 2);      // groups never wrap: 2 left in this cycle
+  c.refresh(std::vector<float>(2, 1.0f), 2);
+  CHECK(c.next_group(4).size() == 4);  // back at the start of the order
+  CHECK_THROWS_WITH(c.refresh(std::vector<float>(11, 1.0f), 3),
+                    doctest::Contains("11 scores for a group of at most 10"));
+}
+
+TEST_CASE("the scorer leaves the model untouched and agrees with a snapshot") {
+  auto model = tiny_model(3);
+  const auto data = tiny_images(20, 5);
+  Scorer sc(*model, data, 7);  // chunks of 7: exercises the tail chunk
+  std::vector<int64_t> idx(20);
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  const std::vector<float> w0(model->params.values(), model->params.values() + model->params.size());
+  std::vector<float> live(20), snap(20);
+  sc.score(idx, live.data());
+  CHECK(std::vector<float>(model->params.values(), model->params.values() + model->params.size()) ==
+        w0);
+  sc.set_snapshot(w0.data());
+  sc.score(idx, snap.data());
+  CHECK(live == snap);
+  nn::Engine e(*model);
+  std::vector<float> x(20 * 16), one(20);
+  std::vector<int32_t> y(20);
+  data.gather(idx, x.data(), y.data(), nullptr);
+  e.score(x.data(), y.data(), 20, one.data());
+  CHECK(one == live);  // chunking does not change the scores
+}
+
+TEST_CASE("policies are deterministic for a seed") {
+  auto model = tiny_model(3);
+  const auto data = tiny_images(50, 6);
+  for (SamplerKind kind : {SamplerKind::mercury, SamplerKind::all_is, SamplerKind::kf,
+                           SamplerKind::selective_backprop}) {
+    PolicyConfig pc;
+    pc.kind = kind;
+    pc.batch = 8;
+    pc.group_size = 10;
+    pc.seed = 42;
+    auto a = make_policy(pc, *model, data, 50);
+    auto b = make_policy(pc, *model, data, 50);
+    BatchPlan pa, pb;
+    for (int it = 0; it < 5; ++it) {
+      a->next(it, pa);
+      b->next(it, pb);
+      CHECK(pa.indices == pb.indices);
+      CHECK(pa.weights == pb.weights);
+      CHECK(pa.indices.size() == 8);
+    }
+  }
+  CHECK_THROWS_WITH(parse_sampler("magic"), doctest::Contains("found 'magic'"));
+}
+
+TEST_CASE("effective sample size, histogram and rank change") {
+  const std::vector<float> equal(10, 2.0f), skew{10, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK(effective_sample_fraction(equal) == doctest::Approx(1.0));
+  CHECK(effective_sample_fraction(skew) == doctest::Approx(0.1));
+  const auto h = histogram(std::vector<float>{0.1f, 0.2f, 0.9f, 1.0f}, 2, 1.0);
+  CHECK(h.counts == std::vector<int64_t>{2, 2});
+  std::vector<float> a(100), b(100);
+  for (int i = 0; i < 100; ++i) a[i] = b[i] = static_cast<float>(i);
+  std::swap(b[0], b[99]);  // two samples jump across the whole ranking
+  const auto rc = rank_change(a, b);
+  CHECK(rc.under5 == doctest::Approx(0.98));
+  CHECK(rc.under10 == doctest::Approx(0.98));
+}
