@@ -12,6 +12,7 @@
 #pragma once
 
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +52,14 @@ struct TrainResult {
   double train_samples_per_s = 0;
   int64_t peak_rss_bytes = 0;
 };
+
+// CPU seconds used by this process (all threads): unlike wall time, not inflated when other
+// work shares the machine. Equals the training thread's CPU time when threads = 1.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 inline int64_t peak_rss_bytes() {
   struct rusage ru {};
@@ -172,8 +181,10 @@ class Trainer {
         const int64_t* idx = perm.data() + s * B;
         int64_t count = std::min(B, n_train_ - s * B);
         const float* w = nullptr;
+        const double cpu0 = process_cpu_seconds();
         if (policy_) {
           policy_->next(cursor_.global_step, plan_);
+          timing_.score_cpu_s += process_cpu_seconds() - cpu0;
           idx = plan_.indices.data();
           count = static_cast<int64_t>(plan_.indices.size());
           w = plan_.weights.empty() ? nullptr : plan_.weights.data();
@@ -193,6 +204,7 @@ class Trainer {
         }
         opt_.step(model_.params.values(), model_.params.grads(), schedule_.at(cursor_.global_step));
         timing_.compute_s += seconds_since(tc);
+        timing_.train_cpu_s += process_cpu_seconds() - cpu0;
         ++timing_.steps;
         ++cursor_.global_step;
         cursor_.step_in_epoch = s + 1;
@@ -251,6 +263,8 @@ class Trainer {
                       {"score_s", timing_.score_s},
                       {"scored_samples", timing_.scored},
                       {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
+                      {"train_cpu_s", timing_.train_cpu_s},
+                      {"score_cpu_s", timing_.score_cpu_s},
                       {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}});
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       if (target_reached(ev)) stop = true;
@@ -304,6 +318,8 @@ class Trainer {
   struct Timing {
     double compute_s = 0;  // forward + backward + optimizer
     double score_s = 0;    // importance scoring (sequential pipeline)
+    double train_cpu_s = 0;  // CPU seconds of scoring + compute (robust to a busy machine)
+    double score_cpu_s = 0;
     int64_t scored = 0;
     int64_t steps = 0;
     double ess_sum = 0;
@@ -331,7 +347,9 @@ class Trainer {
                     {"test_loss", ev.loss},
                     {"train_s", timing_.compute_s + timing_.score_s},
                     {"compute_s", timing_.compute_s},
-                    {"score_s", timing_.score_s}});
+                    {"score_s", timing_.score_s},
+                    {"train_cpu_s", timing_.train_cpu_s},
+                    {"score_cpu_s", timing_.score_cpu_s}});
   }
 
   bool target_reached(const EvalResult& ev) {
@@ -343,7 +361,9 @@ class Trainer {
                     {"steps", cursor_.global_step},
                     {"train_s", timing_.compute_s + timing_.score_s},
                     {"compute_s", timing_.compute_s},
-                    {"score_s", timing_.score_s}});
+                    {"score_s", timing_.score_s},
+                    {"train_cpu_s", timing_.train_cpu_s},
+                    {"score_cpu_s", timing_.score_cpu_s}});
     log_ << "target accuracy " << cfg_.target_acc << " reached after " << cursor_.global_step
          << " steps, " << timing_.compute_s + timing_.score_s << " s of training\n";
     return true;
