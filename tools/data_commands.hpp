@@ -167,6 +167,11 @@ inline ProcessResult run_process(const std::vector<std::string>& argv, double ti
   }
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status) && !result.timed_out) result.signal = WTERMSIG(status);
+  // Where posix_spawn reports a failed exec through the child (qemu-user, some libcs), the
+  // child exits with 127, the shell's "command not found".
+  if (result.exit_code == 127 && result.out.empty()) {
+    throw ToolError("cannot run '" + argv[0] + "': exit code 127 (not installed or not on PATH)");
+  }
   if (too_much) {
     throw ToolError("'" + argv[0] + "' wrote more than " + std::to_string(max_output) +
                     " bytes to stdout; refusing to buffer more");
