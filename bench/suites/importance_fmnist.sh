@@ -29,5 +29,7 @@ for seed in 1 2 3; do
   run "kf-s$seed" --sampler kf --seed "$seed"
   run "selective-backprop-s$seed" --sampler selective-backprop --seed "$seed"
 done
+# Mercury's default group size (10 x batch): fresher, larger candidate pools, 10x the scoring.
+run "mercury-M640-s1" --sampler mercury --group-size 640 --seed 1
 run "all-is-s1" --sampler all-is --seed 1 --max-steps 50 --eval-every 50
 "$bin" report --out "$out/report" "$out"/*.jsonl
