@@ -4,8 +4,8 @@
 
 #include "kernels/kernels.hpp"
 #include "mercury/autograd/gradcheck.hpp"
-#include "mercury/autograd/ops_basic.hpp"
 #include "mercury/autograd/ops_attention.hpp"
+#include "mercury/autograd/ops_basic.hpp"
 #include "mercury/autograd/ops_conv.hpp"
 #include "mercury/autograd/ops_embedding.hpp"
 #include "mercury/autograd/ops_linear.hpp"

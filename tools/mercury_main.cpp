@@ -133,13 +133,14 @@ int main(int argc, char** argv) {
     std::string flag = "--" + key;
     for (char& c : flag)
       if (c == '_') c = '-';
-    flag_options[key] =
-        train->add_option(flag, flag_values[key], help + " (default: " + defaults[key].dump() + ")");
+    flag_options[key] = train->add_option(flag, flag_values[key],
+                                          help + " (default: " + defaults[key].dump() + ")");
   }
 
   auto* data = app.add_subcommand("data", "produce or verify the datasets usable offline");
   data->require_subcommand(1);
-  auto* d_fm = data->add_subcommand("fashion-mnist", "verify the Debian dataset-fashion-mnist files");
+  auto* d_fm =
+      data->add_subcommand("fashion-mnist", "verify the Debian dataset-fashion-mnist files");
   mercury::tools::FashionMnistCheckOptions fm_opt;
   d_fm->add_option("--data-dir", fm_opt.data_dir, "directory holding the IDX files");
   auto* d_speech = data->add_subcommand(

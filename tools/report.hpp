@@ -60,8 +60,7 @@ class SvgChart {
     o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
       << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' "
          "fill='white'/>\n<text x='"
-      << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << escape(title_)
-      << "</text>\n";
+      << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << escape(title_) << "</text>\n";
     for (int k = 0; k <= 5; ++k) {  // grid + ticks
       const double yv = y0 + (y1 - y0) * k / 5, xv = x0 + (x1 - x0) * k / 5;
       o << "<line x1='" << L << "' x2='" << W - R << "' y1='" << py(yv) << "' y2='" << py(yv)
@@ -108,11 +107,16 @@ class SvgChart {
   static std::string escape(const std::string& s) {
     std::string r;
     for (char c : s) {
-      if (c == '<') r += "&lt;";
-      else if (c == '>') r += "&gt;";
-      else if (c == '&') r += "&amp;";
-      else if (c == '\'') r += "&apos;";
-      else r += c;
+      if (c == '<')
+        r += "&lt;";
+      else if (c == '>')
+        r += "&gt;";
+      else if (c == '&')
+        r += "&amp;";
+      else if (c == '\'')
+        r += "&apos;";
+      else
+        r += c;
     }
     return r;
   }
@@ -161,7 +165,8 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     std::map<int64_t, std::vector<double>> lag_under10;
     for (const auto& e : ev) {
       const std::string kind = e["event"];
-      if (kind == "start" && e.contains("config")) row["sampler"] = e["config"].value("sampler", "");
+      if (kind == "start" && e.contains("config"))
+        row["sampler"] = e["config"].value("sampler", "");
       if (kind == "eval" || (kind == "epoch" && !e.contains("train_s"))) {
         if (!e.contains("test_acc") || !e.contains("steps")) continue;
         s1.x.push_back(e["steps"].get<double>());

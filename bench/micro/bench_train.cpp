@@ -56,10 +56,18 @@ void score(benchmark::State& state, const std::string& name) {
   state.SetLabel(kernels::isa_name(kernels::table().isa));
 }
 
-void BM_TrainStepCNN(benchmark::State& s) { train_step(s, "cnn"); }
-void BM_ScoreCNN(benchmark::State& s) { score(s, "cnn"); }
-void BM_TrainStepMLP(benchmark::State& s) { train_step(s, "mlp"); }
-void BM_ScoreMLP(benchmark::State& s) { score(s, "mlp"); }
+void BM_TrainStepCNN(benchmark::State& s) {
+  train_step(s, "cnn");
+}
+void BM_ScoreCNN(benchmark::State& s) {
+  score(s, "cnn");
+}
+void BM_TrainStepMLP(benchmark::State& s) {
+  train_step(s, "mlp");
+}
+void BM_ScoreMLP(benchmark::State& s) {
+  score(s, "mlp");
+}
 
 }  // namespace
 

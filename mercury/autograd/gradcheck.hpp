@@ -118,8 +118,9 @@ inline GradcheckResult gradcheck(const GraphBuilder& build, std::vector<Tensor> 
   GradcheckResult res;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (!opt.check.empty() && !opt.check[k]) continue;
-    detail::compare_elements("input " + std::to_string(k), inputs[k].data, grads[k].data(),
-                             inputs[k].numel(), [&] { return run(false); }, opt, res);
+    detail::compare_elements(
+        "input " + std::to_string(k), inputs[k].data, grads[k].data(), inputs[k].numel(),
+        [&] { return run(false); }, opt, res);
   }
   return res;
 }

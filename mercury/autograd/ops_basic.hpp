@@ -16,21 +16,23 @@ namespace mercury::ops {
 
 inline void require_same_shape(const char* op, Var a, Var b) {
   if (a->shape() != b->shape()) {
-    throw std::invalid_argument(std::string(op) + ": shapes differ: " + a->shape().str() +
-                                " vs " + b->shape().str());
+    throw std::invalid_argument(std::string(op) + ": shapes differ: " + a->shape().str() + " vs " +
+                                b->shape().str());
   }
 }
 
 // ---- add (residual connections) ----------------------------------------------------------------
 inline Var add(Tape& t, Var a, Var b) {
   require_same_shape("add", a, b);
-  Var y = t.op(a->shape(), [](Node& n, Tape& tp) {
-    for (int k = 0; k < 2; ++k) {
-      if (n.in[k]->requires_grad) {
-        kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[k]).data);
-      }
-    }
-  }, {a, b});
+  Var y = t.op(a->shape(),
+               [](Node& n, Tape& tp) {
+                 for (int k = 0; k < 2; ++k) {
+                   if (n.in[k]->requires_grad) {
+                     kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[k]).data);
+                   }
+                 }
+               },
+               {a, b});
   kernels::table().add(a->numel(), a->value.data, b->value.data, y->value.data);
   return y;
 }
@@ -38,25 +40,29 @@ inline Var add(Tape& t, Var a, Var b) {
 // ---- element-wise product -----------------------------------------------------------------------
 inline Var mul(Tape& t, Var a, Var b) {
   require_same_shape("mul", a, b);
-  Var y = t.op(a->shape(), [](Node& n, Tape& tp) {
-    const int64_t m = n.numel();
-    for (int k = 0; k < 2; ++k) {
-      if (!n.in[k]->requires_grad) continue;
-      const float* other = n.in[1 - k]->value.data;
-      float* g = tp.grad(n.in[k]).data;
-      for (int64_t j = 0; j < m; ++j) g[j] += n.grad.data[j] * other[j];
-    }
-  }, {a, b});
+  Var y = t.op(a->shape(),
+               [](Node& n, Tape& tp) {
+                 const int64_t m = n.numel();
+                 for (int k = 0; k < 2; ++k) {
+                   if (!n.in[k]->requires_grad) continue;
+                   const float* other = n.in[1 - k]->value.data;
+                   float* g = tp.grad(n.in[k]).data;
+                   for (int64_t j = 0; j < m; ++j) g[j] += n.grad.data[j] * other[j];
+                 }
+               },
+               {a, b});
   kernels::table().mul(a->numel(), a->value.data, b->value.data, y->value.data);
   return y;
 }
 
 // ---- activations -------------------------------------------------------------------------------
 inline Var relu(Tape& t, Var x) {
-  Var y = t.op(x->shape(), [](Node& n, Tape& tp) {
-    kernels::table().relu_bwd(n.numel(), n.in[0]->value.data, n.grad.data,
-                              tp.grad(n.in[0]).data);
-  }, {x});
+  Var y = t.op(x->shape(),
+               [](Node& n, Tape& tp) {
+                 kernels::table().relu_bwd(n.numel(), n.in[0]->value.data, n.grad.data,
+                                           tp.grad(n.in[0]).data);
+               },
+               {x});
   kernels::table().relu_fwd(x->numel(), x->value.data, y->value.data);
   return y;
 }
@@ -124,9 +130,12 @@ inline Var gelu(Tape& t, Var x) {
 
 // ---- reshape / flatten (alias the input's memory) ----------------------------------------------
 inline Var reshape(Tape& t, Var x, Shape s) {
-  return t.alias(x->value.view(s), [](Node& n, Tape& tp) {
-    kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
-  }, x);
+  return t.alias(
+      x->value.view(s),
+      [](Node& n, Tape& tp) {
+        kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
+      },
+      x);
 }
 
 // [N, d1, d2, ...] -> [N, d1*d2*...]
@@ -153,16 +162,18 @@ inline Var concat(Tape& t, Var a, Var b, int dim) {
   for (int k = 0; k < dim; ++k) outer *= sa[k];
   for (int k = dim + 1; k < sa.rank; ++k) inner *= sa[k];
   const int64_t ra = sa[dim] * inner, rb = sb[dim] * inner;
-  Var y = t.op(so, [](Node& n, Tape& tp) {
-    const int64_t outer = n.i[0], ra = n.i[1], rb = n.i[2];
-    for (int k = 0; k < 2; ++k) {
-      if (!n.in[k]->requires_grad) continue;
-      float* g = tp.grad(n.in[k]).data;
-      const int64_t r = k ? rb : ra, off = k ? ra : 0;
-      for (int64_t o = 0; o < outer; ++o)
-        kernels::table().axpy(r, 1.0f, n.grad.data + o * (ra + rb) + off, g + o * r);
-    }
-  }, {a, b});
+  Var y = t.op(so,
+               [](Node& n, Tape& tp) {
+                 const int64_t outer = n.i[0], ra = n.i[1], rb = n.i[2];
+                 for (int k = 0; k < 2; ++k) {
+                   if (!n.in[k]->requires_grad) continue;
+                   float* g = tp.grad(n.in[k]).data;
+                   const int64_t r = k ? rb : ra, off = k ? ra : 0;
+                   for (int64_t o = 0; o < outer; ++o)
+                     kernels::table().axpy(r, 1.0f, n.grad.data + o * (ra + rb) + off, g + o * r);
+                 }
+               },
+               {a, b});
   y->i[0] = outer;
   y->i[1] = ra;
   y->i[2] = rb;
@@ -180,10 +191,12 @@ Var dropout(Tape& t, Var x, float p, bool training, Rng& rng) {
     throw std::invalid_argument("dropout: p must be in [0, 1), got " + std::to_string(p));
   }
   if (!training || p == 0.0f) return x;
-  Var y = t.op(x->shape(), [](Node& n, Tape& tp) {
-    kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, n.saved[0].data);
-    kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, tp.grad(n.in[0]).data);
-  }, {x});
+  Var y = t.op(x->shape(),
+               [](Node& n, Tape& tp) {
+                 kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, n.saved[0].data);
+                 kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, tp.grad(n.in[0]).data);
+               },
+               {x});
   Tensor mask = t.scratch(x->shape());
   const float keep = 1.0f - p, inv = 1.0f / keep;
   std::uniform_real_distribution<float> u(0.0f, 1.0f);

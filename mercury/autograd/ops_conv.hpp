@@ -38,7 +38,8 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
     throw std::invalid_argument("conv2d: " + why + " (x " + xs.str() + ", w " + ws.str() + ")");
   };
   if (xs.rank != 4 || ws.rank != 4) fail("x and w must be 4-D");
-  if (p.groups < 1 || xs[1] % p.groups || ws[0] % p.groups) fail("channels not divisible by groups");
+  if (p.groups < 1 || xs[1] % p.groups || ws[0] % p.groups)
+    fail("channels not divisible by groups");
   if (ws[1] != xs[1] / p.groups) fail("w's second dim must be C/groups");
   if (b && b->numel() != ws[0]) fail("bias must have O elements");
   if (p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1 || p.pad_h < 0 || p.pad_w < 0)
@@ -48,92 +49,95 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   g.OW = (g.W + 2 * p.pad_w - p.dil_w * (g.KW - 1) - 1) / p.stride_w + 1;
   if (g.OH < 1 || g.OW < 1) fail("kernel larger than the padded input");
 
-  Var y = t.op(Shape{g.N, g.O, g.OH, g.OW}, [](Node& n, Tape& tp) {
-    const auto& K = kernels::table();
-    const auto& p = *static_cast<const Conv2dParams*>(n.ctx);
-    const detail::ConvGeom g{n.i[0], n.i[1], n.i[2], n.i[3], n.i[4], n.i[5], n.i[6], n.i[7],
-                             n.value.shape[3]};
-    Var x = n.in[0], w = n.in[1], b = n.in[2];
-    const int64_t G = p.groups, Cg = g.C / G, Og = g.O / G, P = g.OH * g.OW;
-    const int64_t kdim = Cg * g.KH * g.KW;
-    const bool depthwise = G == g.C && G == g.O;
-    const bool pointwise = detail::is_pointwise(g, p);
-    ThreadPool& pool = thread_pool();
-    const int chunks = pool.chunks_for(g.N);
-    const int64_t wsize = w->numel();
-    // Per-chunk weight/bias gradient accumulators and im2col scratch.
-    Tensor dw_parts = w->requires_grad ? tp.arena().zeros(Shape{chunks, wsize}) : Tensor{};
-    Tensor db_parts = (b && b->requires_grad) ? tp.arena().zeros(Shape{chunks, g.O}) : Tensor{};
-    Tensor cols = (!depthwise && !pointwise) ? tp.scratch(Shape{chunks, kdim * P}) : Tensor{};
-    float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
-    pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
-      float* dw = w->requires_grad ? dw_parts.data + c * wsize : nullptr;
-      float* db = db_parts.defined() ? db_parts.data + c * g.O : nullptr;
-      float* col = cols.defined() ? cols.data + c * kdim * P : nullptr;
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* dy = n.grad.data + i * g.O * P;
-        const float* xi = x->value.data + i * g.C * g.H * g.W;
-        if (db)
-          for (int64_t o = 0; o < g.O; ++o) db[o] += K.sum(P, dy + o * P);
-        if (depthwise) {
-          for (int64_t ch = 0; ch < g.C; ++ch) {
-            const float* xc = xi + ch * g.H * g.W;
-            const float* wc = w->value.data + ch * g.KH * g.KW;
-            const float* dyc = dy + ch * P;
-            float* dxc = dx ? dx + (i * g.C + ch) * g.H * g.W : nullptr;
-            float* dwc = dw ? dw + ch * g.KH * g.KW : nullptr;
-            for (int64_t oh = 0; oh < g.OH; ++oh)
-              for (int64_t ow = 0; ow < g.OW; ++ow) {
-                const float d = dyc[oh * g.OW + ow];
-                for (int64_t kh = 0; kh < g.KH; ++kh) {
-                  const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
-                  if (ih < 0 || ih >= g.H) continue;
-                  for (int64_t kw = 0; kw < g.KW; ++kw) {
-                    const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
-                    if (iw < 0 || iw >= g.W) continue;
-                    if (dwc) dwc[kh * g.KW + kw] += d * xc[ih * g.W + iw];
-                    if (dxc) dxc[ih * g.W + iw] += d * wc[kh * g.KW + kw];
+  Var y = t.op(
+      Shape{g.N, g.O, g.OH, g.OW},
+      [](Node& n, Tape& tp) {
+        const auto& K = kernels::table();
+        const auto& p = *static_cast<const Conv2dParams*>(n.ctx);
+        const detail::ConvGeom g{n.i[0], n.i[1], n.i[2], n.i[3],          n.i[4],
+                                 n.i[5], n.i[6], n.i[7], n.value.shape[3]};
+        Var x = n.in[0], w = n.in[1], b = n.in[2];
+        const int64_t G = p.groups, Cg = g.C / G, Og = g.O / G, P = g.OH * g.OW;
+        const int64_t kdim = Cg * g.KH * g.KW;
+        const bool depthwise = G == g.C && G == g.O;
+        const bool pointwise = detail::is_pointwise(g, p);
+        ThreadPool& pool = thread_pool();
+        const int chunks = pool.chunks_for(g.N);
+        const int64_t wsize = w->numel();
+        // Per-chunk weight/bias gradient accumulators and im2col scratch.
+        Tensor dw_parts = w->requires_grad ? tp.arena().zeros(Shape{chunks, wsize}) : Tensor{};
+        Tensor db_parts = (b && b->requires_grad) ? tp.arena().zeros(Shape{chunks, g.O}) : Tensor{};
+        Tensor cols = (!depthwise && !pointwise) ? tp.scratch(Shape{chunks, kdim * P}) : Tensor{};
+        float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
+        pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
+          float* dw = w->requires_grad ? dw_parts.data + c * wsize : nullptr;
+          float* db = db_parts.defined() ? db_parts.data + c * g.O : nullptr;
+          float* col = cols.defined() ? cols.data + c * kdim * P : nullptr;
+          for (int64_t i = i0; i < i1; ++i) {
+            const float* dy = n.grad.data + i * g.O * P;
+            const float* xi = x->value.data + i * g.C * g.H * g.W;
+            if (db)
+              for (int64_t o = 0; o < g.O; ++o) db[o] += K.sum(P, dy + o * P);
+            if (depthwise) {
+              for (int64_t ch = 0; ch < g.C; ++ch) {
+                const float* xc = xi + ch * g.H * g.W;
+                const float* wc = w->value.data + ch * g.KH * g.KW;
+                const float* dyc = dy + ch * P;
+                float* dxc = dx ? dx + (i * g.C + ch) * g.H * g.W : nullptr;
+                float* dwc = dw ? dw + ch * g.KH * g.KW : nullptr;
+                for (int64_t oh = 0; oh < g.OH; ++oh)
+                  for (int64_t ow = 0; ow < g.OW; ++ow) {
+                    const float d = dyc[oh * g.OW + ow];
+                    for (int64_t kh = 0; kh < g.KH; ++kh) {
+                      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
+                      if (ih < 0 || ih >= g.H) continue;
+                      for (int64_t kw = 0; kw < g.KW; ++kw) {
+                        const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
+                        if (iw < 0 || iw >= g.W) continue;
+                        if (dwc) dwc[kh * g.KW + kw] += d * xc[ih * g.W + iw];
+                        if (dxc) dxc[ih * g.W + iw] += d * wc[kh * g.KW + kw];
+                      }
+                    }
                   }
+              }
+              continue;
+            }
+            for (int64_t gi = 0; gi < G; ++gi) {
+              const float* xg = xi + gi * Cg * g.H * g.W;
+              const float* dyg = dy + gi * Og * P;
+              const float* wg = w->value.data + gi * Og * kdim;
+              const float* colg = xg;
+              if (!pointwise && dw) {
+                K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                         p.dil_h, p.dil_w, g.OH, g.OW, col);
+                colg = col;
+              }
+              if (dw)  // dW_g += dY_g · colᵀ
+                K.sgemm(false, true, Og, kdim, P, 1.0f, dyg, P, colg, P, 1.0f, dw + gi * Og * kdim,
+                        kdim);
+              if (dx) {
+                float* dxg = dx + (i * g.C + gi * Cg) * g.H * g.W;
+                if (pointwise) {  // dx_g += W_gᵀ · dY_g
+                  K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 1.0f, dxg, P);
+                } else {
+                  K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 0.0f, col, P);
+                  K.col2im(col, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                           p.dil_h, p.dil_w, g.OH, g.OW, dxg);
                 }
               }
-          }
-          continue;
-        }
-        for (int64_t gi = 0; gi < G; ++gi) {
-          const float* xg = xi + gi * Cg * g.H * g.W;
-          const float* dyg = dy + gi * Og * P;
-          const float* wg = w->value.data + gi * Og * kdim;
-          const float* colg = xg;
-          if (!pointwise && dw) {
-            K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                     p.dil_h, p.dil_w, g.OH, g.OW, col);
-            colg = col;
-          }
-          if (dw)  // dW_g += dY_g · colᵀ
-            K.sgemm(false, true, Og, kdim, P, 1.0f, dyg, P, colg, P, 1.0f, dw + gi * Og * kdim,
-                    kdim);
-          if (dx) {
-            float* dxg = dx + (i * g.C + gi * Cg) * g.H * g.W;
-            if (pointwise) {  // dx_g += W_gᵀ · dY_g
-              K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 1.0f, dxg, P);
-            } else {
-              K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 0.0f, col, P);
-              K.col2im(col, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                       p.dil_h, p.dil_w, g.OH, g.OW, dxg);
             }
           }
+        });
+        if (w->requires_grad) {
+          float* gw = tp.grad(w).data;
+          for (int c = 0; c < chunks; ++c) K.axpy(wsize, 1.0f, dw_parts.data + c * wsize, gw);
         }
-      }
-    });
-    if (w->requires_grad) {
-      float* gw = tp.grad(w).data;
-      for (int c = 0; c < chunks; ++c) K.axpy(wsize, 1.0f, dw_parts.data + c * wsize, gw);
-    }
-    if (db_parts.defined()) {
-      float* gb = tp.grad(b).data;
-      for (int c = 0; c < chunks; ++c) K.axpy(g.O, 1.0f, db_parts.data + c * g.O, gb);
-    }
-  }, {x, w, b});
+        if (db_parts.defined()) {
+          float* gb = tp.grad(b).data;
+          for (int c = 0; c < chunks; ++c) K.axpy(g.O, 1.0f, db_parts.data + c * g.O, gb);
+        }
+      },
+      {x, w, b});
   y->ctx = &p;
   const int64_t geo[8] = {g.N, g.C, g.H, g.W, g.O, g.KH, g.KW, g.OH};
   std::copy(geo, geo + 8, y->i);
@@ -162,8 +166,8 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         const float* xg = xi + gi * Cg * g.H * g.W;
         const float* colg = xg;
         if (!pointwise) {
-          K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                   p.dil_h, p.dil_w, g.OH, g.OW, col);
+          K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h,
+                   p.dil_w, g.OH, g.OW, col);
           colg = col;
         }
         K.sgemm(false, false, Og, P, kdim, 1.0f, w->value.data + gi * Og * kdim, kdim, colg, P,

@@ -30,7 +30,7 @@ using BackwardFn = void (*)(Node& node, Tape& tape);
 
 struct Node {
   Tensor value;
-  Tensor grad;                // undefined until something flows into it
+  Tensor grad;  // undefined until something flows into it
   BackwardFn backward = nullptr;
   Node* in[4] = {nullptr, nullptr, nullptr, nullptr};
   bool requires_grad = false;
@@ -108,8 +108,9 @@ class Tape {
   // Seeds d(root) = seed (same shape as root) and sweeps the tape backwards.
   void backward(Var root, const Tensor& seed) {
     if (!root->requires_grad) {
-      throw std::logic_error("Tape::backward: the root does not depend on any parameter "
-                             "that requires grad (was it built under NoGradGuard?)");
+      throw std::logic_error(
+          "Tape::backward: the root does not depend on any parameter "
+          "that requires grad (was it built under NoGradGuard?)");
     }
     if (seed.numel() != root->numel()) {
       throw std::invalid_argument("Tape::backward: seed has " + std::to_string(seed.numel()) +

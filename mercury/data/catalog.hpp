@@ -26,12 +26,12 @@ namespace mercury::data {
 
 struct DatasetOptions {
   std::string name = "fashion-mnist";
-  std::string dir;               // empty: the dataset's default location (Fashion-MNIST only)
-  int64_t image_size = 64;       // aid: images are resized to image_size × image_size
-  uint64_t seed = 0;             // aid: the 80/20 split
-  bool augment = true;           // standard training augmentation
-  int64_t vocabulary = 20000;    // ag-news, debian-text
-  bool log_mel = false;          // speech-commands: 40 log-mel bins instead of 161 linear
+  std::string dir;             // empty: the dataset's default location (Fashion-MNIST only)
+  int64_t image_size = 64;     // aid: images are resized to image_size × image_size
+  uint64_t seed = 0;           // aid: the 80/20 split
+  bool augment = true;         // standard training augmentation
+  int64_t vocabulary = 20000;  // ag-news, debian-text
+  bool log_mel = false;        // speech-commands: 40 log-mel bins instead of 161 linear
 };
 
 struct LoadedData {
@@ -41,8 +41,8 @@ struct LoadedData {
 };
 
 inline std::vector<std::string> dataset_names() {
-  return {"fashion-mnist", "cifar10", "cifar100", "svhn", "aid", "speech-commands",
-          "ag-news",       "debian-text"};
+  return {"fashion-mnist", "cifar10",         "cifar100", "svhn",
+          "aid",           "speech-commands", "ag-news",  "debian-text"};
 }
 
 inline LoadedData load_dataset(const DatasetOptions& o) {
@@ -89,7 +89,9 @@ inline LoadedData load_dataset(const DatasetOptions& o) {
     int64_t classes = 4;
     if (o.name == "debian-text") {  // as many classes as classes.txt lists
       std::ifstream in(o.dir + "/classes.txt");
-      if (!in) throw DataError("debian-text: '" + o.dir + "/classes.txt' missing (run mercury data debian-text)");
+      if (!in)
+        throw DataError("debian-text: '" + o.dir +
+                        "/classes.txt' missing (run mercury data debian-text)");
       classes = 0;
       for (std::string line; std::getline(in, line);) classes += !line.empty();
     }

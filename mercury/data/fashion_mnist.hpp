@@ -30,7 +30,6 @@ inline constexpr std::array<float, 1> kFashionMnistStd = {0.3530f};
 inline constexpr int64_t kFashionMnistClasses = 10;
 inline constexpr const char* kFashionMnistSystemDir = "/usr/share/datasets/fashion-mnist";
 
-
 struct FashionMnistFiles {
   std::string directory;
   std::string train_images, train_labels, test_images, test_labels;

@@ -28,7 +28,7 @@
 namespace mercury::importance {
 
 struct Group {
-  int64_t start = 0;       // into the visiting order
+  int64_t start = 0;  // into the visiting order
   int64_t size = 0;
   int64_t refreshed = -1;  // iteration of the refresh that formed it; -1 = never scored
 };

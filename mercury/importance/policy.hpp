@@ -42,13 +42,13 @@ inline SamplerKind parse_sampler(const std::string& s) {
 struct PolicyConfig {
   SamplerKind kind = SamplerKind::mercury;
   int64_t batch = 64;
-  int64_t group_size = 0;         // M; 0: 10 × batch
-  SamplerConfig sampler;          // d, β, λ, weighting
-  int64_t score_chunk = 320;      // forward batch used for scoring
-  bool train_mode_norm = false;   // score with batch statistics (METHOD: eval mode is ours)
-  int64_t kf_presample = 3;       // kf: candidates per batch slot
-  double sb_beta = 1.0;           // selective-backprop: keep probability = percentile^β
-  int64_t sb_history = 1024;      // selective-backprop: losses remembered for percentiles
+  int64_t group_size = 0;        // M; 0: 10 × batch
+  SamplerConfig sampler;         // d, β, λ, weighting
+  int64_t score_chunk = 320;     // forward batch used for scoring
+  bool train_mode_norm = false;  // score with batch statistics (METHOD: eval mode is ours)
+  int64_t kf_presample = 3;      // kf: candidates per batch slot
+  double sb_beta = 1.0;          // selective-backprop: keep probability = percentile^β
+  int64_t sb_history = 1024;     // selective-backprop: losses remembered for percentiles
   uint64_t seed = 1;
 };
 
@@ -186,7 +186,8 @@ class PresamplePolicy final : public BatchPolicy {
         q = (cdf_[j] - (j ? cdf_[j - 1] : 0.0)) / z;
       }
       plan.indices[static_cast<std::size_t>(s)] = cand_[j];
-      plan.weights[static_cast<std::size_t>(s)] = static_cast<float>(1.0 / (static_cast<double>(P) * q));
+      plan.weights[static_cast<std::size_t>(s)] =
+          static_cast<float>(1.0 / (static_cast<double>(P) * q));
     }
   }
 
@@ -270,10 +271,13 @@ class SelectiveBackpropPolicy final : public BatchPolicy {
 inline std::unique_ptr<BatchPolicy> make_policy(const PolicyConfig& cfg, nn::Model& model,
                                                 const data::Dataset& data, int64_t n) {
   switch (cfg.kind) {
-    case SamplerKind::uniform: return nullptr;
+    case SamplerKind::uniform:
+      return nullptr;
     case SamplerKind::mercury:
-    case SamplerKind::all_is: return std::make_unique<GroupwisePolicy>(cfg, model, data, n);
-    case SamplerKind::kf: return std::make_unique<PresamplePolicy>(cfg, model, data, n);
+    case SamplerKind::all_is:
+      return std::make_unique<GroupwisePolicy>(cfg, model, data, n);
+    case SamplerKind::kf:
+      return std::make_unique<PresamplePolicy>(cfg, model, data, n);
     case SamplerKind::selective_backprop:
       return std::make_unique<SelectiveBackpropPolicy>(cfg, model, data, n);
   }

@@ -38,7 +38,8 @@ class Scorer {
     x_.resize(static_cast<std::size_t>(chunk_ * S));
     y_.resize(static_cast<std::size_t>(chunk_));
     for (std::size_t b = 0; b < indices.size(); b += static_cast<std::size_t>(chunk_)) {
-      const std::size_t c = std::min<std::size_t>(static_cast<std::size_t>(chunk_), indices.size() - b);
+      const std::size_t c =
+          std::min<std::size_t>(static_cast<std::size_t>(chunk_), indices.size() - b);
       data_.gather(indices.subspan(b, c), x_.data(), y_.data(), nullptr);
       engine_.score(x_.data(), y_.data(), static_cast<int64_t>(c), out + b, nullptr, opts_);
     }

@@ -42,9 +42,9 @@ inline GradcheckResult check_module(Module& m, const ParamStore& params, Tensor 
                                     opt, res);
   for (std::size_t k = 0; k < params.params().size(); ++k) {
     const auto id = static_cast<ParamId>(k);
-    mercury::detail::compare_elements("parameter " + params.params()[k].name,
-                                      params.value(id).data, params.grad(id).data,
-                                      params.value(id).numel(), loss, opt, res);
+    mercury::detail::compare_elements("parameter " + params.params()[k].name, params.value(id).data,
+                                      params.grad(id).data, params.value(id).numel(), loss, opt,
+                                      res);
   }
   return res;
 }

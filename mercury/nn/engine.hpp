@@ -81,7 +81,8 @@ class Engine {
     Var logits = forward(ctx, x, B);
     Var l = ops::softmax_xent(tape_, logits, labels);
     Var loss = ops::weighted_mean(tape_, l, weights);
-    const float share = static_cast<float>(B) / static_cast<float>(batch_total > 0 ? batch_total : B);
+    const float share =
+        static_cast<float>(B) / static_cast<float>(batch_total > 0 ? batch_total : B);
     tape_.backward(loss, Tensor(const_cast<float*>(&share), Shape{1}));
     if (losses) std::copy(l->value.data, l->value.data + B, losses);
     return loss->value.data[0] * share;

@@ -119,11 +119,16 @@ enum class Activation { relu, relu6, sigmoid, tanh, gelu };
 
 inline Var activate(Tape& t, Var x, Activation a) {
   switch (a) {
-    case Activation::relu: return ops::relu(t, x);
-    case Activation::relu6: return ops::relu6(t, x);
-    case Activation::sigmoid: return ops::sigmoid(t, x);
-    case Activation::tanh: return ops::tanh(t, x);
-    case Activation::gelu: return ops::gelu(t, x);
+    case Activation::relu:
+      return ops::relu(t, x);
+    case Activation::relu6:
+      return ops::relu6(t, x);
+    case Activation::sigmoid:
+      return ops::sigmoid(t, x);
+    case Activation::tanh:
+      return ops::tanh(t, x);
+    case Activation::gelu:
+      return ops::gelu(t, x);
   }
   return x;
 }
@@ -144,8 +149,8 @@ class Act : public Module {
 class MaxPool2d : public Module {
  public:
   explicit MaxPool2d(int64_t kernel, int64_t stride = -1, int64_t padding = 0)
-      : p_{kernel, kernel, stride < 0 ? kernel : stride, stride < 0 ? kernel : stride, padding,
-           padding} {}
+      : p_{kernel,  kernel, stride < 0 ? kernel : stride, stride < 0 ? kernel : stride,
+           padding, padding} {}
   Var forward(Context& ctx, Var x) override { return ops::max_pool2d(ctx.tape, x, p_); }
   std::string describe() const override { return "MaxPool2d(" + std::to_string(p_.kernel_h) + ")"; }
 
@@ -156,8 +161,8 @@ class MaxPool2d : public Module {
 class AvgPool2d : public Module {
  public:
   explicit AvgPool2d(int64_t kernel, int64_t stride = -1, int64_t padding = 0)
-      : p_{kernel, kernel, stride < 0 ? kernel : stride, stride < 0 ? kernel : stride, padding,
-           padding} {}
+      : p_{kernel,  kernel, stride < 0 ? kernel : stride, stride < 0 ? kernel : stride,
+           padding, padding} {}
   Var forward(Context& ctx, Var x) override { return ops::avg_pool2d(ctx.tape, x, p_); }
   std::string describe() const override { return "AvgPool2d(" + std::to_string(p_.kernel_h) + ")"; }
 

@@ -24,16 +24,16 @@ namespace mercury::nn {
 enum class Init {
   zeros,
   ones,
-  uniform_fan_in,         // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) — PyTorch's Linear/Conv default
-  kaiming_normal_fan_out, // N(0, sqrt(2/fan_out)) — ResNet convolutions
-  normal_01,              // N(0, 1) — embeddings
+  uniform_fan_in,          // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) — PyTorch's Linear/Conv default
+  kaiming_normal_fan_out,  // N(0, sqrt(2/fan_out)) — ResNet convolutions
+  normal_01,               // N(0, 1) — embeddings
 };
 
 struct ParamSpec {
   std::string name;
   Shape shape;
   Init init = Init::zeros;
-  int64_t fan = 1;  // fan_in or fan_out, as the init needs
+  int64_t fan = 1;     // fan_in or fan_out, as the init needs
   int64_t offset = 0;  // in floats, into the slab
 };
 
@@ -101,8 +101,7 @@ class ParamStore {
   }
 
  private:
-  ParamId add(std::vector<ParamSpec>& list, std::string name, Shape shape, Init init,
-              int64_t fan) {
+  ParamId add(std::vector<ParamSpec>& list, std::string name, Shape shape, Init init, int64_t fan) {
     if (finalized_) {
       throw std::logic_error("ParamStore: cannot declare '" + name + "' after finalize()");
     }
@@ -129,8 +128,12 @@ class ParamStore {
     float* d = slab + p.offset;
     const int64_t n = p.shape.numel();
     switch (p.init) {
-      case Init::zeros: std::fill(d, d + n, 0.0f); break;
-      case Init::ones: std::fill(d, d + n, 1.0f); break;
+      case Init::zeros:
+        std::fill(d, d + n, 0.0f);
+        break;
+      case Init::ones:
+        std::fill(d, d + n, 1.0f);
+        break;
       case Init::uniform_fan_in: {
         const float b = 1.0f / std::sqrt(static_cast<float>(p.fan));
         std::uniform_real_distribution<float> u(-b, b);

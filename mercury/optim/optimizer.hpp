@@ -24,17 +24,20 @@ enum class Kind { sgd, adam, adamw };
 
 struct OptimizerConfig {
   Kind kind = Kind::adam;
-  float momentum = 0.9f;       // SGD
-  bool nesterov = false;       // SGD
-  float weight_decay = 0.0f;   // SGD, Adam: coupled (L2 in the gradient); AdamW: decoupled
+  float momentum = 0.9f;      // SGD
+  bool nesterov = false;      // SGD
+  float weight_decay = 0.0f;  // SGD, Adam: coupled (L2 in the gradient); AdamW: decoupled
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam, AdamW
 };
 
 inline const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::sgd: return "sgd";
-    case Kind::adam: return "adam";
-    case Kind::adamw: return "adamw";
+    case Kind::sgd:
+      return "sgd";
+    case Kind::adam:
+      return "adam";
+    case Kind::adamw:
+      return "adamw";
   }
   return "?";
 }

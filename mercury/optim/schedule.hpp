@@ -24,7 +24,8 @@ struct LrSchedule {
     }
     const int64_t s = step - warmup_steps;
     switch (kind) {
-      case Kind::constant: return base_lr;
+      case Kind::constant:
+        return base_lr;
       case Kind::step:
         return base_lr * std::pow(gamma, static_cast<float>(s / std::max<int64_t>(1, step_size)));
       case Kind::cosine: {

@@ -111,9 +111,8 @@ class AlignedBuffer {
   explicit AlignedBuffer(int64_t count, bool zero = true) { resize(count, zero); }
   void resize(int64_t count, bool zero = true) {
     if (count < 0) throw std::invalid_argument("AlignedBuffer: negative size");
-    const std::size_t bytes =
-        (static_cast<std::size_t>(count) * sizeof(float) + kAlignment - 1) / kAlignment *
-        kAlignment;
+    const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + kAlignment - 1) /
+                              kAlignment * kAlignment;
     float* p = nullptr;
     if (bytes) {
       p = static_cast<float*>(std::aligned_alloc(kAlignment, bytes));

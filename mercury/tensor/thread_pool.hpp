@@ -35,8 +35,9 @@ class ThreadPool {
   int threads() const { return threads_; }
 
   void set_threads(int n) {
-    if (n < 1) throw std::invalid_argument("ThreadPool: thread count must be >= 1, got " +
-                                           std::to_string(n));
+    if (n < 1)
+      throw std::invalid_argument("ThreadPool: thread count must be >= 1, got " +
+                                  std::to_string(n));
     stop();
     threads_ = n;
     stopping_ = false;
@@ -135,7 +136,8 @@ inline int default_thread_count() {
     const long v = std::strtol(s, &end, 10);
     if (!*s || *end || v < 1 || v > 1024) {
       throw std::invalid_argument(std::string("MERCURY_THREADS: expected an integer in [1, 1024], "
-                                              "found '") + s + "'");
+                                              "found '") +
+                                  s + "'");
     }
     return static_cast<int>(v);
   }

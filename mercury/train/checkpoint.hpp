@@ -28,7 +28,9 @@ struct Cursor {
   int64_t global_step = 0;    // optimizer steps done
 };
 
-inline std::vector<int64_t> dims_of(const Shape& s) { return {s.dims, s.dims + s.rank}; }
+inline std::vector<int64_t> dims_of(const Shape& s) {
+  return {s.dims, s.dims + s.rank};
+}
 
 inline void save_checkpoint(const std::string& path, const nn::Model& model,
                             const optim::Optimizer& opt, const Cursor& cur,
@@ -98,8 +100,8 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
                                    optim::Optimizer& opt) {
   const io::SafetensorsFile f = io::SafetensorsFile::load(path);
   if (meta_str(f, "mercury.format") != kCheckpointFormat) {
-    throw io::CheckpointError(where(f) + "format: expected '" + kCheckpointFormat +
-                              "', found '" + meta_str(f, "mercury.format") + "'");
+    throw io::CheckpointError(where(f) + "format: expected '" + kCheckpointFormat + "', found '" +
+                              meta_str(f, "mercury.format") + "'");
   }
   if (meta_str(f, "mercury.model") != model.name) {
     throw io::CheckpointError(where(f) + "model: expected '" + model.name + "', found '" +
@@ -120,9 +122,9 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
     const io::SafetensorsEntry* e = f.find(name);
     if (!e) throw io::CheckpointError(where(f) + "tensor '" + name + "' missing");
     if (e->dtype != "F32" || e->shape != dims_of(shape)) {
-      throw io::CheckpointError(where(f) + "tensor '" + name + "': expected F32 " +
-                                shape.str() + ", found " + e->dtype + " with " +
-                                std::to_string(e->shape.size()) + " dims");
+      throw io::CheckpointError(where(f) + "tensor '" + name + "': expected F32 " + shape.str() +
+                                ", found " + e->dtype + " with " + std::to_string(e->shape.size()) +
+                                " dims");
     }
     const auto bytes = f.bytes(*e);
     std::memcpy(dst, bytes.data(), bytes.size());

@@ -8,8 +8,8 @@
 //   expected type and what was found; validate() checks ranges.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -21,10 +21,10 @@ struct TrainConfig {
   std::string model = "cnn";
   std::string data = "fashion-mnist";
   std::string data_dir;
-  int64_t vocabulary = 20000;       // text datasets: vocabulary size cap
-  int64_t image_size = 64;          // aid: images resized to image_size × image_size
-  bool augment = true;              // standard training augmentation of the dataset
-  bool log_mel = false;             // speech-commands: 40 log-mel bins instead of 161 linear
+  int64_t vocabulary = 20000;  // text datasets: vocabulary size cap
+  int64_t image_size = 64;     // aid: images resized to image_size × image_size
+  bool augment = true;         // standard training augmentation of the dataset
+  bool log_mel = false;        // speech-commands: 40 log-mel bins instead of 161 linear
   int64_t epochs = 10;
   int64_t batch = 64;
   int64_t micro_batch = 0;  // 0: no accumulation
@@ -37,17 +37,17 @@ struct TrainConfig {
   int64_t warmup_steps = 0;
   int64_t step_size = 1000;
   double gamma = 0.1;
-  int64_t threads = 0;             // 0: MERCURY_THREADS or all cores
+  int64_t threads = 0;  // 0: MERCURY_THREADS or all cores
   int64_t seed = 1;
-  std::string checkpoint;          // written at the end of every epoch (and at the end)
-  int64_t checkpoint_every = 0;    // also every N steps (0: only per epoch)
-  std::string resume;              // checkpoint to resume from
-  std::string metrics;             // JSON-lines file
-  int64_t max_steps = 0;           // stop after N optimizer steps in total (0: no limit)
-  int64_t train_limit = 0;         // use only the first N training samples (0: all)
-  int64_t test_limit = 0;          // evaluate on the first N test samples (0: all)
+  std::string checkpoint;        // written at the end of every epoch (and at the end)
+  int64_t checkpoint_every = 0;  // also every N steps (0: only per epoch)
+  std::string resume;            // checkpoint to resume from
+  std::string metrics;           // JSON-lines file
+  int64_t max_steps = 0;         // stop after N optimizer steps in total (0: no limit)
+  int64_t train_limit = 0;       // use only the first N training samples (0: all)
+  int64_t test_limit = 0;        // evaluate on the first N test samples (0: all)
   int64_t eval_batch = 128;
-  bool progress = true;            // progress line with ETA on a terminal
+  bool progress = true;  // progress line with ETA on a terminal
   // Importance sampling (mercury/importance/).
   std::string sampler = "uniform";  // uniform | mercury | all-is | kf | selective-backprop
   int64_t group_size = 0;           // M; 0: 10 × batch
@@ -58,8 +58,8 @@ struct TrainConfig {
   bool score_train_mode = false;    // score with batch statistics instead of eval-mode norm
   int64_t kf_presample = 3;
   double sb_beta = 1.0;
-  int64_t eval_every = 0;           // also evaluate every N steps (0: per epoch only)
-  double target_acc = 0;            // stop once test accuracy reaches this (0: never)
+  int64_t eval_every = 0;              // also evaluate every N steps (0: per epoch only)
+  double target_acc = 0;               // stop once test accuracy reaches this (0: never)
   int64_t importance_stats_every = 0;  // histogram + rank change every N steps (0: off)
 };
 
@@ -85,7 +85,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"warmup_steps", "linear warm-up steps"},
       {"step_size", "step schedule: multiply lr by gamma every N steps"},
       {"gamma", "step schedule factor"},
-      {"threads", "worker threads; 0 = MERCURY_THREADS or all cores (results are bit-reproducible for a fixed count)"},
+      {"threads",
+       "worker threads; 0 = MERCURY_THREADS or all cores (results are bit-reproducible for a fixed "
+       "count)"},
       {"seed", "random seed (init, shuffling, dropout)"},
       {"checkpoint", "checkpoint file (safetensors layout) written every epoch"},
       {"checkpoint_every", "also checkpoint every N steps (0: per epoch only)"},
@@ -107,28 +109,55 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
       {"eval_every", "also evaluate every N steps (0: once per epoch)"},
       {"target_acc", "stop when test accuracy reaches this fraction (0: never)"},
-      {"importance_stats_every", "log importance histogram and rank changes every N steps (0: off)"},
+      {"importance_stats_every",
+       "log importance histogram and rank changes every N steps (0: off)"},
   };
   return h;
 }
 
 inline nlohmann::json to_json(const TrainConfig& c) {
-  return nlohmann::json{
-      {"model", c.model}, {"data", c.data}, {"data_dir", c.data_dir}, {"vocabulary", c.vocabulary},
-      {"image_size", c.image_size}, {"augment", c.augment}, {"log_mel", c.log_mel},
-      {"epochs", c.epochs},
-      {"batch", c.batch}, {"micro_batch", c.micro_batch}, {"lr", c.lr},
-      {"optimizer", c.optimizer}, {"momentum", c.momentum}, {"nesterov", c.nesterov},
-      {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
-      {"warmup_steps", c.warmup_steps}, {"step_size", c.step_size}, {"gamma", c.gamma},
-      {"threads", c.threads}, {"seed", c.seed}, {"checkpoint", c.checkpoint},
-      {"checkpoint_every", c.checkpoint_every}, {"resume", c.resume}, {"metrics", c.metrics},
-      {"max_steps", c.max_steps}, {"train_limit", c.train_limit}, {"test_limit", c.test_limit},
-      {"eval_batch", c.eval_batch}, {"progress", c.progress}, {"sampler", c.sampler},
-      {"group_size", c.group_size}, {"groups_per_batch", c.groups_per_batch}, {"beta", c.beta},
-      {"lambda", c.lambda}, {"weighting", c.weighting}, {"score_train_mode", c.score_train_mode},
-      {"kf_presample", c.kf_presample}, {"sb_beta", c.sb_beta}, {"eval_every", c.eval_every},
-      {"target_acc", c.target_acc}, {"importance_stats_every", c.importance_stats_every}};
+  return nlohmann::json{{"model", c.model},
+                        {"data", c.data},
+                        {"data_dir", c.data_dir},
+                        {"vocabulary", c.vocabulary},
+                        {"image_size", c.image_size},
+                        {"augment", c.augment},
+                        {"log_mel", c.log_mel},
+                        {"epochs", c.epochs},
+                        {"batch", c.batch},
+                        {"micro_batch", c.micro_batch},
+                        {"lr", c.lr},
+                        {"optimizer", c.optimizer},
+                        {"momentum", c.momentum},
+                        {"nesterov", c.nesterov},
+                        {"weight_decay", c.weight_decay},
+                        {"schedule", c.schedule},
+                        {"warmup_steps", c.warmup_steps},
+                        {"step_size", c.step_size},
+                        {"gamma", c.gamma},
+                        {"threads", c.threads},
+                        {"seed", c.seed},
+                        {"checkpoint", c.checkpoint},
+                        {"checkpoint_every", c.checkpoint_every},
+                        {"resume", c.resume},
+                        {"metrics", c.metrics},
+                        {"max_steps", c.max_steps},
+                        {"train_limit", c.train_limit},
+                        {"test_limit", c.test_limit},
+                        {"eval_batch", c.eval_batch},
+                        {"progress", c.progress},
+                        {"sampler", c.sampler},
+                        {"group_size", c.group_size},
+                        {"groups_per_batch", c.groups_per_batch},
+                        {"beta", c.beta},
+                        {"lambda", c.lambda},
+                        {"weighting", c.weighting},
+                        {"score_train_mode", c.score_train_mode},
+                        {"kf_presample", c.kf_presample},
+                        {"sb_beta", c.sb_beta},
+                        {"eval_every", c.eval_every},
+                        {"target_acc", c.target_acc},
+                        {"importance_stats_every", c.importance_stats_every}};
 }
 
 inline const char* json_type_name(const nlohmann::json& v) {
@@ -228,7 +257,8 @@ inline void validate(const TrainConfig& c) {
   need(c.weight_decay >= 0, "weight_decay: expected >= 0", std::to_string(c.weight_decay));
   need(c.threads >= 0 && c.threads <= 1024, "threads: expected 0..1024", std::to_string(c.threads));
   need(c.seed >= 0, "seed: expected >= 0", std::to_string(c.seed));
-  need(c.checkpoint_every >= 0, "checkpoint_every: expected >= 0", std::to_string(c.checkpoint_every));
+  need(c.checkpoint_every >= 0, "checkpoint_every: expected >= 0",
+       std::to_string(c.checkpoint_every));
   need(c.max_steps >= 0, "max_steps: expected >= 0", std::to_string(c.max_steps));
   need(c.train_limit >= 0, "train_limit: expected >= 0", std::to_string(c.train_limit));
   need(c.test_limit >= 0, "test_limit: expected >= 0", std::to_string(c.test_limit));
@@ -238,7 +268,8 @@ inline void validate(const TrainConfig& c) {
   need(c.gamma > 0, "gamma: expected > 0", std::to_string(c.gamma));
   need(c.sampler == "uniform" || c.sampler == "mercury" || c.sampler == "all-is" ||
            c.sampler == "kf" || c.sampler == "selective-backprop",
-       "sampler: expected uniform, mercury, all-is, kf or selective-backprop", "'" + c.sampler + "'");
+       "sampler: expected uniform, mercury, all-is, kf or selective-backprop",
+       "'" + c.sampler + "'");
   need(c.group_size >= 0, "group_size: expected >= 0", std::to_string(c.group_size));
   need(c.groups_per_batch >= 1, "groups_per_batch: expected >= 1",
        std::to_string(c.groups_per_batch));

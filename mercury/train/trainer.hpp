@@ -79,8 +79,8 @@ inline void epoch_permutation(uint64_t seed, int64_t epoch, std::vector<int64_t>
 
 class Trainer {
  public:
-  Trainer(TrainConfig cfg, nn::Model& model, const data::Dataset& train,
-          const data::Dataset& test, std::ostream& log)
+  Trainer(TrainConfig cfg, nn::Model& model, const data::Dataset& train, const data::Dataset& test,
+          std::ostream& log)
       : cfg_(std::move(cfg)),
         model_(model),
         train_(train),
@@ -98,10 +98,10 @@ class Trainer {
     if (n_train_ < 1) throw std::invalid_argument("training set is empty");
     for (const data::Dataset* d : {&train_, &test_}) {
       if (d->sample_shape() != model_.sample_shape || d->num_classes() != model_.num_classes) {
-        throw std::invalid_argument(
-            "dataset " + d->describe() + " does not fit model " + model_.name + ": expected " +
-            model_.sample_shape.str() + " samples with " + std::to_string(model_.num_classes) +
-            " classes");
+        throw std::invalid_argument("dataset " + d->describe() + " does not fit model " +
+                                    model_.name + ": expected " + model_.sample_shape.str() +
+                                    " samples with " + std::to_string(model_.num_classes) +
+                                    " classes");
       }
     }
     schedule_.kind = optim::LrSchedule::parse(cfg_.schedule);
@@ -163,8 +163,8 @@ class Trainer {
                     {"test_samples", n_test_},
                     {"kernels", kernels::isa_name(kernels::table().isa)},
                     {"config", to_json(cfg_)}});
-    log_ << "model " << model_.name << ": " << model_.params.count() << " parameters; "
-         << n_train_ << " train / " << n_test_ << " test samples; kernels "
+    log_ << "model " << model_.name << ": " << model_.params.count() << " parameters; " << n_train_
+         << " train / " << n_test_ << " test samples; kernels "
          << kernels::isa_name(kernels::table().isa) << "; threads " << cfg_.threads << "\n";
     const auto t0 = clock::now();
     double train_seconds = 0;
@@ -249,23 +249,24 @@ class Trainer {
                     static_cast<long long>(epoch + 1), train_loss, ev.loss, 100.0 * ev.accuracy,
                     sps, seconds_since(t0));
       log_ << line << std::flush;
-      metrics_.write({{"event", "epoch"},
-                      {"epoch", epoch + 1},
-                      {"train_loss", train_loss},
-                      {"test_loss", ev.loss},
-                      {"test_acc", ev.accuracy},
-                      {"wall_s", seconds_since(t0)},
-                      {"train_samples_per_s", sps},
-                      {"steps", cursor_.global_step},
-                      {"lr", schedule_.at(cursor_.global_step)},
-                      {"sampler", cfg_.sampler},
-                      {"compute_s", timing_.compute_s},
-                      {"score_s", timing_.score_s},
-                      {"scored_samples", timing_.scored},
-                      {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
-                      {"train_cpu_s", timing_.train_cpu_s},
-                      {"score_cpu_s", timing_.score_cpu_s},
-                      {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}});
+      metrics_.write(
+          {{"event", "epoch"},
+           {"epoch", epoch + 1},
+           {"train_loss", train_loss},
+           {"test_loss", ev.loss},
+           {"test_acc", ev.accuracy},
+           {"wall_s", seconds_since(t0)},
+           {"train_samples_per_s", sps},
+           {"steps", cursor_.global_step},
+           {"lr", schedule_.at(cursor_.global_step)},
+           {"sampler", cfg_.sampler},
+           {"compute_s", timing_.compute_s},
+           {"score_s", timing_.score_s},
+           {"scored_samples", timing_.scored},
+           {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
+           {"train_cpu_s", timing_.train_cpu_s},
+           {"score_cpu_s", timing_.score_cpu_s},
+           {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}});
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       if (target_reached(ev)) stop = true;
       result.final_test_acc = ev.accuracy;
@@ -281,9 +282,8 @@ class Trainer {
                     {"train_samples_per_s", result.train_samples_per_s},
                     {"wall_s", seconds_since(t0)},
                     {"peak_rss_bytes", result.peak_rss_bytes}});
-    log_ << "done: " << result.steps << " steps, test_acc "
-         << 100.0 * result.final_test_acc << "%, peak RSS " << (result.peak_rss_bytes >> 20)
-         << " MiB\n";
+    log_ << "done: " << result.steps << " steps, test_acc " << 100.0 * result.final_test_acc
+         << "%, peak RSS " << (result.peak_rss_bytes >> 20) << " MiB\n";
     return result;
   }
 
@@ -316,8 +316,8 @@ class Trainer {
 
   // Cumulative time split of the steps run so far (evaluation excluded).
   struct Timing {
-    double compute_s = 0;  // forward + backward + optimizer
-    double score_s = 0;    // importance scoring (sequential pipeline)
+    double compute_s = 0;    // forward + backward + optimizer
+    double score_s = 0;      // importance scoring (sequential pipeline)
     double train_cpu_s = 0;  // CPU seconds of scoring + compute (robust to a busy machine)
     double score_cpu_s = 0;
     int64_t scored = 0;
@@ -326,7 +326,9 @@ class Trainer {
   };
   const Timing& timing() const { return timing_; }
   // Extra string metadata written into every checkpoint (e.g. the text vocabulary).
-  void set_checkpoint_metadata(std::map<std::string, std::string> m) { extra_metadata_ = std::move(m); }
+  void set_checkpoint_metadata(std::map<std::string, std::string> m) {
+    extra_metadata_ = std::move(m);
+  }
 
   void save(const std::string& path) {
     std::ostringstream rng;
@@ -391,15 +393,18 @@ class Trainer {
     if (lag == 0) {
       probe_scorer_->score(probe_, probe_base_.data());
       const auto h = importance::histogram(probe_base_, 30);
-      metrics_.write({{"event", "importance_hist"}, {"steps", t}, {"hi", h.hi},
-                      {"counts", h.counts}});
+      metrics_.write(
+          {{"event", "importance_hist"}, {"steps", t}, {"hi", h.hi}, {"counts", h.counts}});
       return;
     }
     if (t < every) return;
     probe_scorer_->score(probe_, probe_now_.data());
     const auto rc = importance::rank_change(probe_base_, probe_now_);
-    metrics_.write({{"event", "rank_change"}, {"steps", t - lag}, {"lag", lag},
-                    {"under5", rc.under5}, {"under10", rc.under10}});
+    metrics_.write({{"event", "rank_change"},
+                    {"steps", t - lag},
+                    {"lag", lag},
+                    {"under5", rc.under5},
+                    {"under10", rc.under10}});
   }
 
   void resume(const std::string& path) {

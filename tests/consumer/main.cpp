@@ -19,7 +19,8 @@ int main() {
   for (int64_t i = 0; i < B; ++i) {
     y[i] = static_cast<int32_t>(i % 10);
     for (int64_t p = 0; p < 784; ++p)
-      x[i * 784 + p] = (p % 10 == y[i] ? 1.0f : 0.0f) + 0.1f * static_cast<float>(rng() % 100) / 100;
+      x[i * 784 + p] =
+          (p % 10 == y[i] ? 1.0f : 0.0f) + 0.1f * static_cast<float>(rng() % 100) / 100;
   }
   float first = 0, last = 0;
   for (int step = 0; step < 20; ++step) {

@@ -50,9 +50,11 @@ TEST_CASE("gradcheck catches a wrong backward rule") {
   in.add(Shape{5});
   auto r = gradcheck(
       [](Tape& t, const std::vector<Var>& v) {
-        Var y = t.op(v[0]->shape(), [](Node& n, Tape& tp) {
-          kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
-        }, {v[0]});
+        Var y = t.op(v[0]->shape(),
+                     [](Node& n, Tape& tp) {
+                       kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
+                     },
+                     {v[0]});
         kernels::table().scale(v[0]->numel(), 2.0f, v[0]->value.data, y->value.data);
         return y;
       },
@@ -71,7 +73,8 @@ TEST_CASE("element-wise ops and activations pass gradcheck") {
                       in.tensors));
   const std::vector<Tensor> one{in.tensors[0]};
   expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::relu(t, v[0]); }, one));
-  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::sigmoid(t, v[0]); }, one));
+  expect_ok(
+      gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::sigmoid(t, v[0]); }, one));
   expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::tanh(t, v[0]); }, one));
   expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::gelu(t, v[0]); }, one));
   Inputs r6;  // keep away from both kinks of relu6 (0 and 6)
@@ -97,9 +100,9 @@ TEST_CASE("reshape, flatten, concat and dropout pass gradcheck") {
     sb[dim] = 4;
     c.add(Shape{2, 3, 2, 2});
     c.add(sb);
-    expect_ok(gradcheck([dim](Tape& t, const std::vector<Var>& v) {
-      return ops::concat(t, v[0], v[1], dim);
-    }, c.tensors));
+    expect_ok(gradcheck(
+        [dim](Tape& t, const std::vector<Var>& v) { return ops::concat(t, v[0], v[1], dim); },
+        c.tensors));
   }
   expect_ok(gradcheck(
       [](Tape& t, const std::vector<Var>& v) {
@@ -122,17 +125,19 @@ TEST_CASE("linear passes gradcheck with and without bias, 2-D and 3-D input") {
     in.add(Shape{4, 5});
     in.add(Shape{3, 5});
     if (bias) in.add(Shape{3});
-    expect_ok(gradcheck([bias](Tape& t, const std::vector<Var>& v) {
-      return ops::linear(t, v[0], v[1], bias ? v[2] : nullptr);
-    }, in.tensors));
+    expect_ok(gradcheck(
+        [bias](Tape& t, const std::vector<Var>& v) {
+          return ops::linear(t, v[0], v[1], bias ? v[2] : nullptr);
+        },
+        in.tensors));
   }
   Inputs in3;
   in3.add(Shape{2, 3, 5});
   in3.add(Shape{4, 5});
   in3.add(Shape{4});
-  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) {
-    return ops::linear(t, v[0], v[1], v[2]);
-  }, in3.tensors));
+  expect_ok(
+      gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::linear(t, v[0], v[1], v[2]); },
+                in3.tensors));
 }
 
 TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise, pointwise") {
@@ -141,9 +146,9 @@ TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise
     const char* what;
   };
   const Case cases[] = {
-      {2, 3, 3, 1, 0, 1, 1, 5, "plain 3x3"},   {2, 4, 3, 2, 1, 1, 1, 6, "stride 2 pad 1"},
-      {2, 2, 3, 1, 2, 2, 1, 6, "dilation 2"},  {4, 6, 3, 1, 1, 1, 2, 5, "groups 2"},
-      {3, 3, 3, 1, 1, 1, 3, 5, "depthwise"},   {3, 3, 3, 2, 1, 1, 3, 6, "depthwise stride 2"},
+      {2, 3, 3, 1, 0, 1, 1, 5, "plain 3x3"},     {2, 4, 3, 2, 1, 1, 1, 6, "stride 2 pad 1"},
+      {2, 2, 3, 1, 2, 2, 1, 6, "dilation 2"},    {4, 6, 3, 1, 1, 1, 2, 5, "groups 2"},
+      {3, 3, 3, 1, 1, 1, 3, 5, "depthwise"},     {3, 3, 3, 2, 1, 1, 3, 6, "depthwise stride 2"},
       {3, 4, 1, 1, 0, 1, 1, 4, "pointwise 1x1"},
   };
   for (const Case& c : cases) {
@@ -153,9 +158,9 @@ TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise
     in.add(Shape{c.O, c.C / c.groups, c.K, c.K});
     in.add(Shape{c.O});
     ops::Conv2dParams p{c.stride, c.stride, c.pad, c.pad, c.dil, c.dil, c.groups};
-    expect_ok(gradcheck([&p](Tape& t, const std::vector<Var>& v) {
-      return ops::conv2d(t, v[0], v[1], v[2], p);
-    }, in.tensors));
+    expect_ok(gradcheck(
+        [&p](Tape& t, const std::vector<Var>& v) { return ops::conv2d(t, v[0], v[1], v[2], p); },
+        in.tensors));
   }
 }
 
@@ -191,10 +196,18 @@ TEST_CASE("pooling passes gradcheck") {
   for (int64_t j = 0; j < x.numel(); ++j) x.data[j] = 0.05f * static_cast<float>(order[j]);
   ops::Pool2dParams mp{2, 2, 2, 2, 0, 0}, mp_pad{3, 3, 2, 2, 1, 1};
   ops::Pool2dParams ap{3, 3, 1, 1, 1, 1};
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp); }, in.tensors));
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp_pad); }, in.tensors));
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::avg_pool2d(t, v[0], ap); }, in.tensors));
-  expect_ok(gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::global_avg_pool(t, v[0]); }, in.tensors));
+  expect_ok(
+      gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp); },
+                in.tensors));
+  expect_ok(gradcheck(
+      [&](Tape& t, const std::vector<Var>& v) { return ops::max_pool2d(t, v[0], mp_pad); },
+      in.tensors));
+  expect_ok(
+      gradcheck([&](Tape& t, const std::vector<Var>& v) { return ops::avg_pool2d(t, v[0], ap); },
+                in.tensors));
+  expect_ok(
+      gradcheck([](Tape& t, const std::vector<Var>& v) { return ops::global_avg_pool(t, v[0]); },
+                in.tensors));
 }
 
 TEST_CASE("batch norm passes gradcheck in train and eval mode") {
@@ -207,18 +220,22 @@ TEST_CASE("batch norm passes gradcheck in train and eval mode") {
     std::vector<float> rm{0.1f, -0.2f, 0.3f}, rv{0.9f, 1.2f, 0.7f};
     ops::BatchNormState st{training ? nullptr : rm.data(), training ? nullptr : rv.data(), 0.1f,
                            1e-5f};
-    expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
-      return ops::batch_norm(t, v[0], v[1], v[2], st, training);
-    }, in.tensors));
+    expect_ok(gradcheck(
+        [&](Tape& t, const std::vector<Var>& v) {
+          return ops::batch_norm(t, v[0], v[1], v[2], st, training);
+        },
+        in.tensors));
   }
   Inputs in2;  // 2-D input [N, C]
   in2.add(Shape{6, 3}, -2, 2);
   in2.add(Shape{3}, 0.5f, 1.5f);
   in2.add(Shape{3});
   ops::BatchNormState st{};
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
-    return ops::batch_norm(t, v[0], v[1], v[2], st, true);
-  }, in2.tensors));
+  expect_ok(gradcheck(
+      [&](Tape& t, const std::vector<Var>& v) {
+        return ops::batch_norm(t, v[0], v[1], v[2], st, true);
+      },
+      in2.tensors));
 }
 
 TEST_CASE("batch norm eval never writes running stats; train updates them like PyTorch") {
@@ -242,13 +259,15 @@ TEST_CASE("softmax cross-entropy gives per-sample losses and passes gradcheck") 
   Inputs in;
   in.add(Shape{4, 5}, -3, 3);
   const int32_t labels[4] = {0, 3, 4, 1};
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
-    return ops::softmax_xent(t, v[0], labels);
-  }, in.tensors));
+  expect_ok(gradcheck(
+      [&](Tape& t, const std::vector<Var>& v) { return ops::softmax_xent(t, v[0], labels); },
+      in.tensors));
   const float w[4] = {0.5f, 2.0f, 1.0f, 0.25f};
-  expect_ok(gradcheck([&](Tape& t, const std::vector<Var>& v) {
-    return ops::weighted_mean(t, ops::softmax_xent(t, v[0], labels), w);
-  }, in.tensors));
+  expect_ok(gradcheck(
+      [&](Tape& t, const std::vector<Var>& v) {
+        return ops::weighted_mean(t, ops::softmax_xent(t, v[0], labels), w);
+      },
+      in.tensors));
   // Values: loss_r = logsumexp - logit[label].
   Tape t;
   Var l = ops::softmax_xent(t, t.leaf(in.tensors[0]), labels);
@@ -287,7 +306,8 @@ TEST_CASE("a step of the same shapes allocates nothing after warm-up") {
   int64_t allocs_after_two = 0;
   for (int step = 0; step < 5; ++step) {
     t.reset();
-    Var y = ops::relu(t, ops::conv2d(t, t.leaf(x), t.leaf(w, gw.tensor(w.shape), true), nullptr, p));
+    Var y =
+        ops::relu(t, ops::conv2d(t, t.leaf(x), t.leaf(w, gw.tensor(w.shape), true), nullptr, p));
     Var l = ops::global_avg_pool(t, y);
     Tensor seed = t.scratch(l->shape());
     seed.fill(1.0f);

@@ -64,7 +64,8 @@ void write_tiny_fashion_mnist(const TempDir& d, int n_train, int n_test) {
     for (int i = 0; i < n; ++i) {
       const int label = i % 10;
       labels.push_back(static_cast<char>(label));
-      for (int p = 0; p < 784; ++p) images.push_back(static_cast<char>((p / 28) / 3 == label ? 200 : 10));
+      for (int p = 0; p < 784; ++p)
+        images.push_back(static_cast<char>((p / 28) / 3 == label ? 200 : 10));
     }
     d.file(std::string(stem) + "-images-idx3-ubyte", images);
     d.file(std::string(stem) + "-labels-idx1-ubyte", labels);
@@ -144,8 +145,8 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
     REQUIRE(j.contains("event"));
     if (j["event"] == "epoch") {
       ++epochs;
-      for (const char* k : {"epoch", "train_loss", "test_loss", "test_acc", "wall_s",
-                            "train_samples_per_s"})
+      for (const char* k :
+           {"epoch", "train_loss", "test_loss", "test_acc", "wall_s", "train_samples_per_s"})
         CHECK(j.contains(k));
     }
   }

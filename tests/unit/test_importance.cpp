@@ -209,10 +209,10 @@ TEST_CASE("degenerate importances: equal, zero, NaN/Inf, groups of one, tiny dat
 
 TEST_CASE("the cache refreshes round-robin and keeps groups tiling the order") {
   ImportanceCache c(10, 4, 9);
-  CHECK(c.groups().size() == 3);  // 4 + 4 + 2, never scored
+  CHECK(c.groups().size() == 3);                   // 4 + 4 + 2, never scored
   CHECK(c.importance(0) == doctest::Approx(1.0));  // prior before any score
-  c.refresh(std::vector<float>(3, 2.0f), 0);     // variable M: a group of 3
-  c.refresh(std::vector<float>(5, 4.0f), 1);     // then 5
+  c.refresh(std::vector<float>(3, 2.0f), 0);       // variable M: a group of 3
+  c.refresh(std::vector<float>(5, 4.0f), 1);       // then 5
   CHECK(c.ema_mean() == doctest::Approx(0.9 * 2.0 + 0.1 * 4.0));
   int64_t covered = 0, expect_start = 0;
   for (const Group& g : c.groups()) {
@@ -237,7 +237,8 @@ TEST_CASE("the scorer leaves the model untouched and agrees with a snapshot") {
   Scorer sc(*model, data, 7);  // chunks of 7: exercises the tail chunk
   std::vector<int64_t> idx(20);
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  const std::vector<float> w0(model->params.values(), model->params.values() + model->params.size());
+  const std::vector<float> w0(model->params.values(),
+                              model->params.values() + model->params.size());
   std::vector<float> live(20), snap(20);
   sc.score(idx, live.data());
   CHECK(std::vector<float>(model->params.values(), model->params.values() + model->params.size()) ==

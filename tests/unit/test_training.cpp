@@ -66,7 +66,9 @@ std::vector<float> batch_of(const data::ImageDataset& d, int64_t begin, int64_t 
   return x;
 }
 
-std::vector<float> slab(const float* p, int64_t n) { return std::vector<float>(p, p + n); }
+std::vector<float> slab(const float* p, int64_t n) {
+  return std::vector<float>(p, p + n);
+}
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
@@ -308,8 +310,10 @@ TEST_CASE("Adam and AdamW follow their update rules") {
       const float g[3] = {0.1f * t, -0.3f, 0.7f / t};
       for (int j = 0; j < 3; ++j) {
         double gj = g[j];
-        if (kind == optim::Kind::adam) gj += 0.1 * ref[j];
-        else ref[j] -= 0.01 * 0.1 * ref[j];
+        if (kind == optim::Kind::adam)
+          gj += 0.1 * ref[j];
+        else
+          ref[j] -= 0.01 * 0.1 * ref[j];
         m[j] = 0.9 * m[j] + 0.1 * gj;
         v[j] = 0.999 * v[j] + 0.001 * gj * gj;
         const double mh = m[j] / (1 - std::pow(0.9, t)), vh = v[j] / (1 - std::pow(0.999, t));
