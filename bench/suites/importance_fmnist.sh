@@ -14,7 +14,7 @@ bin=build/release/tools/mercury
 [ -x "$bin" ] || { echo "importance_fmnist.sh: $bin missing: build the release preset" >&2; exit 2; }
 mkdir -p "$out"
 common=(--model cnn --data fashion-mnist --batch 64 --lr 0.001 --optimizer adam --threads 1
-        --epochs 6 --eval-every 200 --target-acc 0.90 --progress false
+        --epochs 6 --target-acc 0.90 --progress false
         --importance-stats-every 1000)
 run() {  # name, extra args...
   local name=$1; shift
@@ -24,12 +24,12 @@ run() {  # name, extra args...
   "$bin" train "${common[@]}" --metrics "$out/$name.jsonl" "$@" | tail -n 2
 }
 for seed in 1 2 3; do
-  run "uniform-s$seed" --sampler uniform --seed "$seed"
-  run "mercury-s$seed" --sampler mercury --group-size 64 --seed "$seed"
-  run "kf-s$seed" --sampler kf --seed "$seed"
-  run "selective-backprop-s$seed" --sampler selective-backprop --seed "$seed"
+  run "uniform-s$seed" --sampler uniform --seed "$seed" --eval-every 200
+  run "mercury-s$seed" --sampler mercury --group-size 64 --seed "$seed" --eval-every 200
+  run "kf-s$seed" --sampler kf --seed "$seed" --eval-every 200
+  run "selective-backprop-s$seed" --sampler selective-backprop --seed "$seed" --eval-every 200
 done
 # Mercury's default group size (10 x batch): fresher, larger candidate pools, 10x the scoring.
-run "mercury-M640-s1" --sampler mercury --group-size 640 --seed 1
+run "mercury-M640-s1" --sampler mercury --group-size 640 --seed 1 --eval-every 200
 run "all-is-s1" --sampler all-is --seed 1 --max-steps 50 --eval-every 50
 "$bin" report --out "$out/report" "$out"/*.jsonl
