@@ -44,8 +44,8 @@ struct GemmMicrokernel {
   // (never out of bounds; their results are dropped). b: kc×NR panel, row k at b + k·rs_b.
   // rs_b: floats between consecutive k of b (NR for a packed panel; ldb when read in place).
   static void run(int64_t kc, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
-                  int64_t rs_b, float* c,
-                  int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+                  int64_t rs_b, float* c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                  float beta) {
     int64_t row_offset[MR];
 #pragma GCC unroll 16
     for (int64_t r = 0; r < MR; ++r) row_offset[r] = (r < mr ? r : mr - 1) * rs_a;
@@ -110,8 +110,8 @@ struct GemmDotNT {
       const int64_t mr = M - i < RB ? M - i : RB;
       for (int64_t j = 0; j < N; j += CB) {
         const int64_t nr = N - j < CB ? N - j : CB;
-        dispatch_rows(mr, nr, K, alpha, A + i * lda, lda, B + j * ldb, ldb, beta,
-                      C + i * ldc + j, ldc);
+        dispatch_rows(mr, nr, K, alpha, A + i * lda, lda, B + j * ldb, ldb, beta, C + i * ldc + j,
+                      ldc);
       }
     }
   }
@@ -169,7 +169,7 @@ struct GemmDotNT {
       }
     }
     if constexpr (RB * CB <= W &&
-                  requires(const Reg (&x)[W], float* o) { V::reduce_add_lanes(x, o); }) {
+                  requires(const Reg(&x)[W], float* o) { V::reduce_add_lanes(x, o); }) {
       // One shuffle tree reduces W accumulators at once (~3 ops per dot instead of ~8).
       Reg flat[W];
       float sums[W];
@@ -236,9 +236,8 @@ struct GemmDriver {
             for (int64_t ir = 0; ir < mc; ir += MR)
               Microkernel::run(kc, A + (ic + ir) * rs_a + pc * cs_a, rs_a, cs_a,
                                jr < full ? B + pc * ldb + jc + jr : packed_b + (jr - full) * kc,
-                               jr < full ? ldb : NR,
-                               C + (ic + ir) * ldc + jc + jr, ldc, smaller(MR, mc - ir),
-                               smaller(NR, nc - jr), alpha, beta_block);
+                               jr < full ? ldb : NR, C + (ic + ir) * ldc + jc + jr, ldc,
+                               smaller(MR, mc - ir), smaller(NR, nc - jr), alpha, beta_block);
         }
       }
     }

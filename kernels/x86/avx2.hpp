@@ -68,19 +68,35 @@ struct F32x8 {
     for (int i = 0; i < 4; ++i)
       x[i] = _mm256_add_ps(_mm256_permute2f128_ps(acc[i], acc[i + 4], 0x20),
                            _mm256_permute2f128_ps(acc[i], acc[i + 4], 0x31));
-    const __m256 z01 = _mm256_add_ps(_mm256_unpacklo_ps(x[0], x[1]), _mm256_unpackhi_ps(x[0], x[1]));
-    const __m256 z23 = _mm256_add_ps(_mm256_unpacklo_ps(x[2], x[3]), _mm256_unpackhi_ps(x[2], x[3]));
+    const __m256 z01 =
+        _mm256_add_ps(_mm256_unpacklo_ps(x[0], x[1]), _mm256_unpackhi_ps(x[0], x[1]));
+    const __m256 z23 =
+        _mm256_add_ps(_mm256_unpacklo_ps(x[2], x[3]), _mm256_unpackhi_ps(x[2], x[3]));
     const __m256d a = _mm256_castps_pd(z01), b = _mm256_castps_pd(z23);
     _mm256_storeu_ps(out, _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
                                         _mm256_castpd_ps(_mm256_unpackhi_pd(a, b))));
   }
-  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
-  static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
-  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
-  static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
-  static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
-  static Reg sqrt(Reg a) { return _mm256_sqrt_ps(a); }
-  static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static Reg add(Reg a, Reg b) {
+    return _mm256_add_ps(a, b);
+  }
+  static Reg sub(Reg a, Reg b) {
+    return _mm256_sub_ps(a, b);
+  }
+  static Reg mul(Reg a, Reg b) {
+    return _mm256_mul_ps(a, b);
+  }
+  static Reg div(Reg a, Reg b) {
+    return _mm256_div_ps(a, b);
+  }
+  static Reg max(Reg a, Reg b) {
+    return _mm256_max_ps(a, b);
+  }
+  static Reg sqrt(Reg a) {
+    return _mm256_sqrt_ps(a);
+  }
+  static Reg fma(Reg a, Reg b, Reg c) {
+    return _mm256_fmadd_ps(a, b, c);
+  }
   static Reg where_positive(Reg x, Reg y) {
     return _mm256_and_ps(_mm256_cmp_ps(x, zero(), _CMP_GT_OQ), y);
   }

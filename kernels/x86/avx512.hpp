@@ -60,8 +60,8 @@ struct F32x16 {
     // u[4g + c] lane l = column 4l + c of rows 4g..4g+3.
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
-      v[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  // columns c, 8+c of rows 0..7
-      v[4 + c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);  // columns 4+c, 12+c
+      v[c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);           // columns c, 8+c of rows 0..7
+      v[4 + c] = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);       // columns 4+c, 12+c
       v[8 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);  // same, rows 8..15
       v[12 + c] = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
     }
@@ -85,28 +85,50 @@ struct F32x16 {
     for (int i = 0; i < 4; ++i)
       y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[i], x[i + 4], 0x88),
                            _mm512_shuffle_f32x4(x[i], x[i + 4], 0xDD));
-    const __m512 z01 = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
-    const __m512 z23 = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+    const __m512 z01 =
+        _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+    const __m512 z23 =
+        _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
     const __m512d a = _mm512_castps_pd(z01), b = _mm512_castps_pd(z23);
     _mm512_storeu_ps(out, _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
                                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b))));
   }
-  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
-  static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
-  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
-  static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
-  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
-  static Reg sqrt(Reg a) { return _mm512_sqrt_ps(a); }
-  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg add(Reg a, Reg b) {
+    return _mm512_add_ps(a, b);
+  }
+  static Reg sub(Reg a, Reg b) {
+    return _mm512_sub_ps(a, b);
+  }
+  static Reg mul(Reg a, Reg b) {
+    return _mm512_mul_ps(a, b);
+  }
+  static Reg div(Reg a, Reg b) {
+    return _mm512_div_ps(a, b);
+  }
+  static Reg max(Reg a, Reg b) {
+    return _mm512_max_ps(a, b);
+  }
+  static Reg sqrt(Reg a) {
+    return _mm512_sqrt_ps(a);
+  }
+  static Reg fma(Reg a, Reg b, Reg c) {
+    return _mm512_fmadd_ps(a, b, c);
+  }
   static Reg where_positive(Reg x, Reg y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_GT_OQ), y);
   }
   static Reg round(Reg r) {
     return _mm512_roundscale_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   }
-  static Reg pow2(Reg n) { return _mm512_scalef_ps(set1(1.0f), n); }
-  static float reduce_add(Reg r) { return _mm512_reduce_add_ps(r); }
-  static float reduce_max(Reg r) { return _mm512_reduce_max_ps(r); }
+  static Reg pow2(Reg n) {
+    return _mm512_scalef_ps(set1(1.0f), n);
+  }
+  static float reduce_add(Reg r) {
+    return _mm512_reduce_add_ps(r);
+  }
+  static float reduce_max(Reg r) {
+    return _mm512_reduce_max_ps(r);
+  }
 };
 
 // 8 rows × 2 zmm: 16 accumulators; 8 broadcasts + 2 loads feed 16 FMAs per k.

@@ -29,6 +29,17 @@ inline bool is_pointwise(const ConvGeom& g, const Conv2dParams& p) {
   return g.KH == 1 && g.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
          p.pad_w == 0;
 }
+// What forward and backward derive from the geometry: groups, channels per group, output
+// positions, im2col rows, and which special path applies. (Callers copy the fields into locals:
+// clang 14 cannot capture structured bindings in lambdas.)
+struct ConvPlan {
+  int64_t G, Cg, Og, P, kdim;
+  bool depthwise, pointwise;
+};
+inline ConvPlan plan(const ConvGeom& g, const Conv2dParams& p) {
+  const int64_t G = p.groups, Cg = g.C / G;
+  return {G, Cg, g.O / G, g.OH * g.OW, Cg * g.KH * g.KW, G == g.C && G == g.O, is_pointwise(g, p)};
+}
 }  // namespace detail
 
 inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
@@ -57,10 +68,9 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         const detail::ConvGeom g{n.i[0], n.i[1], n.i[2], n.i[3],          n.i[4],
                                  n.i[5], n.i[6], n.i[7], n.value.shape[3]};
         Var x = n.in[0], w = n.in[1], b = n.in[2];
-        const int64_t G = p.groups, Cg = g.C / G, Og = g.O / G, P = g.OH * g.OW;
-        const int64_t kdim = Cg * g.KH * g.KW;
-        const bool depthwise = G == g.C && G == g.O;
-        const bool pointwise = detail::is_pointwise(g, p);
+        const detail::ConvPlan pl = detail::plan(g, p);
+        const int64_t G = pl.G, Cg = pl.Cg, Og = pl.Og, P = pl.P, kdim = pl.kdim;
+        const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
         ThreadPool& pool = thread_pool();
         const int chunks = pool.chunks_for(g.N);
         const int64_t wsize = w->numel();
@@ -143,10 +153,9 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   std::copy(geo, geo + 8, y->i);
 
   const auto& K = kernels::table();
-  const int64_t G = p.groups, Cg = g.C / G, Og = g.O / G, P = g.OH * g.OW;
-  const int64_t kdim = Cg * g.KH * g.KW;
-  const bool depthwise = G == g.C && G == g.O;
-  const bool pointwise = detail::is_pointwise(g, p);
+  const detail::ConvPlan pl = detail::plan(g, p);
+  const int64_t G = pl.G, Cg = pl.Cg, Og = pl.Og, P = pl.P, kdim = pl.kdim;
+  const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
   ThreadPool& pool = thread_pool();
   const int chunks = pool.chunks_for(g.N);
   Tensor cols = (!depthwise && !pointwise) ? t.scratch(Shape{chunks, kdim * P}) : Tensor{};
