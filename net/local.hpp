@@ -1,0 +1,268 @@
+// net/local.hpp — an in-process Transport: W ranks as threads of one process.
+//
+// Contract (the Transport contract of net/transport.hpp, with these specifics)
+// - LocalHub hub(W) owns W LocalTransport objects; hub.transport(r) is rank r's. Each rank's
+//   transport may be used from any thread (typically one thread per rank). The hub must outlive
+//   every use of its transports.
+// - send() copies the payload straight into the receiver's mailbox (delivery is instantaneous,
+//   so priorities only exist for interface compatibility) and returns. Messages with the same
+//   (src, type, key, iteration) are received in send order; others are matched exactly, in any
+//   order.
+// - recv() returns the oldest message with exactly (src, type, key, iteration) or blocks until
+//   one arrives. Past the deadline it throws TimeoutError naming this rank, the awaited rank and
+//   the message; a message already waiting is returned even when the deadline has passed.
+// - Fail-stop, sticky: hub.fail(r, reason) records "rank r failed: reason" on every rank's
+//   transport that has no failure yet (r's own included) and wakes every waiter. From then on
+//   each send/recv/flush of those transports throws PeerError(r, ...) — the first failure a
+//   transport saw, forever, even for messages already delivered by live peers.
+// - close(deadline) is idempotent and never throws: it marks this rank closed (BYE) and waits
+//   until every peer has closed or failed, or the deadline passes. After a peer has closed, a
+//   recv waiting on a message from it that is not in the mailbox throws PeerError(peer) (it can
+//   never arrive); send to a closed peer throws PeerError(peer). A closed transport throws
+//   PeerError(-1) from send/recv/flush.
+// - stats(peer) counts payload bytes and messages (there are no frame headers in-process);
+//   throughput_bps stays 0 (no link to measure). Received = delivered into the mailbox.
+// - Argument errors (dst/src outside [0, W) or equal to this rank, type < kFirstAppType) throw
+//   std::invalid_argument naming the expected range and the value found.
+// - Thread-safe: one mutex guards the hub; each rank waits on its own condition variable.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "net/transport.hpp"
+
+namespace mercury::net {
+
+class LocalHub;
+
+class LocalTransport final : public Transport {
+ public:
+  int rank() const override { return rank_; }
+  int world() const override;
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
+            std::span<const std::byte> payload, Priority priority = Priority::high) override;
+  Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration, Deadline deadline) override;
+  void flush(Deadline deadline) override;
+  void close(Deadline deadline) override;
+  LinkStats stats(int peer) const override;
+
+ private:
+  friend class LocalHub;
+  LocalTransport(LocalHub& hub, int rank) : hub_(hub), rank_(rank) {}
+
+  LocalHub& hub_;
+  int rank_;
+};
+
+class LocalHub {
+ public:
+  explicit LocalHub(int world) {
+    if (world < 1) {
+      throw std::invalid_argument("LocalHub: expected world >= 1, found " + std::to_string(world));
+    }
+    for (int r = 0; r < world; ++r) {
+      ranks_.push_back(std::make_unique<RankState>());
+      ranks_[r]->transport.reset(new LocalTransport(*this, r));
+      ranks_[r]->links.resize(static_cast<std::size_t>(world));
+    }
+  }
+  LocalHub(const LocalHub&) = delete;
+  LocalHub& operator=(const LocalHub&) = delete;
+
+  int world() const { return static_cast<int>(ranks_.size()); }
+
+  LocalTransport& transport(int rank) {
+    check_rank(rank, "LocalHub::transport: rank");
+    return *ranks_[rank]->transport;
+  }
+
+  // Fail-stop injection: rank `rank` is dead. Every transport without a failure yet records
+  // PeerError(rank, "rank <rank> failed: <reason>") and every blocked call wakes up and throws.
+  void fail(int rank, const std::string& reason) {
+    check_rank(rank, "LocalHub::fail: rank");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int r = 0; r < world(); ++r) {
+        if (!ranks_[r]->error) {
+          ranks_[r]->error.emplace(rank, "rank " + std::to_string(rank) + " failed: " + reason +
+                                             " (local hub, seen by rank " + std::to_string(r) +
+                                             ")");
+        }
+      }
+    }
+    notify_all();
+  }
+
+ private:
+  friend class LocalTransport;
+  using MailKey = std::tuple<int, uint8_t, uint64_t, uint64_t>;  // src, type, key, iteration
+
+  struct RankState {
+    std::unique_ptr<LocalTransport> transport;
+    std::map<MailKey, std::deque<std::vector<std::byte>>> mailbox;
+    std::condition_variable cv;
+    std::optional<PeerError> error;  // the first failure this rank's transport saw (sticky)
+    bool closed = false;
+    std::vector<LinkStats> links;  // per peer
+  };
+
+  void check_rank(int rank, const char* what) const {
+    if (rank < 0 || rank >= world()) {
+      throw std::invalid_argument(std::string(what) + ": expected 0.." +
+                                  std::to_string(world() - 1) + ", found " + std::to_string(rank));
+    }
+  }
+  void check_peer(int self, int peer, const char* what) const {
+    if (peer < 0 || peer >= world() || peer == self) {
+      throw std::invalid_argument("rank " + std::to_string(self) + ": " + what +
+                                  ": expected a peer rank in 0.." + std::to_string(world() - 1) +
+                                  " other than " + std::to_string(self) + ", found " +
+                                  std::to_string(peer));
+    }
+  }
+  // Throws this rank's sticky failure, or the use-after-close error. Caller holds mu_.
+  void throw_if_unusable(int self) const {
+    const RankState& me = *ranks_[self];
+    if (me.error) throw *me.error;
+    if (me.closed) {
+      throw PeerError(-1, "rank " + std::to_string(self) + ": transport used after close()");
+    }
+  }
+  void notify_all() {
+    for (auto& r : ranks_) r->cv.notify_all();
+  }
+  static std::string describe(uint8_t type, uint64_t key, uint64_t iteration) {
+    return "type " + std::to_string(type) + ", key " + std::to_string(key) + ", iteration " +
+           std::to_string(iteration);
+  }
+
+  void send(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
+            std::span<const std::byte> payload) {
+    check_peer(self, dst, "send: destination");
+    if (type < kFirstAppType) {
+      throw std::invalid_argument(
+          "rank " + std::to_string(self) + ": send: message type: expected >= " +
+          std::to_string(kFirstAppType) + " (application types), found " + std::to_string(type));
+    }
+    std::vector<std::byte> copy(payload.begin(), payload.end());  // before taking the lock
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      throw_if_unusable(self);
+      RankState& to = *ranks_[dst];
+      if (to.closed) {
+        throw PeerError(dst, "rank " + std::to_string(self) + ": send to rank " +
+                                 std::to_string(dst) + " (" + describe(type, key, iteration) +
+                                 "): rank " + std::to_string(dst) + " has closed its transport");
+      }
+      to.mailbox[MailKey{self, type, key, iteration}].push_back(std::move(copy));
+      LinkStats& out = ranks_[self]->links[dst];
+      out.bytes_sent += payload.size();
+      ++out.messages_sent;
+      LinkStats& in = to.links[self];
+      in.bytes_received += payload.size();
+      ++in.messages_received;
+    }
+    ranks_[dst]->cv.notify_all();
+  }
+
+  Message recv(int self, int src, uint8_t type, uint64_t key, uint64_t iteration,
+               Deadline deadline) {
+    check_peer(self, src, "recv: source");
+    std::unique_lock<std::mutex> lock(mu_);
+    RankState& me = *ranks_[self];
+    const MailKey k{src, type, key, iteration};
+    for (;;) {
+      throw_if_unusable(self);
+      auto it = me.mailbox.find(k);
+      if (it != me.mailbox.end()) {
+        Message m{src, type, key, iteration, std::move(it->second.front())};
+        it->second.pop_front();
+        if (it->second.empty()) me.mailbox.erase(it);
+        return m;
+      }
+      if (ranks_[src]->closed) {
+        throw PeerError(src, "rank " + std::to_string(self) + ": recv from rank " +
+                                 std::to_string(src) + " (" + describe(type, key, iteration) +
+                                 "): rank " + std::to_string(src) +
+                                 " closed its transport without sending it");
+      }
+      if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
+        // One last look: the message or a failure may have come with the deadline.
+        throw_if_unusable(self);
+        it = me.mailbox.find(k);
+        if (it != me.mailbox.end()) continue;
+        throw TimeoutError(src, "rank " + std::to_string(self) + ": recv from rank " +
+                                    std::to_string(src) + " (" + describe(type, key, iteration) +
+                                    "): deadline passed, nothing arrived (local hub)");
+      }
+    }
+  }
+
+  void flush(int self) {
+    std::lock_guard<std::mutex> lock(mu_);
+    throw_if_unusable(self);  // delivery is synchronous: nothing is ever queued
+  }
+
+  void close(int self, Deadline deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    RankState& me = *ranks_[self];
+    if (!me.closed) {
+      me.closed = true;
+      lock.unlock();
+      notify_all();  // receivers waiting on this rank learn it will send nothing more
+      lock.lock();
+    }
+    auto peers_done = [&] {
+      if (me.error) return true;
+      for (const auto& r : ranks_)
+        if (!r->closed) return false;
+      return true;
+    };
+    me.cv.wait_until(lock, deadline, peers_done);
+  }
+
+  LinkStats stats(int self, int peer) const {
+    check_peer(self, peer, "stats: peer");
+    std::lock_guard<std::mutex> lock(mu_);
+    return ranks_[self]->links[peer];
+  }
+
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<RankState>> ranks_;  // condition variables do not move
+};
+
+inline int LocalTransport::world() const {
+  return hub_.world();
+}
+inline void LocalTransport::send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
+                                 std::span<const std::byte> payload, Priority) {
+  hub_.send(rank_, dst, type, key, iteration, payload);
+}
+inline Message LocalTransport::recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
+                                    Deadline deadline) {
+  return hub_.recv(rank_, src, type, key, iteration, deadline);
+}
+inline void LocalTransport::flush(Deadline) {
+  hub_.flush(rank_);
+}
+inline void LocalTransport::close(Deadline deadline) {
+  hub_.close(rank_, deadline);
+}
+inline LinkStats LocalTransport::stats(int peer) const {
+  return hub_.stats(rank_, peer);
+}
+
+}  // namespace mercury::net

@@ -1,0 +1,570 @@
+// net::Mesh on loopback, ranks as threads of this process: intact delivery of empty, tiny and
+// multi-chunk messages, closed-form sums over 4 ranks, priority preemption at chunk boundaries,
+// refused handshakes (secret, version, ShardPlan), hostile bytes on the listening port, corrupt
+// and oversized frames, frozen and dead peers, deadlines, and a clean close.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file_test_support.hpp"
+#include "net/mesh.hpp"
+
+namespace {
+
+using namespace mercury::net;
+using mercury::testing::check_mentions;
+using mercury::testing::error_message;
+using tcp = asio::ip::tcp;
+using MeshList = std::vector<std::unique_ptr<Mesh>>;
+using Tweak = std::function<void(MeshConfig&)>;
+
+constexpr uint8_t kData = kFirstAppType;
+
+std::vector<std::byte> pattern(std::size_t n, std::size_t seed = 1) {
+  std::vector<std::byte> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = std::byte((i * 131 + seed * 7 + (i >> 11)) & 0xFF);
+  return out;
+}
+
+// Thread-safe sink for the meshes' log lines.
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& line) {
+      std::lock_guard lock(mu);
+      lines.push_back(line);
+    };
+  }
+  std::string all() {
+    std::lock_guard lock(mu);
+    std::string text;
+    for (const auto& l : lines) text += l + "\n";
+    return text;
+  }
+  // The log once it mentions `fragment` (lines are written on the network threads), or after 10 s.
+  std::string once_mentioning(const std::string& fragment) {
+    for (int i = 0; i < 1000 && all().find(fragment) == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return all();
+  }
+};
+
+MeshConfig base_config(int rank, int world, LogLines& log) {
+  MeshConfig c;
+  c.rank = rank;
+  c.world = world;
+  c.master_port = 0;
+  c.run_id = "test-run";
+  c.plan_hash = 0xAB;
+  c.layout_hash = 0xCD;
+  c.connect_timeout_s = 20;
+  c.op_timeout_s = 10;
+  c.heartbeat_interval_s = 0.1;
+  c.heartbeat_timeout_s = 5;
+  c.log = log.sink();
+  return c;
+}
+
+// Constructs all ranks (rank 0 first, on a free port) without starting them.
+MeshList make_meshes(int world, LogLines& log, const Tweak& tweak = {}) {
+  MeshList meshes;
+  for (int r = 0; r < world; ++r) {
+    MeshConfig c = base_config(r, world, log);
+    if (r > 0) c.master_port = meshes[0]->port();
+    if (tweak) tweak(c);
+    meshes.push_back(std::make_unique<Mesh>(std::move(c)));
+  }
+  return meshes;
+}
+
+// Runs start() on every mesh concurrently; returns each one's error ("" = started).
+std::vector<std::string> start_all(MeshList& meshes) {
+  std::vector<std::string> errors(meshes.size());
+  std::vector<std::thread> threads;
+  for (std::size_t r = 0; r < meshes.size(); ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        meshes[r]->start();
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+MeshList connected(int world, LogLines& log, const Tweak& tweak = {}) {
+  MeshList meshes = make_meshes(world, log, tweak);
+  const auto errors = start_all(meshes);
+  for (const auto& e : errors) REQUIRE_MESSAGE(e.empty(), e);
+  return meshes;
+}
+
+// Runs `body(rank)` for every rank on its own thread; returns each one's exception text.
+std::vector<std::string> on_every_rank(int world, const std::function<void(int)>& body) {
+  std::vector<std::string> errors(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        body(r);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+template <typename T>
+std::vector<std::byte> as_payload(const std::vector<T>& values) {
+  std::vector<std::byte> out(values.size() * sizeof(T));
+  std::memcpy(out.data(), values.data(), out.size());
+  return out;
+}
+
+// Blocking raw TCP client for speaking (bad) protocol at a listening mesh.
+struct RawClient {
+  asio::io_context io;
+  tcp::socket socket{io};
+  explicit RawClient(uint16_t port) { socket.connect({asio::ip::make_address("127.0.0.1"), port}); }
+  void write(std::span<const std::byte> bytes) {
+    asio::write(socket, asio::buffer(bytes.data(), bytes.size()));
+  }
+  // The ERROR frame the mesh answers with, as text ("" if the connection just closed).
+  std::string read_error() {
+    std::array<std::byte, kHeaderBytes> raw{};
+    std::error_code ec;
+    asio::read(socket, asio::buffer(raw), ec);
+    if (ec) return "";
+    const HeaderDecode d = decode_header(raw, {});
+    REQUIRE_MESSAGE(d.ok(), d.reason);
+    CHECK(d.header.type == uint8_t(FrameType::error));
+    std::string text(d.header.payload_len, '\0');
+    asio::read(socket, asio::buffer(text), ec);
+    return text;
+  }
+};
+
+// A pacer that holds each write until the test allows it, recording every reservation.
+class GatedPacer : public Pacer {
+ public:
+  std::chrono::steady_clock::time_point reserve(int, std::size_t bytes) override {
+    std::unique_lock lock(mu_);
+    sizes_.push_back(bytes);
+    const std::size_t call = sizes_.size();
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return call <= allowed_; });
+    return std::chrono::steady_clock::now();
+  }
+  std::size_t slice_bytes() const override { return std::size_t{1} << 30; }
+  void allow(std::size_t calls) {
+    std::lock_guard lock(mu_);
+    allowed_ = calls;
+    cv_.notify_all();
+  }
+  std::vector<std::size_t> wait_for_calls(std::size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(20), [&] { return sizes_.size() >= n; });
+    return sizes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::size_t> sizes_;
+  std::size_t allowed_ = 0;
+};
+
+// Counts paced bytes; lets everything through at once.
+class CountingPacer : public Pacer {
+ public:
+  std::chrono::steady_clock::time_point reserve(int, std::size_t bytes) override {
+    total += bytes;
+    largest = std::max<std::size_t>(largest, bytes);
+    return std::chrono::steady_clock::now();
+  }
+  std::size_t slice_bytes() const override { return 10000; }
+  std::atomic<std::size_t> total{0}, largest{0};
+};
+
+}  // namespace
+
+TEST_CASE("two ranks exchange empty, one-byte and multi-chunk messages intact") {
+  LogLines log;
+  MeshList m = connected(2, log);
+  const std::vector<std::size_t> sizes = {0, 1, (std::size_t{5} << 20) + 3};
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    m[0]->send(1, kData, i, 4, pattern(sizes[i], unsigned(i)));
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const Message got = m[1]->recv(0, kData, i, 4, deadline_in(20));
+    CHECK(got.src == 0);
+    CHECK(got.key == i);
+    CHECK(got.iteration == 4);
+    CHECK(got.payload == pattern(sizes[i], unsigned(i)));
+  }
+  m[1]->send(0, kData + 1, 0, 5, pattern(77));
+  CHECK(m[0]->recv(1, kData + 1, 0, 5, deadline_in(20)).payload == pattern(77));
+  m[0]->flush(deadline_in(20));
+  const LinkStats s = m[0]->stats(1);
+  CHECK(s.messages_sent == 3);
+  CHECK(s.messages_received == 1);
+  CHECK(s.bytes_sent >= sizes[2] + 8 * kHeaderBytes);
+  CHECK(s.throughput_bps > 0);
+  CHECK(m[0]->peer_address(1).rfind("127.0.0.1:", 0) == 0);
+}
+
+TEST_CASE("four ranks exchange multi-chunk vectors and every rank gets the closed-form sum") {
+  LogLines log;
+  constexpr int kWorld = 4;
+  constexpr std::size_t kCount = 20000;  // 160 kB: three 64 KiB chunks
+  MeshList m = connected(kWorld, log, [](MeshConfig& c) { c.chunk_bytes = kMinChunkBytes; });
+  std::vector<std::vector<double>> sums(kWorld);
+  const auto errors = on_every_rank(kWorld, [&](int r) {
+    for (uint64_t it = 0; it < 3; ++it) {
+      std::vector<double> mine(kCount);
+      for (std::size_t i = 0; i < kCount; ++i)
+        mine[i] = double(r + 1) * double(i + 1) * double(it + 1);
+      const auto payload = as_payload(mine);
+      for (int dst = 0; dst < kWorld; ++dst)
+        if (dst != r) m[r]->send(dst, kData, 9, it, payload);
+      std::vector<double> sum = mine;
+      for (int src = 0; src < kWorld; ++src) {  // rank order: bitwise reproducible
+        if (src == r) continue;
+        const Message got = m[r]->recv(src, kData, 9, it, deadline_in(20));
+        if (got.payload.size() != kCount * sizeof(double)) throw std::runtime_error("bad size");
+        std::vector<double> theirs(kCount);
+        std::memcpy(theirs.data(), got.payload.data(), got.payload.size());
+        for (std::size_t i = 0; i < kCount; ++i) sum[i] += theirs[i];
+      }
+      if (it == 2) sums[r] = sum;
+    }
+  });
+  for (const auto& e : errors) CHECK_MESSAGE(e.empty(), e);
+  for (int r = 0; r < kWorld; ++r) {
+    REQUIRE(sums[r].size() == kCount);
+    for (std::size_t i : {std::size_t{0}, std::size_t{1234}, kCount - 1})
+      CHECK(sums[r][i] == double(i + 1) * 3.0 * kWorld * (kWorld + 1) / 2);
+  }
+  for (auto& mesh : m) CHECK(mesh->stats(mesh->rank()).messages_sent == 0);
+}
+
+TEST_CASE("a high-priority message overtakes a queued 8 MiB low-priority one after one chunk") {
+  LogLines log;
+  auto pacer = std::make_shared<GatedPacer>();
+  MeshList m = connected(2, log, [&](MeshConfig& c) {
+    if (c.rank == 0) c.pacer = pacer;
+  });
+  struct Release {
+    GatedPacer& p;
+    ~Release() { p.allow(SIZE_MAX); }
+  } release{*pacer};
+  const auto big = pattern(8u << 20, 3), small = pattern(100, 4);
+  m[0]->send(1, kData, 0, 1, big, Priority::low);
+  auto calls = pacer->wait_for_calls(1);  // the writer holds low chunk 0 at the pacer
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0] == kHeaderBytes + (1u << 20));
+  m[0]->send(1, kData + 1, 0, 1, small, Priority::high);
+  pacer->allow(2);  // low chunk 0, then whatever the writer picks next
+  CHECK(m[1]->recv(0, kData + 1, 0, 1, deadline_in(20)).payload == small);
+  calls = pacer->wait_for_calls(3);
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[1] == kHeaderBytes + small.size());  // the high message went second...
+  CHECK(calls[2] == kHeaderBytes + (1u << 20));    // ...and low chunk 1 waits at the gate
+  CHECK_THROWS_AS(m[1]->recv(0, kData, 0, 1, deadline_in(0.05)), TimeoutError);
+  pacer->allow(SIZE_MAX);
+  CHECK(m[1]->recv(0, kData, 0, 1, deadline_in(20)).payload == big);
+}
+
+TEST_CASE("a pacer sees every application byte in slices of slice_bytes()") {
+  LogLines log;
+  auto pacer = std::make_shared<CountingPacer>();
+  MeshList m = connected(2, log, [&](MeshConfig& c) {
+    c.chunk_bytes = kMinChunkBytes;
+    if (c.rank == 1) c.pacer = pacer;
+  });
+  const auto payload = pattern(100000);
+  m[1]->send(0, kData, 0, 0, payload);
+  CHECK(m[0]->recv(1, kData, 0, 0, deadline_in(20)).payload == payload);
+  CHECK(pacer->total == payload.size() + 2 * kHeaderBytes);
+  CHECK(pacer->largest == 10000);
+}
+
+TEST_CASE("a wrong cluster secret is refused on both sides with clear messages") {
+  LogLines log;
+  MeshList m = make_meshes(2, log, [](MeshConfig& c) {
+    const std::string s = c.rank == 0 ? "secret-a" : "secret-b";
+    for (char ch : s) c.secret.push_back(std::byte(ch));
+    c.connect_timeout_s = 1;
+  });
+  const auto errors = start_all(m);
+  check_mentions(errors[1], {"handshake with rank 0 (127.0.0.1:", "failed",
+                             "the HMAC of rank 0 does not match the cluster secret of rank 1",
+                             "MERCURY_SECRET_FILE"});
+  check_mentions(errors[0], {"rendezvous timed out", "rank(s) 1 never connected",
+                             "last refused connection", "claiming rank 1",
+                             "does not match the cluster secret", "MERCURY_CONNECT_TIMEOUT"});
+  check_mentions(log.all(), {"refused connection from 127.0.0.1:", "rank 1 refused our CHALLENGE"});
+}
+
+TEST_CASE("a ShardPlan hash mismatch is refused naming both hashes") {
+  LogLines log;
+  MeshList m = make_meshes(2, log, [](MeshConfig& c) {
+    if (c.rank == 1) c.plan_hash = 0x77;
+    c.connect_timeout_s = 1;
+  });
+  const auto errors = start_all(m);
+  check_mentions(errors[1], {"rank 0 (127.0.0.1:", "refused the handshake",
+                             "ShardPlan hash 0x0000000000000077 of rank 1",
+                             "differs from 0x00000000000000ab of rank 0",
+                             "all ranks must run the same model and world size"});
+  check_mentions(errors[0], {"rank(s) 1 never connected", "ShardPlan hash"});
+}
+
+TEST_CASE(
+    "garbage, version skew, huge and silent connections to rank 0 are dropped while "
+    "the rendezvous completes") {
+  LogLines log;
+  MeshList m = make_meshes(2, log, [](MeshConfig& c) { c.op_timeout_s = 1; });
+  std::string error0;
+  std::thread rank0([&] {
+    try {
+      m[0]->start();
+    } catch (const std::exception& e) {
+      error0 = e.what();
+    }
+  });
+  const uint16_t port = m[0]->port();
+
+  RawClient silent(port);
+  RawClient garbage(port);
+  garbage.write(pattern(kHeaderBytes, 99));  // exactly a header: nothing unread, no RST
+  check_mentions(garbage.read_error(), {"bad magic"});
+
+  FrameHeader hello;
+  hello.type = uint8_t(FrameType::hello);
+  auto skew = encode_header(hello);
+  skew[4] = std::byte{2};
+  RawClient future(port);
+  future.write(skew);
+  check_mentions(future.read_error(), {"peer speaks protocol version 2, this build speaks 1"});
+
+  hello.payload_len = 0xFFFFFFFFu;  // announces 4 GiB: refused before any allocation
+  hello.message_len = 0xFFFFFFFFu;
+  RawClient huge(port);
+  huge.write(encode_header(hello));
+  check_mentions(huge.read_error(), {"4294967295-byte payload", "protocol frames"});
+
+  std::string error1;
+  try {
+    m[1]->start();
+  } catch (const std::exception& e) {
+    error1 = e.what();
+  }
+  rank0.join();
+  CHECK_MESSAGE(error0.empty(), error0);
+  CHECK_MESSAGE(error1.empty(), error1);
+  m[1]->send(0, kData, 1, 1, pattern(10));
+  CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
+  CHECK(silent.read_error().empty());  // dropped after op_timeout_s without a word from it
+  check_mentions(log.once_mentioning("timed out"),
+                 {"bad magic", "version 2", "4294967295", "handshake timed out after 1"});
+}
+
+TEST_CASE("a corrupted payload fails the link with a CRC error naming rank, type and iteration") {
+  LogLines log;
+  MeshList m = connected(2, log);
+  m[1]->send(0, kData + 4, 0, 2, pattern(1000));
+  CHECK(m[0]->recv(1, kData + 4, 0, 2, deadline_in(20)).payload == pattern(1000));
+  m[1]->corrupt_next_frame_for_testing();
+  m[1]->send(0, kData + 4, 0, 3, pattern(1000));
+  const std::string e0 =
+      error_message<PeerError>([&] { m[0]->recv(1, kData + 4, 0, 3, deadline_in(20)); });
+  check_mentions(e0, {"rank 1 (127.0.0.1:", "sent a corrupt frame during read at iteration 3",
+                      "payload CRC32C mismatch", "frame type 20", "iteration 3"});
+  // rank 1 learns the root cause from rank 0's ERROR frame, blamed on itself.
+  try {
+    m[1]->recv(0, kData, 0, 99, deadline_in(20));
+    FAIL("expected a PeerError");
+  } catch (const PeerError& e) {
+    CHECK(e.peer() == 1);
+    check_mentions(e.what(), {"rank 0 (127.0.0.1:", "aborted: rank 1", "corrupt frame"});
+  }
+  // The failure is sticky: sends and later receives rethrow it.
+  CHECK(error_message<PeerError>([&] { m[0]->send(1, kData, 0, 0, pattern(1)); }) == e0);
+}
+
+TEST_CASE("a header announcing 2^40 bytes fails the link before anything is allocated") {
+  LogLines log;
+  MeshList m = connected(2, log, [](MeshConfig& c) {
+    if (c.rank == 1)
+      c.fault_hook = [](FrameHeader& h, std::vector<std::byte>&) {
+        if (h.iteration == 5) h.message_len = uint64_t{1} << 40;
+      };
+  });
+  m[1]->send(0, kData, 0, 5, pattern(10));
+  try {
+    m[0]->recv(1, kData, 0, 5, deadline_in(20));
+    FAIL("expected a PeerError");
+  } catch (const PeerError& e) {
+    CHECK(e.peer() == 1);
+    check_mentions(e.what(), {"rank 1", "malformed frame", "message of 1099511627776 bytes",
+                              "MERCURY_MAX_FRAME"});
+  }
+}
+
+TEST_CASE("a frozen peer fails with a heartbeat timeout naming it, and learns why afterwards") {
+  LogLines log;
+  MeshList m = connected(2, log, [](MeshConfig& c) {
+    c.heartbeat_interval_s = 0.05;
+    c.heartbeat_timeout_s = 0.5;
+  });
+  m[1]->stall_io_for_testing(1.5);
+  const auto begin = Clock::now();
+  try {
+    m[0]->recv(1, kData, 0, 0, deadline_in(20));
+    FAIL("expected a PeerError");
+  } catch (const TimeoutError& e) {
+    FAIL("a heartbeat failure is a PeerError, not a TimeoutError: " << e.what());
+  } catch (const PeerError& e) {
+    CHECK(e.peer() == 1);
+    check_mentions(e.what(), {"heartbeat timeout: rank 1 (127.0.0.1:", "sent nothing for",
+                              "MERCURY_HEARTBEAT_TIMEOUT (now 0.5 s)"});
+  }
+  CHECK(Clock::now() - begin < std::chrono::seconds(5));
+  const std::string e1 =
+      error_message<PeerError>([&] { m[1]->recv(0, kData, 0, 0, deadline_in(20)); });
+  check_mentions(e1, {"rank 0 (127.0.0.1:", "aborted: heartbeat timeout: rank 1"});
+}
+
+TEST_CASE("a peer that dies is reported by every other rank as a PeerError naming it") {
+  LogLines log;
+  MeshList m = connected(4, log);
+  m[2]->send(0, kData, 0, 6, pattern(5));
+  CHECK(m[0]->recv(2, kData, 0, 6, deadline_in(20)).payload == pattern(5));
+  m[2].reset();  // sockets closed without BYE, like a killed process
+  for (int r : {0, 1, 3}) {
+    CAPTURE(r);
+    try {
+      m[r]->recv(2, kData, 0, 7, deadline_in(20));
+      FAIL("expected a PeerError");
+    } catch (const TimeoutError& e) {
+      FAIL("expected a PeerError, got a timeout: " << e.what());
+    } catch (const PeerError& e) {
+      CHECK(e.peer() == 2);
+      check_mentions(e.what(), {"rank 2 (127.0.0.1:", "connection during read"});
+    }
+  }
+}
+
+TEST_CASE("dropped connections (fault injection) are reported by the peer") {
+  LogLines log;
+  MeshList m = connected(2, log);
+  m[1]->drop_connections_for_testing();
+  check_mentions(error_message<PeerError>([&] { m[1]->send(0, kData, 0, 0, pattern(1)); }),
+                 {"rank 1 dropped its connections"});
+  const std::string e0 =
+      error_message<PeerError>([&] { m[0]->recv(1, kData, 0, 0, deadline_in(20)); });
+  check_mentions(e0, {"rank 1 (127.0.0.1:", "during read"});
+}
+
+TEST_CASE("recv past its deadline throws TimeoutError naming what is missing; the mesh lives on") {
+  LogLines log;
+  MeshList m = connected(2, log);
+  m[1]->send(0, kData, 1, 8, pattern(3));
+  const auto text =
+      error_message<TimeoutError>([&] { m[0]->recv(1, kData + 14, 2, 8, deadline_in(0.1)); });
+  check_mentions(text, {"timed out after", "type 30 key 2 iteration 8", "from rank 1 (127.0.0.1:"});
+  CHECK(m[0]->recv(1, kData, 1, 8, deadline_in(20)).payload == pattern(3));
+  m[0]->send(0, kData, 0, 0, pattern(4));  // to itself: straight to the mailbox
+  CHECK(m[0]->recv(0, kData, 0, 0, deadline_in(1)).payload == pattern(4));
+}
+
+TEST_CASE("close() exchanges BYE cleanly and later calls fail with a clear error") {
+  LogLines log;
+  MeshList m = connected(3, log);
+  m[0]->send(2, kData, 0, 1, pattern(3 << 20));
+  const auto errors = on_every_rank(3, [&](int r) {
+    if (r == 2) m[2]->recv(0, kData, 0, 1, deadline_in(20));
+    m[r]->close(deadline_in(20));
+  });
+  for (const auto& e : errors) CHECK_MESSAGE(e.empty(), e);
+  CHECK(m[0]->stats(2).messages_sent == 1);
+  check_mentions(error_message<PeerError>([&] { m[0]->send(1, kData, 0, 0, pattern(1)); }),
+                 {"closed transport"});
+  m[0]->close(deadline_in(1));  // idempotent
+  CHECK(log.all().find("aborted") == std::string::npos);
+}
+
+TEST_CASE("a rank whose peer said BYE gets a clear error instead of waiting forever") {
+  LogLines log;
+  MeshList m = connected(2, log, [](MeshConfig& c) { c.op_timeout_s = 0.5; });
+  std::thread closer([&] {
+    try {
+      m[1]->close(deadline_in(5));
+    } catch (...) {  // rank 0 never says BYE back in time: a timeout is expected
+    }
+  });
+  check_mentions(error_message<PeerError>([&] { m[0]->recv(1, kData, 0, 0, deadline_in(20)); }),
+                 {"rank 1", "said BYE"});
+  closer.join();
+}
+
+TEST_CASE("rendezvous deadlines name the missing rank and the knob") {
+  LogLines log;
+  SUBCASE("rank 0 alone") {
+    MeshList m = make_meshes(2, log, [](MeshConfig& c) { c.connect_timeout_s = 0.3; });
+    const auto text = error_message<TimeoutError>([&] { m[0]->start(); });
+    check_mentions(text, {"rendezvous timed out after 0.3 s", "rank(s) 1 never connected",
+                          "MERCURY_CONNECT_TIMEOUT (now 0.3 s)"});
+  }
+  SUBCASE("nobody at MASTER_PORT") {
+    uint16_t port = 0;
+    {
+      asio::io_context io;
+      tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+      port = a.local_endpoint().port();
+    }
+    MeshConfig c = base_config(1, 2, log);
+    c.master_port = port;
+    c.connect_timeout_s = 0.4;
+    Mesh mesh(c);
+    const auto text = error_message<TimeoutError>([&] { mesh.start(); });
+    check_mentions(text, {"could not connect to rank 0 (127.0.0.1:" + std::to_string(port) + ")",
+                          "attempts", "MERCURY_CONNECT_TIMEOUT (now 0.4 s)"});
+  }
+}
+
+TEST_CASE("configuration errors name the field and the knob") {
+  LogLines log;
+  MeshConfig c = base_config(1, 2, log);
+  c.chunk_bytes = 1000;
+  check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }),
+                 {"chunk_bytes (MERCURY_CHUNK) = 1000", "65536..4194304"});
+  c = base_config(1, 2, log);
+  c.bind_addr = "0.0.0.0";
+  check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }),
+                 {"without a cluster secret", "MERCURY_SECRET_FILE", "MERCURY_INSECURE"});
+  c.insecure = true;
+  Mesh allowed(c);
+  CHECK(allowed.port() != 0);
+  c = base_config(3, 2, log);
+  check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }), {"rank 3 (RANK)"});
+  c = base_config(0, 1, log);
+  Mesh single(c);
+  single.start();
+  single.send(0, kData, 0, 0, pattern(2));
+  CHECK(single.recv(0, kData, 0, 0, deadline_in(1)).payload == pattern(2));
+  single.close(deadline_in(1));
+}
