@@ -121,6 +121,19 @@ class ImportanceCache {
   int64_t refreshes() const { return refreshes_; }
   int64_t nonfinite_scores() const { return nonfinite_; }
 
+  // A loss observed for free (the training forward pass of a batch that contained the sample):
+  // updates the sample's importance and refresh iteration, not its group's recency. Non-finite
+  // values are ignored (the old importance stays).
+  void observe(int64_t index, float loss, int64_t iteration) {
+    if (!std::isfinite(loss)) {
+      ++nonfinite_;
+      return;
+    }
+    const auto i = static_cast<std::size_t>(index);
+    loss_[i] = std::max(loss, 0.0f);
+    refreshed_[i] = iteration;
+  }
+
   // Replaces a sample's importance as unknown (a sample that arrived by resharding).
   void forget(int64_t index) { refreshed_[static_cast<std::size_t>(index)] = -1; }
 

@@ -49,6 +49,7 @@ struct PolicyConfig {
   int64_t kf_presample = 3;      // kf: candidates per batch slot
   double sb_beta = 1.0;          // selective-backprop: keep probability = percentile^β
   int64_t sb_history = 1024;     // selective-backprop: losses remembered for percentiles
+  bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
   uint64_t seed = 1;
 };
 
@@ -64,6 +65,12 @@ class BatchPolicy {
   virtual ~BatchPolicy() = default;
   virtual void next(int64_t iteration, BatchPlan& plan) = 0;
   virtual const ImportanceCache* cache() const { return nullptr; }
+  // Per-sample losses of the batch just trained (the training forward pass, before the update):
+  // a free refresh for samplers that keep a cache. Default: ignored.
+  virtual void observe(std::span<const int64_t> indices, std::span<const float> losses,
+                       int64_t iteration) {
+    (void)indices, (void)losses, (void)iteration;
+  }
 };
 
 namespace detail {
@@ -121,6 +128,11 @@ class GroupwisePolicy final : public BatchPolicy {
     plan.weights.assign(draw_.weights.begin(), draw_.weights.end());
   }
   const ImportanceCache* cache() const override { return &cache_; }
+  void observe(std::span<const int64_t> indices, std::span<const float> losses,
+               int64_t iteration) override {
+    if (!cfg_.reuse_train_losses) return;
+    for (std::size_t k = 0; k < indices.size(); ++k) cache_.observe(indices[k], losses[k], iteration);
+  }
 
  private:
   static SamplerConfig all_is_config(SamplerConfig s) {

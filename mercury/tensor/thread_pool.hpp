@@ -34,10 +34,15 @@ class ThreadPool {
 
   int threads() const { return threads_; }
 
+  // Serialised, and a no-op when the count is unchanged: several trainers in one process (ranks
+  // as threads) may all ask for the same count at once.
   void set_threads(int n) {
     if (n < 1)
       throw std::invalid_argument("ThreadPool: thread count must be >= 1, got " +
                                   std::to_string(n));
+    std::lock_guard<std::mutex> resize(resize_mu_);
+    if (started_ && n == threads_) return;
+    started_ = true;
     stop();
     threads_ = n;
     stopping_ = false;
@@ -120,6 +125,8 @@ class ThreadPool {
   int threads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex mu_;
+  std::mutex resize_mu_;  // serialises set_threads()
+  bool started_ = false;
   std::condition_variable cv_, done_cv_;
   const ChunkFn* job_ = nullptr;
   int64_t job_n_ = 0;

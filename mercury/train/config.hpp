@@ -1,4 +1,4 @@
-// mercury/train/config.hpp — every knob of single-device training, in one struct.
+// mercury/train/config.hpp — every knob of training (one device or a BSP group), in one struct.
 //
 // Contract
 // - TrainConfig is the one place a knob lives. Its JSON form (to_json/config_from_json) uses the
@@ -8,6 +8,7 @@
 //   expected type and what was found; validate() checks ranges.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -56,11 +57,19 @@ struct TrainConfig {
   double lambda = 0.5;              // λ: q ∝ loss + λ·EMA(mean loss)
   std::string weighting = "paper";  // paper: 1/(M·q) | exact: 1/(N·π·q)
   bool score_train_mode = false;    // score with batch statistics instead of eval-mode norm
+  bool reuse_train_losses = true;   // mercury: training-forward losses also refresh the cache
   int64_t kf_presample = 3;
   double sb_beta = 1.0;
   int64_t eval_every = 0;              // also evaluate every N steps (0: per epoch only)
   double target_acc = 0;               // stop once test accuracy reaches this (0: never)
   int64_t importance_stats_every = 0;  // histogram + rank change every N steps (0: off)
+  // Distributed training (BSP; used only when the trainer is given a DistContext).
+  std::string partition = "iid";    // how the training set is split over ranks: iid | dirichlet |
+                                    // shards (mercury/data/partition.hpp)
+  double dirichlet_alpha = 0.5;     // dirichlet: concentration (smaller = more skewed)
+  int64_t shards_per_device = 2;    // shards: label-sorted shards per rank
+  double op_timeout = 300;          // seconds a rank waits for one phase of a step
+  int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
 };
 
 // (key, help) for every field, in the order --help shows them.
@@ -105,12 +114,21 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"lambda", "mercury: smoothing, q ~ loss + lambda * EMA(mean loss)"},
       {"weighting", "mercury: paper (1/(M q)) | exact (1/(N pi q), unbiased)"},
       {"score_train_mode", "score with batch-statistics normalisation (true/false)"},
+      {"reuse_train_losses", "mercury: the training pass's per-sample losses refresh the cache too (true/false)"},
       {"kf_presample", "kf: candidates scored per batch slot"},
       {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
       {"eval_every", "also evaluate every N steps (0: once per epoch)"},
       {"target_acc", "stop when test accuracy reaches this fraction (0: never)"},
       {"importance_stats_every",
        "log importance histogram and rank changes every N steps (0: off)"},
+      {"partition", "distributed: split of the training set over ranks: iid | dirichlet | shards"},
+      {"dirichlet_alpha", "distributed, dirichlet partition: concentration (smaller = more skew)"},
+      {"shards_per_device", "distributed, shards partition: label-sorted shards per rank"},
+      {"op_timeout",
+       "distributed: seconds a rank waits for one phase of a step (must cover the slowest "
+       "rank's compute and rank 0's evaluation)"},
+      {"replica_check_every",
+       "distributed: check every N steps that all ranks hold identical weights (0: off)"},
   };
   return h;
 }
@@ -153,11 +171,17 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"lambda", c.lambda},
                         {"weighting", c.weighting},
                         {"score_train_mode", c.score_train_mode},
+                        {"reuse_train_losses", c.reuse_train_losses},
                         {"kf_presample", c.kf_presample},
                         {"sb_beta", c.sb_beta},
                         {"eval_every", c.eval_every},
                         {"target_acc", c.target_acc},
-                        {"importance_stats_every", c.importance_stats_every}};
+                        {"importance_stats_every", c.importance_stats_every},
+                        {"partition", c.partition},
+                        {"dirichlet_alpha", c.dirichlet_alpha},
+                        {"shards_per_device", c.shards_per_device},
+                        {"op_timeout", c.op_timeout},
+                        {"replica_check_every", c.replica_check_every}};
 }
 
 inline const char* json_type_name(const nlohmann::json& v) {
@@ -232,11 +256,17 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.lambda = j["lambda"];
   c.weighting = j["weighting"];
   c.score_train_mode = j["score_train_mode"];
+  c.reuse_train_losses = j["reuse_train_losses"];
   c.kf_presample = j["kf_presample"];
   c.sb_beta = j["sb_beta"];
   c.eval_every = j["eval_every"];
   c.target_acc = j["target_acc"];
   c.importance_stats_every = j["importance_stats_every"];
+  c.partition = j["partition"];
+  c.dirichlet_alpha = j["dirichlet_alpha"];
+  c.shards_per_device = j["shards_per_device"];
+  c.op_timeout = j["op_timeout"];
+  c.replica_check_every = j["replica_check_every"];
   return c;
 }
 
@@ -283,6 +313,16 @@ inline void validate(const TrainConfig& c) {
        std::to_string(c.target_acc));
   need(c.importance_stats_every >= 0, "importance_stats_every: expected >= 0",
        std::to_string(c.importance_stats_every));
+  need(c.partition == "iid" || c.partition == "dirichlet" || c.partition == "shards",
+       "partition: expected iid, dirichlet or shards", "'" + c.partition + "'");
+  need(c.dirichlet_alpha > 0 && std::isfinite(c.dirichlet_alpha),
+       "dirichlet_alpha: expected a finite value > 0", std::to_string(c.dirichlet_alpha));
+  need(c.shards_per_device >= 1, "shards_per_device: expected >= 1",
+       std::to_string(c.shards_per_device));
+  need(c.op_timeout > 0 && c.op_timeout <= 86400, "op_timeout: expected (0, 86400] seconds",
+       std::to_string(c.op_timeout));
+  need(c.replica_check_every >= 0, "replica_check_every: expected >= 0",
+       std::to_string(c.replica_check_every));
 }
 
 }  // namespace mercury::train

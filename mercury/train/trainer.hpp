@@ -1,5 +1,5 @@
-// mercury/train/trainer.hpp — single-device training: the step loop, evaluation, metrics,
-// checkpoints and exact resume.
+// mercury/train/trainer.hpp — training on one device or as one rank of a BSP data-parallel
+// group: the step loop, evaluation, metrics, checkpoints and exact resume.
 //
 // Contract
 // - Deterministic: the model init, the per-epoch shuffle (a pure function of seed and epoch),
@@ -9,6 +9,29 @@
 //   the Engine's arena is reused (the planned bytes are printed after step one).
 // - Metrics (JSON lines): "start", one "epoch" line per epoch (epoch, train_loss, test_loss,
 //   test_acc, wall_s, train_samples_per_s, steps, lr), and "done" with peak RSS.
+//
+// Distributed mode (a DistContext is given; every rank constructs a Trainer with the same
+// config and calls run()):
+// - Data: the training set (its first train_limit samples) is split by cfg.partition (iid |
+//   dirichlet | shards, seeded by cfg.seed, so every rank computes the same split) and this rank
+//   trains on its part through a data::Subset. cfg.batch is the GLOBAL batch: each rank computes
+//   batch / world samples per step (batch must be a multiple of world), so a config means the
+//   same optimisation at any world size. An epoch is ceil(largest part / local batch) steps on
+//   every rank; a smaller part wraps around its own shuffle (DistributedSampler's padding).
+//   Each rank's shuffle, dropout and augmentation streams use rank_seed(seed, rank).
+// - Steps: the local gradient goes through dist::BspSync (mean of per-rank means, rank-order
+//   reduction, sharded optimizer) instead of the local optimizer; rank 0's initial weights are
+//   broadcast first. With world = 1 the run equals the single-device run bit for bit.
+// - Rank 0 alone evaluates, logs epoch lines, writes eval/epoch events and checkpoints (weights,
+//   buffers and cursor; the optimizer moments stay sharded and are not saved). train_loss is
+//   rank 0's local loss; samples/s count all ranks. With target_acc, rank 0's stop decision is
+//   broadcast at every evaluation point, so all ranks stop after the same step.
+// - Metrics: rank 0 writes cfg.metrics, rank r > 0 writes dist_metrics_path(cfg.metrics, r)
+//   ("run.jsonl" → "run.rank1.jsonl"); every rank adds a "dist" event per epoch with its
+//   compute_s (forward + backward), comm_s, idle_s, update_s, BSP payload bytes (see
+//   dist/bsp.hpp) and the transport's cumulative link bytes (link_bytes_sent/received).
+// - Not supported yet (refused with a message): samplers other than uniform, resume. Ranks that
+//   share one process (net::LocalHub) must use threads = 1: the thread pool is process-wide.
 #pragma once
 
 #include <sys/resource.h>
@@ -19,6 +42,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <ostream>
@@ -28,6 +52,10 @@
 #include <vector>
 
 #include "mercury/data/dataset.hpp"
+#include "mercury/data/partition.hpp"
+#include "mercury/data/subset.hpp"
+#include "mercury/dist/bsp.hpp"
+#include "mercury/dist/shard_plan.hpp"
 #include "mercury/importance/policy.hpp"
 #include "mercury/importance/stats.hpp"
 #include "mercury/io/metrics.hpp"
@@ -37,6 +65,7 @@
 #include "mercury/tensor/thread_pool.hpp"
 #include "mercury/train/checkpoint.hpp"
 #include "mercury/train/config.hpp"
+#include "net/transport.hpp"
 
 namespace mercury::train {
 
@@ -47,7 +76,7 @@ struct EvalResult {
 
 struct TrainResult {
   int64_t steps = 0;
-  double final_test_acc = 0;
+  double final_test_acc = 0;  // distributed: rank 0 only (other ranks do not evaluate)
   double final_test_loss = 0;
   double train_samples_per_s = 0;
   int64_t peak_rss_bytes = 0;
@@ -77,25 +106,61 @@ inline void epoch_permutation(uint64_t seed, int64_t epoch, std::vector<int64_t>
   }
 }
 
+// Per-rank seed of a rank's own random streams (shuffle, dropout, augmentation). Rank 0 keeps
+// the run's seed, so a world-1 distributed run is the single-device run.
+inline uint64_t rank_seed(uint64_t seed, int rank) {
+  return seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(rank);
+}
+
+// Rank r's metrics file in distributed mode: rank 0 keeps `path`, others insert ".rank<r>"
+// before the extension ("run.jsonl" → "run.rank2.jsonl"; "log" → "log.rank2"). Empty stays empty.
+inline std::string dist_metrics_path(const std::string& path, int rank) {
+  if (path.empty() || rank == 0) return path;
+  const std::size_t slash = path.find_last_of('/');
+  const std::size_t dot = path.find_last_of('.');
+  const bool has_ext = dot != std::string::npos && (slash == std::string::npos || dot > slash + 1);
+  const std::string tag = ".rank" + std::to_string(rank);
+  return has_ext ? path.substr(0, dot) + tag + path.substr(dot) : path + tag;
+}
+
+// What a trainer needs to run as one rank of a BSP group. The caller owns the transport: it has
+// done the handshake (plan.hash(), the model's layout_hash()) and closes it after run(); the
+// transport must outlive the Trainer, the DistContext need not.
+struct DistContext {
+  net::Transport& transport;
+  dist::ShardPlan plan;
+  // Called at the start of every step with its global iteration (fault injection in tests:
+  // MERCURY_FAULT). Optional.
+  std::function<void(int64_t iteration)> before_step;
+};
+
 class Trainer {
  public:
   Trainer(TrainConfig cfg, nn::Model& model, const data::Dataset& train, const data::Dataset& test,
-          std::ostream& log)
+          std::ostream& log, const DistContext* dist = nullptr)
       : cfg_(std::move(cfg)),
+        rank_(dist ? dist->transport.rank() : 0),
+        world_(dist ? dist->transport.world() : 1),
         model_(model),
-        train_(train),
+        local_train_(dist ? local_partition(cfg_, train, rank_, world_, partition_sizes_)
+                          : nullptr),
+        train_(local_train_ ? *local_train_ : train),
         test_(test),
         log_(log),
-        engine_(model, static_cast<uint64_t>(cfg_.seed)),
-        augment_rng_(static_cast<uint64_t>(cfg_.seed) ^ 0xA5A5A5A5ull),
-        opt_(optimizer_config(cfg_), model.params.size()),
-        metrics_(cfg_.metrics) {
+        engine_(model, rank_seed(static_cast<uint64_t>(cfg_.seed), rank_)),
+        augment_rng_(rank_seed(static_cast<uint64_t>(cfg_.seed), rank_) ^ 0xA5A5A5A5ull),
+        opt_(optimizer_config(cfg_), dist ? 0 : model.params.size()),
+        metrics_(dist ? dist_metrics_path(cfg_.metrics, rank_) : cfg_.metrics) {
     validate(cfg_);
     if (cfg_.threads == 0) cfg_.threads = default_thread_count();
+    // A no-op when the count is unchanged (ranks sharing a process all ask for the same).
     thread_pool().set_threads(static_cast<int>(cfg_.threads));
     n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.size()) : train_.size();
     n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.size()) : test_.size();
     if (n_train_ < 1) throw std::invalid_argument("training set is empty");
+    batch_ = cfg_.batch;
+    n_epoch_ = n_train_;
+    if (dist) setup_dist(*dist);
     for (const data::Dataset* d : {&train_, &test_}) {
       if (d->sample_shape() != model_.sample_shape || d->num_classes() != model_.num_classes) {
         throw std::invalid_argument("dataset " + d->describe() + " does not fit model " +
@@ -123,6 +188,7 @@ class Trainer {
       pc.train_mode_norm = cfg_.score_train_mode;
       pc.kf_presample = cfg_.kf_presample;
       pc.sb_beta = cfg_.sb_beta;
+      pc.reuse_train_losses = cfg_.reuse_train_losses;
       pc.seed = static_cast<uint64_t>(cfg_.seed);
       policy_ = importance::make_policy(pc, model_, train_, n_train_);
     }
@@ -145,33 +211,59 @@ class Trainer {
     return o;
   }
 
-  int64_t steps_per_epoch() const { return (n_train_ + cfg_.batch - 1) / cfg_.batch; }
+  // Steps per epoch (distributed: the same on every rank, set by the largest partition).
+  int64_t steps_per_epoch() const { return (n_epoch_ + batch_ - 1) / batch_; }
   const Cursor& cursor() const { return cursor_; }
+  // Single device: the optimizer. Distributed: empty (the moments of this rank's shard live in
+  // bsp()->server()).
   optim::Optimizer& optimizer() { return opt_; }
+  // Distributed mode: the BSP engine (null on a single device).
+  const dist::BspSync* bsp() const { return bsp_.get(); }
 
   TrainResult run() {
-    const int64_t B = cfg_.batch, S = model_.sample_numel();
+    const int64_t B = batch_, S = model_.sample_numel();
     const int64_t micro = cfg_.micro_batch ? cfg_.micro_batch : B;
     std::vector<float> x(static_cast<std::size_t>(B * S));
     std::vector<int32_t> y(static_cast<std::size_t>(B));
+    batch_losses_.resize(static_cast<std::size_t>(B));
     std::vector<int64_t> perm(static_cast<std::size_t>(n_train_));
+    std::vector<int64_t> wrapped(static_cast<std::size_t>(n_epoch_ > n_train_ ? B : 0));
     TrainResult result;
-    metrics_.write({{"event", "start"},
-                    {"model", model_.name},
-                    {"params", model_.params.count()},
-                    {"train_samples", n_train_},
-                    {"test_samples", n_test_},
-                    {"kernels", kernels::isa_name(kernels::table().isa)},
-                    {"config", to_json(cfg_)}});
+    nlohmann::json start = {{"event", "start"},
+                            {"model", model_.name},
+                            {"params", model_.params.count()},
+                            {"train_samples", n_train_},
+                            {"test_samples", n_test_},
+                            {"kernels", kernels::isa_name(kernels::table().isa)},
+                            {"config", to_json(cfg_)}};
+    if (bsp_) {
+      const dist::ShardRange mine = bsp_->plan().range(rank_);
+      start.update({{"rank", rank_},
+                    {"world", world_},
+                    {"partition_sizes", partition_sizes_},
+                    {"local_batch", batch_},
+                    {"shard_begin", mine.begin},
+                    {"shard_end", mine.end},
+                    {"plan_hash", bsp_->plan().hash()}});
+    }
+    metrics_.write(start);
     log_ << "model " << model_.name << ": " << model_.params.count() << " parameters; " << n_train_
          << " train / " << n_test_ << " test samples; kernels "
          << kernels::isa_name(kernels::table().isa) << "; threads " << cfg_.threads << "\n";
+    if (bsp_) {
+      const dist::ShardRange mine = bsp_->plan().range(rank_);
+      log_ << "rank " << rank_ << " of " << world_ << ": " << cfg_.partition << " partition of "
+           << n_train_ << " samples (largest " << n_epoch_ << "), local batch " << batch_
+           << "; serves floats [" << mine.begin << ", " << mine.end << ") of "
+           << bsp_->plan().total() << "\n";
+      bsp_->broadcast_initial_params(cursor_.global_step);
+    }
     const auto t0 = clock::now();
     double train_seconds = 0;
     int64_t samples_done = 0;
     bool stop = false;
     for (int64_t epoch = cursor_.epoch; epoch < cfg_.epochs && !stop; ++epoch) {
-      epoch_permutation(static_cast<uint64_t>(cfg_.seed), epoch, perm);
+      epoch_permutation(rank_seed(static_cast<uint64_t>(cfg_.seed), rank_), epoch, perm);
       double loss_sum = 0;
       int64_t loss_count = 0;
       auto te = clock::now();
@@ -179,7 +271,12 @@ class Trainer {
       for (int64_t s = cursor_.step_in_epoch; s < steps_per_epoch(); ++s) {
         // The batch: a slice of the epoch permutation (uniform) or the sampler's draw.
         const int64_t* idx = perm.data() + s * B;
-        int64_t count = std::min(B, n_train_ - s * B);
+        int64_t count = std::min(B, n_epoch_ - s * B);
+        if (s * B + count > n_train_) {  // distributed: a smaller partition wraps around
+          for (int64_t k = 0; k < count; ++k) wrapped[k] = perm[(s * B + k) % n_train_];
+          idx = wrapped.data();
+        }
+        if (before_step_) before_step_(cursor_.global_step);
         const float* w = nullptr;
         const double cpu0 = process_cpu_seconds();
         if (policy_) {
@@ -200,31 +297,53 @@ class Trainer {
         for (int64_t m0 = 0; m0 < count; m0 += micro) {
           const int64_t mc = std::min(micro, count - m0);
           train_.gather(std::span<const int64_t>(idx + m0, mc), x.data(), y.data(), &augment_rng_);
-          loss += engine_.grad(x.data(), y.data(), w ? w + m0 : nullptr, mc, nullptr, count);
+          loss += engine_.grad(x.data(), y.data(), w ? w + m0 : nullptr, mc,
+                               policy_ ? batch_losses_.data() + m0 : nullptr, count);
         }
-        opt_.step(model_.params.values(), model_.params.grads(), schedule_.at(cursor_.global_step));
-        timing_.compute_s += seconds_since(tc);
-        timing_.train_cpu_s += process_cpu_seconds() - cpu0;
+        if (policy_) {
+          policy_->observe(std::span<const int64_t>(idx, count),
+                           std::span<const float>(batch_losses_.data(), count),
+                           cursor_.global_step);
+        }
+        if (bsp_) {
+          // Compute ends with the local gradient; the exchange and the sharded update are timed
+          // by BspSync (comm / idle / update).
+          timing_.compute_s += seconds_since(tc);
+          timing_.train_cpu_s += process_cpu_seconds() - cpu0;
+          bsp_->step(schedule_.at(cursor_.global_step), cursor_.global_step);
+        } else {
+          opt_.step(model_.params.values(), model_.params.grads(),
+                    schedule_.at(cursor_.global_step));
+          timing_.compute_s += seconds_since(tc);
+          timing_.train_cpu_s += process_cpu_seconds() - cpu0;
+        }
         ++timing_.steps;
         ++cursor_.global_step;
         cursor_.step_in_epoch = s + 1;
         loss_sum += loss;
         ++loss_count;
-        epoch_samples += count;
+        epoch_samples += count * world_;  // every rank ran a batch of `count`
         if (cursor_.global_step == 1 + start_step_) report_memory();
         if (cfg_.checkpoint_every && cursor_.global_step % cfg_.checkpoint_every == 0 &&
-            !cfg_.checkpoint.empty() && s + 1 < steps_per_epoch()) {
+            !cfg_.checkpoint.empty() && s + 1 < steps_per_epoch() && rank_ == 0) {
           save(cfg_.checkpoint);
         }
         progress(epoch, s + 1, loss_sum / static_cast<double>(loss_count), te);
-        importance_stats();
+        if (rank_ == 0) importance_stats();
+        if (bsp_ && cfg_.replica_check_every &&
+            cursor_.global_step % cfg_.replica_check_every == 0) {
+          bsp_->check_replicas(cursor_.global_step);
+        }
         if (cfg_.eval_every && cursor_.global_step % cfg_.eval_every == 0) {
-          const auto pause = clock::now();
-          clear_progress();
-          const EvalResult ev = evaluate();
-          write_eval(ev);
-          te += clock::now() - pause;  // evaluation is not training time
-          if (target_reached(ev)) stop = true;
+          if (rank_ == 0) {
+            const auto pause = clock::now();
+            clear_progress();
+            const EvalResult ev = evaluate();
+            write_eval(ev);
+            te += clock::now() - pause;  // evaluation is not training time
+            if (target_reached(ev)) stop = true;
+          }
+          stop = agree_on_stop(stop, kStopKeyEval);
         }
         if (stop || (cfg_.max_steps && cursor_.global_step >= cfg_.max_steps)) {
           stop = true;
@@ -238,10 +357,15 @@ class Trainer {
         cursor_.epoch = epoch + 1;
         cursor_.step_in_epoch = 0;
       }
-      clear_progress();
-      const EvalResult ev = evaluate();
       const double sps = epoch_train_s > 0 ? static_cast<double>(epoch_samples) / epoch_train_s : 0;
       const double train_loss = loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0;
+      if (bsp_) write_dist(epoch + 1);
+      if (rank_ != 0) {  // distributed: rank 0 evaluates, logs and checkpoints
+        stop = agree_on_stop(stop, kStopKeyEpoch);
+        continue;
+      }
+      clear_progress();
+      const EvalResult ev = evaluate();
       char line[256];
       std::snprintf(line, sizeof line,
                     "epoch %3lld  train_loss %.4f  test_loss %.4f  test_acc %6.2f%%  "
@@ -249,26 +373,29 @@ class Trainer {
                     static_cast<long long>(epoch + 1), train_loss, ev.loss, 100.0 * ev.accuracy,
                     sps, seconds_since(t0));
       log_ << line << std::flush;
-      metrics_.write(
-          {{"event", "epoch"},
-           {"epoch", epoch + 1},
-           {"train_loss", train_loss},
-           {"test_loss", ev.loss},
-           {"test_acc", ev.accuracy},
-           {"wall_s", seconds_since(t0)},
-           {"train_samples_per_s", sps},
-           {"steps", cursor_.global_step},
-           {"lr", schedule_.at(cursor_.global_step)},
-           {"sampler", cfg_.sampler},
-           {"compute_s", timing_.compute_s},
-           {"score_s", timing_.score_s},
-           {"scored_samples", timing_.scored},
-           {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
-           {"train_cpu_s", timing_.train_cpu_s},
-           {"score_cpu_s", timing_.score_cpu_s},
-           {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}});
+      nlohmann::json epoch_event = {
+          {"event", "epoch"},
+          {"epoch", epoch + 1},
+          {"train_loss", train_loss},
+          {"test_loss", ev.loss},
+          {"test_acc", ev.accuracy},
+          {"wall_s", seconds_since(t0)},
+          {"train_samples_per_s", sps},
+          {"steps", cursor_.global_step},
+          {"lr", schedule_.at(cursor_.global_step)},
+          {"sampler", cfg_.sampler},
+          {"compute_s", timing_.compute_s},
+          {"score_s", timing_.score_s},
+          {"scored_samples", timing_.scored},
+          {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
+          {"train_cpu_s", timing_.train_cpu_s},
+          {"score_cpu_s", timing_.score_cpu_s},
+          {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}};
+      if (bsp_) epoch_event.update(dist_fields());
+      metrics_.write(epoch_event);
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       if (target_reached(ev)) stop = true;
+      stop = agree_on_stop(stop, kStopKeyEpoch);
       result.final_test_acc = ev.accuracy;
       result.final_test_loss = ev.loss;
     }
@@ -276,14 +403,32 @@ class Trainer {
     result.train_samples_per_s =
         train_seconds > 0 ? static_cast<double>(samples_done) / train_seconds : 0;
     result.peak_rss_bytes = peak_rss_bytes();
-    metrics_.write({{"event", "done"},
-                    {"steps", result.steps},
-                    {"test_acc", result.final_test_acc},
-                    {"train_samples_per_s", result.train_samples_per_s},
-                    {"wall_s", seconds_since(t0)},
-                    {"peak_rss_bytes", result.peak_rss_bytes}});
-    log_ << "done: " << result.steps << " steps, test_acc " << 100.0 * result.final_test_acc
-         << "%, peak RSS " << (result.peak_rss_bytes >> 20) << " MiB\n";
+    nlohmann::json done = {{"event", "done"},
+                           {"steps", result.steps},
+                           {"test_acc", result.final_test_acc},
+                           {"train_samples_per_s", result.train_samples_per_s},
+                           {"wall_s", seconds_since(t0)},
+                           {"peak_rss_bytes", result.peak_rss_bytes}};
+    if (bsp_) done.update(dist_fields());
+    metrics_.write(done);
+    if (bsp_) {
+      const dist::SyncTiming& st = bsp_->timing();
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "rank %d: compute %.2fs  comm %.2fs  idle %.2fs  update %.2fs  sent %.2f MiB  "
+                    "received %.2f MiB\n",
+                    rank_, timing_.compute_s, st.comm_s, st.idle_s, st.update_s,
+                    static_cast<double>(st.bytes_sent) / (1 << 20),
+                    static_cast<double>(st.bytes_received) / (1 << 20));
+      log_ << line;
+    }
+    if (rank_ == 0) {
+      log_ << "done: " << result.steps << " steps, test_acc " << 100.0 * result.final_test_acc
+           << "%, peak RSS " << (result.peak_rss_bytes >> 20) << " MiB\n";
+    } else {
+      log_ << "rank " << rank_ << " done: " << result.steps << " steps, peak RSS "
+           << (result.peak_rss_bytes >> 20) << " MiB\n";
+    }
     return result;
   }
 
@@ -330,16 +475,121 @@ class Trainer {
     extra_metadata_ = std::move(m);
   }
 
+  // Distributed mode: the weights, buffers and cursor (rank 0's replica); the optimizer moments
+  // stay sharded over the ranks and are not included (resume is not supported yet).
   void save(const std::string& path) {
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
-    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(), extra_metadata_);
+    if (!bsp_) {
+      save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(),
+                      extra_metadata_);
+      return;
+    }
+    auto meta = extra_metadata_;
+    meta["mercury.dist.world"] = std::to_string(world_);
+    meta["mercury.dist.optimizer_state"] = "sharded over ranks, not saved";
+    opt_.set_steps(bsp_->server().steps());
+    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(), meta);
   }
 
  private:
   using clock = std::chrono::steady_clock;
   static double seconds_since(clock::time_point t) {
     return std::chrono::duration<double>(clock::now() - t).count();
+  }
+  // Keys of rank 0's stop decision (a mid-epoch evaluation and the epoch end can share a step).
+  static constexpr uint64_t kStopKeyEval = 0, kStopKeyEpoch = 1;
+
+  // This rank's part of the training set (its first train_limit samples); every rank's part
+  // size goes to `sizes`.
+  static std::unique_ptr<data::Subset> local_partition(const TrainConfig& c,
+                                                       const data::Dataset& full, int rank,
+                                                       int world, std::vector<int64_t>& sizes) {
+    const int64_t n = c.train_limit ? std::min(c.train_limit, full.size()) : full.size();
+    data::PartitionConfig pc;
+    pc.scheme = data::parse_partition_scheme(c.partition);
+    pc.devices = world;
+    pc.seed = static_cast<uint64_t>(c.seed);
+    pc.alpha = c.dirichlet_alpha;
+    pc.shards_per_device = c.shards_per_device;
+    data::Partition part;
+    if (n == full.size()) {
+      part = data::partition(full, pc);
+    } else {
+      std::vector<int64_t> head(static_cast<std::size_t>(std::max<int64_t>(n, 0)));
+      std::iota(head.begin(), head.end(), int64_t{0});
+      part = data::partition(data::Subset(full, std::move(head), "first samples"), pc);
+    }
+    sizes.clear();
+    for (const auto& d : part.devices) sizes.push_back(static_cast<int64_t>(d.size()));
+    return std::make_unique<data::Subset>(
+        full, std::move(part.devices[static_cast<std::size_t>(rank)]),
+        "rank " + std::to_string(rank) + "/" + std::to_string(world) + " " + c.partition +
+            " partition");
+  }
+
+  void setup_dist(const DistContext& dist) {
+    before_step_ = dist.before_step;
+    auto refuse = [](const std::string& what) {
+      throw std::invalid_argument("distributed training: " + what);
+    };
+    if (cfg_.sampler != "uniform") {
+      refuse(
+          "sampler: expected uniform (the importance samplers are not distributed yet), "
+          "found '" +
+          cfg_.sampler + "'");
+    }
+    if (!cfg_.resume.empty()) {
+      refuse(
+          "resume: not supported yet (the optimizer moments are sharded over the ranks and "
+          "checkpoints hold the weights only), found resume = '" +
+          cfg_.resume + "'");
+    }
+    if (cfg_.batch % world_ != 0) {
+      refuse("batch: expected a multiple of the world size " + std::to_string(world_) +
+             " (batch is the global batch; each rank computes batch / world samples), found " +
+             std::to_string(cfg_.batch));
+    }
+    batch_ = cfg_.batch / world_;
+    if (cfg_.micro_batch > batch_) {
+      refuse("micro_batch: expected 0..local batch (batch / world = " + std::to_string(batch_) +
+             "), found " + std::to_string(cfg_.micro_batch));
+    }
+    n_train_ = train_.size();  // the partition already honours train_limit
+    n_epoch_ = *std::max_element(partition_sizes_.begin(), partition_sizes_.end());
+    bsp_ = std::make_unique<dist::BspSync>(dist.transport, dist.plan, model_.params,
+                                           optimizer_config(cfg_), cfg_.op_timeout);
+  }
+
+  // Rank 0's decision, on every rank (only when it can differ between ranks: a target accuracy).
+  bool agree_on_stop(bool stop, uint64_t key) {
+    if (!bsp_ || cfg_.target_acc <= 0) return stop;
+    return bsp_->broadcast_flag(stop, key, cursor_.global_step);
+  }
+
+  nlohmann::json dist_fields() const {
+    const dist::SyncTiming& st = bsp_->timing();
+    const net::LinkStats link = bsp_->link_traffic();
+    return {{"rank", rank_},
+            {"world", world_},
+            {"comm_s", st.comm_s},
+            {"idle_s", st.idle_s},
+            {"update_s", st.update_s},
+            {"bytes_sent", st.bytes_sent},
+            {"bytes_received", st.bytes_received},
+            {"link_bytes_sent", link.bytes_sent},
+            {"link_bytes_received", link.bytes_received}};
+  }
+
+  // Per-rank communication record (every rank, its own metrics file).
+  void write_dist(int64_t epoch) {
+    nlohmann::json e = {{"event", "dist"},
+                        {"epoch", epoch},
+                        {"steps", cursor_.global_step},
+                        {"compute_s", timing_.compute_s},
+                        {"local_train_samples", n_train_}};
+    e.update(dist_fields());
+    metrics_.write(e);
   }
 
   void write_eval(const EvalResult& ev) {
@@ -444,7 +694,8 @@ class Trainer {
     const auto& ps = model_.params;
     const double mib = 1.0 / (1 << 20);
     int64_t opt_bytes = 0;
-    for (const auto& [name, t] : opt_.state()) opt_bytes += t.numel() * 4;
+    for (const auto& [name, t] : bsp_ ? bsp_->server().state() : opt_.state())
+      opt_bytes += t.numel() * 4;
     char line[256];
     std::snprintf(line, sizeof line,
                   "memory plan: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, "
@@ -466,7 +717,7 @@ class Trainer {
     std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %ds   ",
                  static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.epochs),
                  static_cast<long long>(step), static_cast<long long>(steps_per_epoch()), loss,
-                 per > 0 ? static_cast<double>(cfg_.batch) / per : 0.0, static_cast<int>(eta));
+                 per > 0 ? static_cast<double>(batch_ * world_) / per : 0.0, static_cast<int>(eta));
     progress_shown_ = true;
   }
   void clear_progress() {
@@ -477,8 +728,11 @@ class Trainer {
   int64_t resume_step() const { return start_step_in_epoch_; }
 
   TrainConfig cfg_;
+  int rank_ = 0, world_ = 1;
   nn::Model& model_;
-  const data::Dataset& train_;
+  std::vector<int64_t> partition_sizes_;       // distributed: every rank's training samples
+  std::unique_ptr<data::Subset> local_train_;  // distributed: this rank's partition
+  const data::Dataset& train_;                 // the samples this trainer draws from
   const data::Dataset& test_;
   std::ostream& log_;
   nn::Engine engine_;
@@ -488,10 +742,14 @@ class Trainer {
   io::MetricsWriter metrics_;
   Cursor cursor_;
   int64_t n_train_ = 0, n_test_ = 0;
+  int64_t batch_ = 0;    // samples per step on this device (distributed: batch / world)
+  int64_t n_epoch_ = 0;  // sample slots per epoch (distributed: the largest partition)
+  std::unique_ptr<dist::BspSync> bsp_;
   int64_t start_step_ = 0, start_epoch_ = 0, start_step_in_epoch_ = 0;
   clock::time_point last_progress_{};
   bool progress_shown_ = false;
-  std::vector<float> eval_x_, eval_loss_;
+  std::vector<float> eval_x_, eval_loss_, batch_losses_;
+  std::function<void(int64_t)> before_step_;
   std::vector<int32_t> eval_y_, eval_pred_;
   std::vector<int64_t> eval_idx_;
   std::unique_ptr<importance::BatchPolicy> policy_;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -229,6 +230,24 @@ TEST_CASE("the cache refreshes round-robin and keeps groups tiling the order") {
   CHECK(c.next_group(4).size() == 4);  // back at the start of the order
   CHECK_THROWS_WITH(c.refresh(std::vector<float>(11, 1.0f), 3),
                     doctest::Contains("11 scores for a group of at most 10"));
+}
+
+TEST_CASE("training-pass losses refresh single samples without touching group recency") {
+  ImportanceCache c(6, 3, 4);
+  c.refresh(std::vector<float>(3, 2.0f), 0);
+  const int64_t member = c.members(c.groups()[0])[0];
+  const int64_t unscored = c.members(c.groups()[1])[0];
+  c.observe(unscored, 7.5f, 5);
+  CHECK(c.importance(unscored) == doctest::Approx(7.5));
+  CHECK(c.last_refresh(unscored) == 5);
+  CHECK(c.groups()[1].refreshed == -1);  // the group's recency is the scorer's, not the trainer's
+  c.observe(member, -3.0f, 6);           // losses are clamped at 0, like refresh()
+  CHECK(c.importance(member) == 0.0f);
+  const int64_t before = c.nonfinite_scores();
+  c.observe(member, std::numeric_limits<float>::quiet_NaN(), 7);
+  CHECK(c.importance(member) == 0.0f);  // a NaN never replaces a known importance
+  CHECK(c.last_refresh(member) == 6);
+  CHECK(c.nonfinite_scores() == before + 1);
 }
 
 TEST_CASE("the scorer leaves the model untouched and agrees with a snapshot") {

@@ -1,0 +1,793 @@
+// Distributed BSP training: LocalTransport semantics, rank-order reduction, ranks-as-threads
+// training equal to a closed-form sequential reference, mean-of-means vs one big batch, and
+// fail-stop without hangs. All runs use threads = 1 (the engine's sums depend on the count and
+// the process-wide pool serves one caller at a time).
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "mercury/mercury.hpp"
+#include "net/local.hpp"
+
+using namespace mercury;
+using namespace std::chrono_literals;
+
+namespace {
+
+data::ImageDataset synthetic_images(int64_t n, uint64_t seed) {
+  data::ImageDataset d;
+  d.n = n;
+  d.channels = 1;
+  d.height = d.width = 28;
+  d.classes = 10;
+  d.name = "synthetic";
+  d.mean = {0.3f};
+  d.stddev = {0.3f};
+  d.pixels.resize(static_cast<std::size_t>(n * 784));
+  d.labels.resize(static_cast<std::size_t>(n));
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t label = static_cast<int32_t>(rng() % 10);
+    d.labels[i] = label;
+    for (int64_t p = 0; p < 784; ++p) {
+      const bool band = (p / 28) / 3 == label;  // a class-dependent band plus noise
+      d.pixels[i * 784 + p] = static_cast<uint8_t>((band ? 160 : 0) + rng() % 90);
+    }
+  }
+  return d;
+}
+
+std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
+  std::vector<std::byte> b;
+  for (int v : values) b.push_back(static_cast<std::byte>(v));
+  return b;
+}
+
+std::vector<float> slab(const float* p, int64_t n) {
+  return std::vector<float>(p, p + n);
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("mercury_test_dist_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+// Runs fn(rank) on `world` threads; returns each rank's exception (null if it returned).
+std::vector<std::exception_ptr> run_ranks(int world, const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+void require_no_errors(const std::vector<std::exception_ptr>& errors) {
+  for (std::size_t r = 0; r < errors.size(); ++r) {
+    if (!errors[r]) continue;
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const std::exception& e) {
+      FAIL("rank " << r << " threw: " << std::string(e.what()));
+    }
+  }
+}
+
+train::TrainConfig dist_config() {
+  train::TrainConfig c;
+  c.model = "mlp";
+  c.epochs = 2;
+  c.batch = 32;  // global: 8 per rank at world 4
+  c.lr = 0.01;
+  c.threads = 1;
+  c.seed = 5;
+  c.progress = false;
+  c.eval_batch = 32;
+  c.op_timeout = 60;
+  return c;
+}
+
+// A transport that misbehaves on one rank at one iteration: either fails the hub (fail-stop,
+// as a crashed device whose peers notice) or stalls silently (a frozen device: peers see only
+// a deadline).
+class FaultyTransport final : public net::Transport {
+ public:
+  enum class Mode { fail, stall };
+  FaultyTransport(net::LocalHub& hub, int rank, int bad_rank, uint64_t bad_iteration, Mode mode)
+      : hub_(hub),
+        inner_(hub.transport(rank)),
+        bad_rank_(bad_rank),
+        bad_it_(bad_iteration),
+        mode_(mode) {}
+  int rank() const override { return inner_.rank(); }
+  int world() const override { return inner_.world(); }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
+            std::span<const std::byte> payload, net::Priority p) override {
+    if (rank() == bad_rank_ && type == dist::kGradPush && iteration == bad_it_) {
+      if (mode_ == Mode::fail) {
+        hub_.fail(rank(), "injected fault at iteration " + std::to_string(iteration));
+      } else {
+        throw std::runtime_error("rank " + std::to_string(rank()) + " froze (injected)");
+      }
+    }
+    inner_.send(dst, type, key, iteration, payload, p);
+  }
+  net::Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
+                    net::Deadline deadline) override {
+    return inner_.recv(src, type, key, iteration, deadline);
+  }
+  void flush(net::Deadline d) override { inner_.flush(d); }
+  void close(net::Deadline d) override { inner_.close(d); }
+  net::LinkStats stats(int peer) const override { return inner_.stats(peer); }
+
+ private:
+  net::LocalHub& hub_;
+  net::LocalTransport& inner_;
+  int bad_rank_;
+  uint64_t bad_it_;
+  Mode mode_;
+};
+
+}  // namespace
+
+// ---- (a) LocalTransport ------------------------------------------------------------------------
+
+TEST_CASE("local transport: same-tuple messages arrive in send order, others match exactly") {
+  net::LocalHub hub(3);
+  auto& a = hub.transport(0);
+  auto& b = hub.transport(1);
+  for (int v : {1, 2, 3}) a.send(1, 16, 7, 9, bytes_of({v, v}));
+  a.send(1, 16, 8, 9, bytes_of({42}));
+  a.send(1, 17, 7, 9, bytes_of({43}));
+  const auto far = net::deadline_in(5);
+  // Exact matching: the later messages are reachable first.
+  CHECK(b.recv(0, 17, 7, 9, far).payload == bytes_of({43}));
+  CHECK(b.recv(0, 16, 8, 9, far).payload == bytes_of({42}));
+  for (int v : {1, 2, 3}) {
+    const net::Message m = b.recv(0, 16, 7, 9, far);
+    CHECK(m.src == 0);
+    CHECK(m.type == 16);
+    CHECK(m.key == 7);
+    CHECK(m.iteration == 9);
+    CHECK(m.payload == bytes_of({v, v}));
+  }
+  // Payload bytes and messages per link, both ends.
+  CHECK(a.stats(1).bytes_sent == 8);
+  CHECK(a.stats(1).messages_sent == 5);
+  CHECK(b.stats(0).bytes_received == 8);
+  CHECK(b.stats(0).messages_received == 5);
+  CHECK(a.stats(2).bytes_sent == 0);
+  CHECK(b.stats(0).throughput_bps == 0);
+  // The payload is copied at send: the sender may reuse its buffer at once.
+  std::vector<std::byte> buf = bytes_of({5});
+  a.send(2, 20, 0, 0, buf);
+  buf[0] = std::byte{6};
+  CHECK(hub.transport(2).recv(0, 20, 0, 0, far).payload == bytes_of({5}));
+}
+
+TEST_CASE("local transport: a receiver blocked in recv wakes when the message is sent") {
+  net::LocalHub hub(2);
+  std::vector<std::byte> got;
+  std::thread receiver(
+      [&] { got = hub.transport(1).recv(0, 16, 1, 1, net::deadline_in(10)).payload; });
+  std::this_thread::sleep_for(20ms);
+  hub.transport(0).send(1, 16, 1, 1, bytes_of({9}));
+  receiver.join();
+  CHECK(got == bytes_of({9}));
+}
+
+TEST_CASE("local transport: recv past its deadline throws TimeoutError naming both ranks") {
+  net::LocalHub hub(2);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    hub.transport(1).recv(0, 16, 3, 4, net::deadline_in(0.05));
+    FAIL("recv returned");
+  } catch (const net::TimeoutError& e) {
+    CHECK(e.peer() == 0);
+    CHECK(std::string(e.what()).find("rank 1: recv from rank 0") != std::string::npos);
+    CHECK(std::string(e.what()).find("type 16, key 3, iteration 4") != std::string::npos);
+  }
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(waited >= 50ms);
+  CHECK(waited < 5s);
+  // A message already waiting is delivered even when the deadline has passed.
+  hub.transport(0).send(1, 16, 3, 4, bytes_of({1}));
+  CHECK(hub.transport(1).recv(0, 16, 3, 4, net::Clock::now() - 1s).payload == bytes_of({1}));
+}
+
+TEST_CASE("local transport: hub.fail is fail-stop and sticky, naming the failed rank") {
+  net::LocalHub hub(4);
+  hub.transport(0).send(1, 16, 0, 0, bytes_of({1}));  // delivered before the failure
+  std::exception_ptr pending;
+  std::thread waiter([&] {
+    try {
+      hub.transport(3).recv(1, 16, 0, 0, net::deadline_in(30));
+    } catch (...) {
+      pending = std::current_exception();
+    }
+  });
+  std::this_thread::sleep_for(20ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  hub.fail(2, "power loss");
+  waiter.join();
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // woken, not timed out
+  REQUIRE(pending);
+  auto check_names_rank2 = [](const std::function<void()>& call) {
+    try {
+      call();
+      FAIL("no error");
+    } catch (const net::TimeoutError&) {
+      FAIL("a failure must not look like a timeout");
+    } catch (const net::PeerError& e) {
+      CHECK(e.peer() == 2);
+      CHECK(std::string(e.what()).find("rank 2 failed: power loss") != std::string::npos);
+    }
+  };
+  check_names_rank2([&] { std::rethrow_exception(pending); });
+  hub.fail(3, "later failure");  // the first failure stays the one every rank reports
+  check_names_rank2([&] { hub.transport(1).recv(0, 16, 0, 0, net::deadline_in(1)); });
+  check_names_rank2([&] { hub.transport(0).send(1, 16, 0, 1, bytes_of({2})); });
+  check_names_rank2([&] { hub.transport(2).flush(net::deadline_in(1)); });
+  check_names_rank2([&] { hub.transport(3).recv(0, 16, 0, 0, net::deadline_in(1)); });
+}
+
+TEST_CASE("local transport: close is idempotent, waits for every BYE, and ends waits on it") {
+  net::LocalHub hub(2);
+  auto& a = hub.transport(0);
+  auto& b = hub.transport(1);
+  a.send(1, 16, 0, 0, bytes_of({7}));
+  const auto t0 = std::chrono::steady_clock::now();
+  a.close(net::deadline_in(0.05));  // rank 1 has not said BYE: returns at the deadline
+  CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+  a.close(net::deadline_in(0.05));                                           // idempotent
+  CHECK(b.recv(0, 16, 0, 0, net::deadline_in(1)).payload == bytes_of({7}));  // sent before BYE
+  try {
+    b.recv(0, 16, 0, 1, net::deadline_in(30));
+    FAIL("recv returned");
+  } catch (const net::PeerError& e) {
+    CHECK(e.peer() == 0);
+    CHECK(std::string(e.what()).find("closed") != std::string::npos);
+  }
+  CHECK_THROWS_AS(b.send(0, 16, 0, 0, bytes_of({1})), net::PeerError);
+  CHECK_THROWS_WITH_AS(a.send(1, 16, 0, 0, bytes_of({1})), doctest::Contains("after close"),
+                       net::PeerError);
+  const auto t1 = std::chrono::steady_clock::now();
+  b.close(net::deadline_in(10));  // everyone has closed: returns at once
+  CHECK(std::chrono::steady_clock::now() - t1 < 5s);
+}
+
+TEST_CASE("local transport: bad ranks and reserved types are refused with the expected range") {
+  net::LocalHub hub(2);
+  auto& a = hub.transport(0);
+  CHECK_THROWS_WITH_AS(a.send(0, 16, 0, 0, bytes_of({1})), doctest::Contains("other than 0"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(a.send(2, 16, 0, 0, bytes_of({1})), doctest::Contains("found 2"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(a.send(1, 3, 0, 0, bytes_of({1})),
+                       doctest::Contains("expected >= 16 (application types), found 3"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(a.recv(-1, 16, 0, 0, net::deadline_in(1)), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(net::LocalHub(0), doctest::Contains("expected world >= 1, found 0"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(hub.transport(2), std::invalid_argument);
+}
+
+// ---- (b) rank-order reduction ------------------------------------------------------------------
+
+TEST_CASE("shard server reduces in rank order: bitwise the same whatever the arrival order") {
+  constexpr int W = 4;
+  constexpr int64_t n = 1008;  // a padded slab size: 63 blocks, cut 15/16/16/16
+  // Magnitudes far apart make float addition order-sensitive.
+  std::vector<std::vector<float>> grads(W, std::vector<float>(n));
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const float scale[W] = {1e8f, 1.0f, -1e8f, 1e-3f};
+  for (int r = 0; r < W; ++r)
+    for (int64_t i = 0; i < n; ++i) grads[r][i] = scale[r] * (1.0f + 0.5f * u(rng));
+  std::vector<float> expected(n);
+  int order_matters = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = grads[0][i];
+    for (int r = 1; r < W; ++r) acc += grads[r][i];
+    expected[i] = acc / static_cast<float>(W);
+    float reversed = grads[3][i];
+    for (int r = 2; r >= 0; --r) reversed += grads[r][i];
+    order_matters += reversed / static_cast<float>(W) != expected[i];
+  }
+  REQUIRE(order_matters > 0);  // the data would expose an arrival-order sum
+
+  // Directly: contributions indexed by rank.
+  dist::ShardServer direct({0, n}, W, optim::OptimizerConfig{});
+  std::vector<const float*> ptrs;
+  for (int r = 0; r < W; ++r) ptrs.push_back(grads[r].data());
+  direct.reduce(ptrs);
+  CHECK(slab(direct.gradient(), n) == expected);
+
+  // Through BSP over the local hub, with the ranks' pushes arriving in different orders.
+  optim::OptimizerConfig sgd;
+  sgd.kind = optim::Kind::sgd;
+  sgd.momentum = 0;
+  const dist::ShardPlan plan(n, W);
+  for (const std::array<int, W>& delay_ms :
+       {std::array<int, W>{0, 10, 20, 30}, std::array<int, W>{30, 20, 10, 0},
+        std::array<int, W>{20, 0, 30, 10}}) {
+    net::LocalHub hub(W);
+    std::vector<std::vector<float>> values(W), reduced(W);
+    require_no_errors(run_ranks(W, [&](int r) {
+      nn::ParamStore ps;
+      ps.declare("w", Shape{n}, nn::Init::zeros);
+      ps.finalize(0);
+      std::copy(grads[r].begin(), grads[r].end(), ps.grads());
+      dist::BspSync bsp(hub.transport(r), plan, ps, sgd, 30);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms[r]));
+      bsp.step(1.0f, 0);  // w = 0 - 1 * mean: exactly -mean
+      values[r] = slab(ps.values(), n);
+      reduced[r] = slab(bsp.server().gradient(), bsp.server().size());
+    }));
+    std::vector<float> minus(n);
+    for (int64_t i = 0; i < n; ++i) minus[i] = -expected[i];
+    for (int r = 0; r < W; ++r) {
+      CHECK(values[r] == minus);
+      CHECK(reduced[r] ==
+            std::vector<float>(expected.begin() + plan.begin(r), expected.begin() + plan.end(r)));
+    }
+  }
+}
+
+TEST_CASE("shard server: one contribution per rank, world 1 is the identity") {
+  dist::ShardServer s({16, 48}, 2, optim::OptimizerConfig{});
+  CHECK(s.size() == 32);
+  std::vector<float> g(32, 1.0f);
+  const float* one[] = {g.data()};
+  CHECK_THROWS_WITH_AS(s.reduce(one), doctest::Contains("expected one contribution per rank (2)"),
+                       std::invalid_argument);
+  dist::ShardServer solo({0, 32}, 1, optim::OptimizerConfig{});
+  for (int i = 0; i < 32; ++i) g[i] = 0.1f * static_cast<float>(i) + 1e-7f;
+  solo.reduce(one);
+  CHECK(slab(solo.gradient(), 32) == g);
+}
+
+// ---- (c) ranks as threads vs a sequential reference --------------------------------------------
+
+namespace {
+
+// The closed-form expectation of a W-rank BSP run of train::Trainer: one model, the W local
+// gradients computed one after the other with each rank's data, averaged in rank order, one
+// optimizer per shard.
+std::vector<float> sequential_reference(const train::TrainConfig& cfg, int W, uint64_t init_seed,
+                                        const data::Dataset& train) {
+  auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(), init_seed);
+  nn::ParamStore& ps = model->params;
+  const dist::ShardPlan plan(ps.size(), W);
+  std::vector<std::unique_ptr<dist::ShardServer>> servers;
+  for (int j = 0; j < W; ++j) {
+    servers.push_back(std::make_unique<dist::ShardServer>(plan.range(j), W,
+                                                          train::Trainer::optimizer_config(cfg)));
+  }
+  data::PartitionConfig pc;
+  pc.scheme = data::parse_partition_scheme(cfg.partition);
+  pc.devices = W;
+  pc.seed = static_cast<uint64_t>(cfg.seed);
+  pc.alpha = cfg.dirichlet_alpha;
+  const data::Partition part = data::partition(train, pc);
+  std::vector<std::unique_ptr<data::Subset>> local;
+  std::vector<std::unique_ptr<nn::Engine>> engines;
+  std::vector<std::mt19937_64> augment;
+  int64_t largest = 0;
+  for (int r = 0; r < W; ++r) {
+    local.push_back(std::make_unique<data::Subset>(train, part.devices[r]));
+    const uint64_t seed = train::rank_seed(static_cast<uint64_t>(cfg.seed), r);
+    engines.push_back(std::make_unique<nn::Engine>(*model, seed));
+    augment.emplace_back(seed ^ 0xA5A5A5A5ull);
+    largest = std::max(largest, local[r]->size());
+  }
+  const int64_t B = cfg.batch / W, S = train.sample_numel();
+  const int64_t steps = (largest + B - 1) / B;
+  std::vector<std::vector<float>> grads(W, std::vector<float>(ps.size()));
+  std::vector<float> x(B * S);
+  std::vector<int32_t> y(B);
+  std::vector<int64_t> idx(B);
+  const auto lr = static_cast<float>(cfg.lr);  // constant schedule
+  int64_t global_step = 0;
+  for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
+    std::vector<std::vector<int64_t>> perm(W);
+    for (int r = 0; r < W; ++r) {
+      perm[r].resize(local[r]->size());
+      train::epoch_permutation(train::rank_seed(static_cast<uint64_t>(cfg.seed), r), epoch,
+                               perm[r]);
+    }
+    for (int64_t s = 0; s < steps; ++s, ++global_step) {
+      const int64_t count = std::min(B, largest - s * B);
+      for (int r = 0; r < W; ++r) {
+        for (int64_t k = 0; k < count; ++k)
+          idx[k] = perm[r][(s * B + k) % static_cast<int64_t>(perm[r].size())];
+        local[r]->gather(std::span<const int64_t>(idx.data(), count), x.data(), y.data(),
+                         &augment[r]);
+        ps.zero_grad();
+        engines[r]->grad(x.data(), y.data(), nullptr, count, nullptr, count);
+        std::copy(ps.grads(), ps.grads() + ps.size(), grads[r].begin());
+      }
+      for (int j = 0; j < W; ++j) {
+        std::vector<const float*> contributions;
+        for (int r = 0; r < W; ++r) contributions.push_back(grads[r].data() + plan.begin(j));
+        servers[j]->reduce(contributions);
+        servers[j]->step(ps.values() + plan.begin(j), lr);
+      }
+    }
+  }
+  return slab(ps.values(), ps.size());
+}
+
+struct RankRun {
+  std::vector<float> weights;
+  train::TrainResult result;
+  std::string log;
+};
+
+// W ranks of train::Trainer over one LocalHub, rank r's model initialised with seed 100 + r.
+std::vector<RankRun> train_ranks(const train::TrainConfig& cfg, int W, const data::Dataset& train,
+                                 const data::Dataset& test) {
+  net::LocalHub hub(W);
+  std::vector<RankRun> runs(W);
+  thread_pool().set_threads(1);  // before the ranks start: they must not resize it concurrently
+  require_no_errors(run_ranks(W, [&](int r) {
+    auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(),
+                                    static_cast<uint64_t>(100 + r));
+    const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
+    std::ostringstream log;
+    train::Trainer trainer(cfg, *model, train, test, log, &ctx);
+    runs[r].result = trainer.run();
+    runs[r].weights = slab(model->params.values(), model->params.size());
+    runs[r].log = log.str();
+  }));
+  return runs;
+}
+
+}  // namespace
+
+TEST_CASE("4 ranks as threads: identical weights everywhere, equal to the sequential reference") {
+  const auto train = synthetic_images(96, 21), test = synthetic_images(16, 22);
+  for (const char* partition : {"iid", "dirichlet"}) {
+    CAPTURE(partition);
+    auto cfg = dist_config();
+    cfg.partition = partition;  // dirichlet: unequal parts, smaller ones wrap around
+    cfg.replica_check_every = 2;
+    const auto runs = train_ranks(cfg, 4, train, test);
+    const auto reference = sequential_reference(cfg, 4, 100, train);
+    for (int r = 0; r < 4; ++r) {
+      CAPTURE(r);
+      CHECK(runs[r].weights == runs[0].weights);
+      CHECK(runs[r].result.steps == runs[0].result.steps);
+    }
+    CHECK(runs[0].weights == reference);
+    const auto init = models::make_model("mlp", Shape{1, 28, 28}, 10, 100);
+    CHECK(reference != slab(init->params.values(), init->params.size()));  // it did train
+    CHECK(runs[0].log.find("epoch   2") != std::string::npos);             // rank 0 logs epochs
+    CHECK(runs[1].log.find("epoch   1") == std::string::npos);             // the others do not
+    CHECK(runs[1].log.find("rank 1 done") != std::string::npos);
+  }
+}
+
+TEST_CASE("a world-1 distributed run equals the single-device trainer bit for bit") {
+  const auto train = synthetic_images(100, 23), test = synthetic_images(16, 24);
+  auto cfg = dist_config();
+  cfg.batch = 16;  // 100 = 6·16 + 4: a partial last batch
+  cfg.train_limit = 90;
+  auto single = models::make_model("mlp", Shape{1, 28, 28}, 10, 7);
+  std::ostringstream log;
+  train::Trainer(cfg, *single, train, test, log).run();
+  auto distributed = models::make_model("mlp", Shape{1, 28, 28}, 10, 7);
+  net::LocalHub hub(1);
+  const train::DistContext ctx{hub.transport(0), dist::ShardPlan(distributed->params.size(), 1)};
+  const auto r = train::Trainer(cfg, *distributed, train, test, log, &ctx).run();
+  CHECK(r.steps == 12);
+  CHECK(slab(distributed->params.values(), distributed->params.size()) ==
+        slab(single->params.values(), single->params.size()));
+}
+
+// ---- (d) mean of means == global mean ----------------------------------------------------------
+
+TEST_CASE("2 ranks with batch B follow 1 rank with batch 2B (mean of equal-batch means)") {
+  const auto d = synthetic_images(96, 25);
+  constexpr int64_t B = 8, kSteps = 6;
+  optim::OptimizerConfig sgd;
+  sgd.kind = optim::Kind::sgd;
+  sgd.momentum = 0.9f;
+  const float lr = 0.05f;
+  auto batch = [&](int64_t begin, int64_t count, std::vector<float>& x, std::vector<int32_t>& y) {
+    std::vector<int64_t> idx(count);
+    std::iota(idx.begin(), idx.end(), begin);
+    x.resize(count * 784);
+    y.resize(count);
+    d.gather(idx, x.data(), y.data(), nullptr);
+  };
+  thread_pool().set_threads(1);
+
+  // One rank, global batch 2B.
+  std::vector<double> one_loss;
+  auto one = models::make_model("mlp", Shape{1, 28, 28}, 10, 11);
+  {
+    nn::Engine eng(*one);
+    optim::Optimizer opt(sgd, one->params.size());
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    for (int64_t s = 0; s < kSteps; ++s) {
+      batch(s * 2 * B, 2 * B, x, y);
+      one->params.zero_grad();
+      one_loss.push_back(eng.grad(x.data(), y.data(), nullptr, 2 * B));
+      opt.step(one->params.values(), one->params.grads(), lr);
+    }
+  }
+
+  // Two ranks, B each: rank r takes the r-th half of the same global batch.
+  net::LocalHub hub(2);
+  std::vector<std::vector<double>> rank_loss(2);
+  std::vector<std::vector<float>> weights(2);
+  std::vector<dist::SyncTiming> timing(2);
+  require_no_errors(run_ranks(2, [&](int r) {
+    auto m = models::make_model("mlp", Shape{1, 28, 28}, 10, r == 0 ? 11 : 12);
+    dist::BspSync bsp(hub.transport(r), dist::ShardPlan(m->params.size(), 2), m->params, sgd, 30);
+    bsp.broadcast_initial_params();
+    nn::Engine eng(*m);
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    for (int64_t s = 0; s < kSteps; ++s) {
+      batch(s * 2 * B + r * B, B, x, y);
+      m->params.zero_grad();
+      rank_loss[r].push_back(eng.grad(x.data(), y.data(), nullptr, B));
+      bsp.step(lr, s);
+    }
+    timing[r] = bsp.timing();
+    weights[r] = slab(m->params.values(), m->params.size());
+  }));
+  CHECK(weights[0] == weights[1]);
+  for (const auto& t : timing) {
+    CHECK(t.steps == kSteps);
+    CHECK(t.bytes_sent > 0);
+    CHECK(t.bytes_sent == t.bytes_received);  // two ranks, equal halves
+  }
+  for (int64_t s = 0; s < kSteps; ++s) {
+    CAPTURE(s);
+    const double mean_of_means = 0.5 * (rank_loss[0][s] + rank_loss[1][s]);
+    CHECK(mean_of_means == doctest::Approx(one_loss[s]).epsilon(1e-5));
+  }
+  CHECK(one_loss.back() < one_loss.front());  // it did train
+  double max_diff = 0, max_abs = 0;
+  for (std::size_t i = 0; i < weights[0].size(); ++i) {
+    max_diff = std::max(max_diff, std::abs(double(weights[0][i]) - one->params.values()[i]));
+    max_abs = std::max(max_abs, std::abs(double(one->params.values()[i])));
+  }
+  CHECK(max_diff <= 1e-5 * max_abs);
+}
+
+// ---- (e) failures ------------------------------------------------------------------------------
+
+TEST_CASE("a rank failing mid-run makes every other rank throw PeerError naming it, at once") {
+  const auto train = synthetic_images(96, 26), test = synthetic_images(16, 27);
+  auto cfg = dist_config();
+  cfg.op_timeout = 30;  // far longer than the test may take: nobody waits for it
+  net::LocalHub hub(4);
+  thread_pool().set_threads(1);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto errors = run_ranks(4, [&](int r) {
+    FaultyTransport t(hub, r, 2, 3, FaultyTransport::Mode::fail);
+    auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+    const train::DistContext ctx{t, dist::ShardPlan(model->params.size(), 4)};
+    std::ostringstream log;
+    train::Trainer(cfg, *model, train, test, log, &ctx).run();
+  });
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    REQUIRE(errors[r]);
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const net::TimeoutError& e) {
+      FAIL("timed out instead of failing fast: " << e.what());
+    } catch (const net::PeerError& e) {
+      CHECK(e.peer() == 2);
+      CHECK(std::string(e.what()).find("rank 2 failed: injected fault at iteration 3") !=
+            std::string::npos);
+      CHECK(std::string(e.what()).find("BSP iteration") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a frozen rank makes the others time out naming it and the op_timeout knob") {
+  const auto train = synthetic_images(96, 26), test = synthetic_images(16, 27);
+  auto cfg = dist_config();
+  cfg.op_timeout = 0.3;
+  net::LocalHub hub(4);
+  thread_pool().set_threads(1);
+  const auto errors = run_ranks(4, [&](int r) {
+    FaultyTransport t(hub, r, 2, 1, FaultyTransport::Mode::stall);
+    auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+    const train::DistContext ctx{t, dist::ShardPlan(model->params.size(), 4)};
+    std::ostringstream log;
+    train::Trainer(cfg, *model, train, test, log, &ctx).run();
+  });
+  for (int r : {0, 1, 3}) {
+    CAPTURE(r);
+    REQUIRE(errors[r]);
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const net::TimeoutError& e) {
+      CHECK(e.peer() == 2);
+      CHECK(std::string(e.what()).find("--op-timeout") != std::string::npos);
+      CHECK(std::string(e.what()).find("gradient reduce") != std::string::npos);
+    }
+  }
+}
+
+// ---- trainer integration -----------------------------------------------------------------------
+
+TEST_CASE("target accuracy stops every rank after the same step; metrics go to one file each") {
+  const auto train = synthetic_images(96, 28), test = synthetic_images(64, 29);
+  auto cfg = dist_config();
+  cfg.epochs = 3;
+  cfg.eval_every = 2;
+  cfg.target_acc = 0.01;  // reached at the first evaluation
+  cfg.metrics = temp_path("metrics.jsonl");
+  const auto runs = train_ranks(cfg, 2, train, test);
+  CHECK(runs[0].result.steps == 2);
+  CHECK(runs[1].result.steps == 2);
+  CHECK(runs[0].weights == runs[1].weights);
+  auto events = [](const std::string& path) {
+    std::vector<nlohmann::json> v;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line));
+    return v;
+  };
+  auto has = [](const std::vector<nlohmann::json>& v, const char* e) {
+    return std::any_of(v.begin(), v.end(),
+                       [&](const nlohmann::json& j) { return j["event"] == e; });
+  };
+  const auto r0 = events(cfg.metrics);
+  const std::string rank1_path = train::dist_metrics_path(cfg.metrics, 1);
+  const auto r1 = events(rank1_path);
+  CHECK(has(r0, "target_reached"));
+  CHECK(has(r0, "epoch"));
+  CHECK(has(r0, "dist"));
+  CHECK(has(r1, "dist"));
+  CHECK_FALSE(has(r1, "epoch"));
+  CHECK_FALSE(has(r1, "eval"));
+  for (const auto& e : r1) {
+    if (e["event"] != "dist") continue;
+    CHECK(e["rank"] == 1);
+    CHECK(e["bytes_sent"].get<uint64_t>() > 0);
+    CHECK(e["comm_s"].get<double>() >= 0);
+    CHECK(e["idle_s"].get<double>() >= 0);
+  }
+  std::filesystem::remove(cfg.metrics);
+  std::filesystem::remove(rank1_path);
+}
+
+TEST_CASE("distributed metrics paths insert the rank before the extension") {
+  CHECK(train::dist_metrics_path("run.jsonl", 0) == "run.jsonl");
+  CHECK(train::dist_metrics_path("run.jsonl", 2) == "run.rank2.jsonl");
+  CHECK(train::dist_metrics_path("out.d/log", 3) == "out.d/log.rank3");
+  CHECK(train::dist_metrics_path("/tmp/.hidden", 1) == "/tmp/.hidden.rank1");
+  CHECK(train::dist_metrics_path("", 1).empty());
+}
+
+TEST_CASE("distributed mode refuses what it does not support, with the reason") {
+  const auto train = synthetic_images(40, 30), test = synthetic_images(8, 31);
+  net::LocalHub hub(2);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+  const train::DistContext ctx{hub.transport(0), dist::ShardPlan(model->params.size(), 2)};
+  std::ostringstream log;
+  auto cfg = dist_config();
+  cfg.batch = 33;
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("batch: expected a multiple of the world size 2"));
+  cfg = dist_config();
+  cfg.sampler = "mercury";
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("sampler: expected uniform"));
+  cfg = dist_config();
+  cfg.resume = "x.safetensors";
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("resume: not supported yet"));
+  cfg = dist_config();
+  cfg.micro_batch = 20;
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("micro_batch: expected 0..local batch (batch / world = 16)"));
+  const train::DistContext wrong{hub.transport(0), dist::ShardPlan(model->params.size() + 16, 2)};
+  CHECK_THROWS_WITH(train::Trainer(dist_config(), *model, train, test, log, &wrong),
+                    doctest::Contains("shard plan size: expected"));
+  cfg = dist_config();
+  cfg.partition = "random";
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("expected iid, dirichlet or shards, found 'random'"));
+}
+
+TEST_CASE("initial broadcast refuses a rank whose model differs, naming both layout hashes") {
+  net::LocalHub hub(2);
+  auto mlp = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+  auto cnn = models::make_model("cnn", Shape{1, 28, 28}, 10, 1);
+  std::string message;
+  const auto errors = run_ranks(2, [&](int r) {
+    nn::Model& m = r == 0 ? *mlp : *cnn;
+    dist::BspSync bsp(hub.transport(r), dist::ShardPlan(m.params.size(), 2), m.params,
+                      optim::OptimizerConfig{}, 10);
+    bsp.broadcast_initial_params();
+  });
+  CHECK_FALSE(errors[0]);
+  REQUIRE(errors[1]);
+  try {
+    std::rethrow_exception(errors[1]);
+  } catch (const std::runtime_error& e) {
+    message = e.what();
+  }
+  CHECK(message.find("parameter layout hash: expected " +
+                     std::to_string(cnn->params.layout_hash())) != std::string::npos);
+  CHECK(message.find("found " + std::to_string(mlp->params.layout_hash())) != std::string::npos);
+}
+
+TEST_CASE("replica check names every rank's checksum when the weights differ") {
+  net::LocalHub hub(3);
+  std::vector<uint32_t> agreed(3), local(3);
+  const auto errors = run_ranks(3, [&](int r) {
+    nn::ParamStore ps;
+    ps.declare("w", Shape{32}, nn::Init::zeros);
+    ps.finalize(0);
+    dist::BspSync bsp(hub.transport(r), dist::ShardPlan(32, 3), ps, optim::OptimizerConfig{}, 10);
+    agreed[r] = bsp.check_replicas(0);
+    local[r] = io::crc32c(ps.values(), 32 * sizeof(float));
+    if (r == 1) ps.values()[5] = 1.0f;
+    bsp.check_replicas(1);
+  });
+  CHECK(agreed == local);
+  for (int r = 0; r < 3; ++r) {
+    REQUIRE(errors[r]);
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const dist::ReplicaMismatch& e) {
+      CHECK(std::string(e.what()).find("rank 0 ") != std::string::npos);
+      CHECK(std::string(e.what()).find("rank 2 ") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a subset gathers the mapped samples and checks its indices") {
+  const auto d = synthetic_images(20, 32);
+  const data::Subset sub(d, {7, 3, 3, 19}, "test part");
+  CHECK(sub.size() == 4);
+  CHECK(sub.label(0) == d.label(7));
+  CHECK(sub.sample_shape() == d.sample_shape());
+  CHECK(sub.describe().find("test part of 4 samples") != std::string::npos);
+  std::vector<float> a(3 * 784), b(3 * 784);
+  std::vector<int32_t> ya(3), yb(3);
+  const int64_t local[] = {3, 0, 1};
+  const int64_t global[] = {19, 7, 3};
+  sub.gather(local, a.data(), ya.data(), nullptr);
+  d.gather(global, b.data(), yb.data(), nullptr);
+  CHECK(a == b);
+  CHECK(ya == yb);
+  const int64_t bad[] = {0, 4};
+  CHECK_THROWS_WITH_AS(sub.gather(bad, a.data(), ya.data(), nullptr),
+                       doctest::Contains("batch position 1 has index 4, expected 0..3"),
+                       std::out_of_range);
+  CHECK_THROWS_WITH_AS(data::Subset(d, {0, 20}), doctest::Contains("position 1 has index 20"),
+                       std::out_of_range);
+}
