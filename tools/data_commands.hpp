@@ -9,8 +9,8 @@
 //       <out>/validation_list.txt, testing_list.txt   whole SPEAKERS held out (a speaker is one
 //         espeak-ng voice + variant), so test accuracy measures unseen voices
 //       <out>/speakers.txt   "<speaker id> <voice+variant> <split>" per line
-//     Each clip: espeak-ng -v <voice>+<variant> -s <rate> -p <pitch> -w <tmp> <word> (posix_spawn,
-//     no shell, exit code checked, killed after process_timeout_seconds), 22050 Hz resampled to
+//     Each clip: espeak-ng -v <voice>+<variant> -s <rate> -p <pitch> -w <tmp> <word> (no shell,
+//     tools/process.hpp; exit code checked, killed after process_timeout_seconds), 22050 Hz to
 //     16 kHz with a Hann-windowed sinc (32 taps a side, cutoff 0.95 of the output Nyquist),
 //     silence trimmed, peak-normalised to a random level, placed at a random offset in 1 s
 //     (centre-cropped if longer), mixed with a random segment of one noise file at a random gain.
@@ -38,11 +38,6 @@
 //   Not thread-safe with itself on the same output directory.
 #pragma once
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,115 +64,9 @@
 #include "mercury/data/text.hpp"
 #include "mercury/data/wav.hpp"
 #include "mercury/io/atomic_file.hpp"
-
-extern char** environ;
+#include "tools/process.hpp"
 
 namespace mercury::tools {
-
-class ToolError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// ---- running external programs ------------------------------------------------------------------
-
-struct ProcessResult {
-  int exit_code = -1;  // valid when signal == 0 and !timed_out
-  int signal = 0;
-  bool timed_out = false;
-  std::string out, err;
-  bool ok() const { return !timed_out && signal == 0 && exit_code == 0; }
-  std::string status() const {
-    if (timed_out) return "timed out (killed)";
-    if (signal != 0) return "killed by signal " + std::to_string(signal);
-    return "exit code " + std::to_string(exit_code);
-  }
-};
-
-// Runs argv (PATH lookup, no shell), stdin from /dev/null, stdout and stderr captured (stdout
-// capped at max_output bytes: more is an error). Throws ToolError if the program cannot start.
-inline ProcessResult run_process(const std::vector<std::string>& argv, double timeout_seconds,
-                                 size_t max_output = size_t{1} << 30) {
-  if (argv.empty()) throw std::invalid_argument("run_process: empty argv");
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
-    throw ToolError("pipe2 failed: " + std::string(strerror(errno)));
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ::close(out_pipe[0]);
-    ::close(out_pipe[1]);
-    throw ToolError("pipe2 failed: " + std::string(strerror(errno)));
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int spawn_error = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (spawn_error != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    throw ToolError("cannot run '" + argv[0] + "': " + strerror(spawn_error) +
-                    (spawn_error == ENOENT ? " (not installed or not on PATH)" : ""));
-  }
-  ProcessResult result;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  bool too_much = false;
-  char buffer[65536];
-  int open_count = 2;
-  while (open_count > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0 || too_much) {
-      ::kill(pid, SIGKILL);
-      result.timed_out = !too_much;
-      break;
-    }
-    const int ready = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
-    if (ready < 0 && errno != EINTR) break;
-    for (int k = 0; k < 2; ++k) {
-      if (fds[k].fd < 0 || !(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t got = ::read(fds[k].fd, buffer, sizeof buffer);
-      if (got > 0) {
-        sinks[k]->append(buffer, static_cast<size_t>(got));
-        if (k == 0 && result.out.size() > max_output) too_much = true;
-        if (k == 1 && result.err.size() > (size_t{1} << 20)) result.err.resize(size_t{1} << 20);
-      } else if (got == 0 || errno != EINTR) {
-        ::close(fds[k].fd);
-        fds[k].fd = -1;
-        --open_count;
-      }
-    }
-  }
-  for (const pollfd& p : fds) {
-    if (p.fd >= 0) ::close(p.fd);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status) && !result.timed_out) result.signal = WTERMSIG(status);
-  // Where posix_spawn reports a failed exec through the child (qemu-user, some libcs), the
-  // child exits with 127, the shell's "command not found".
-  if (result.exit_code == 127 && result.out.empty()) {
-    throw ToolError("cannot run '" + argv[0] + "': exit code 127 (not installed or not on PATH)");
-  }
-  if (too_much) {
-    throw ToolError("'" + argv[0] + "' wrote more than " + std::to_string(max_output) +
-                    " bytes to stdout; refusing to buffer more");
-  }
-  return result;
-}
 
 // ---- small deterministic helpers ----------------------------------------------------------------
 

@@ -4,10 +4,14 @@
 //   mercury inspect CHECKPOINT                            what a checkpoint holds
 //   mercury data fashion-mnist|speech-synth|debian-text   produce/verify the offline datasets
 //   mercury report --out DIR RUN.jsonl...                 SVG plots + summary of metrics files
+//   mercury launch -n N [flags] -- COMMAND...             N ranks of COMMAND on this machine
+//   mercury trace --set-point-mbps X --out FILE           a fluctuating bandwidth trace (CSV)
 //
 // Every train flag mirrors one TrainConfig key (mercury/train/config.hpp); --config FILE loads a
 // JSON object of the same keys, and flags given on the command line override it.
-// Exit codes: 0 success, 1 runtime failure, 2 bad usage / bad input.
+// Exit codes: 0 success, 1 runtime failure, 2 bad usage / bad input; `launch` returns the
+// failing rank's code (128 + signal if it was killed), or 127/126 when the command cannot be run
+// (not found / not executable), like a shell.
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -15,11 +19,18 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 
 #include "mercury/mercury.hpp"
+#include "net/auth.hpp"
+#include "net/env.hpp"
+#include "net/fault.hpp"
+#include "net/mesh.hpp"
+#include "net/shaper.hpp"
 #include "tools/data_commands.hpp"
+#include "tools/launch.hpp"
 #include "tools/report.hpp"
 
 namespace {
@@ -74,8 +85,66 @@ json read_json_file(const std::string& path) {
   }
 }
 
+// One rank of a cluster (RANK/WORLD_SIZE set, normally by `mercury launch`): the Asio mesh with
+// the handshake over this model's ShardPlan and layout, bandwidth shaping and MERCURY_FAULT from
+// the environment, then the BSP trainer.
+void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::net::ClusterEnv& env,
+                       mercury::nn::Model& model, mercury::data::LoadedData& d) {
+  using namespace mercury;
+  const dist::ShardPlan plan(model.params.size(), env.world_size);
+  net::MeshConfig mc;
+  mc.rank = env.rank;
+  mc.world = env.world_size;
+  mc.master_addr = env.master_addr;
+  mc.master_port = env.master_port;
+  mc.bind_addr = env.bind_address;
+  if (!env.run_id.empty()) mc.run_id = env.run_id;
+  mc.plan_hash = plan.hash();
+  mc.layout_hash = model.params.layout_hash();
+  if (!env.secret_file.empty()) mc.secret = net::load_secret_file(env.secret_file);
+  mc.insecure = env.insecure;
+  mc.connect_timeout_s = env.connect_timeout_s;
+  mc.op_timeout_s = env.op_timeout_s;
+  mc.heartbeat_interval_s = env.heartbeat_interval_s;
+  mc.heartbeat_timeout_s = env.heartbeat_timeout_s;
+  mc.max_message_bytes = env.max_frame_bytes;
+  mc.chunk_bytes = env.chunk_bytes;
+  std::optional<net::FaultSpec> fault;
+  try {
+    mc.pacer = net::make_pacer(net::shaper_config_from_env());
+    fault = net::fault_from_env([](const char* n) -> const char* { return std::getenv(n); },
+                                env.world_size);
+  } catch (const std::exception& e) {  // a bad MERCURY_BANDWIDTH*/MERCURY_FAULT value
+    throw UsageError(e.what());
+  }
+  net::Mesh mesh(mc);
+  mesh.start();
+  train::DistContext ctx{mesh, plan, [&](int64_t iteration) {
+                           if (!fault || !fault->fires(env.rank, static_cast<uint64_t>(iteration)))
+                             return;
+                           if (net::execute_process_fault(*fault)) return;
+                           if (fault->action == net::FaultAction::drop) {
+                             mesh.drop_connections_for_testing();
+                           } else {
+                             mesh.corrupt_next_frame_for_testing();
+                           }
+                         }};
+  train::Trainer trainer(cfg, model, *d.train, *d.test, std::cout, &ctx);
+  trainer.set_checkpoint_metadata(d.metadata);
+  trainer.run();
+  mesh.close(net::deadline_in(env.op_timeout_s));
+}
+
 int run_train(const mercury::train::TrainConfig& cfg) {
   using namespace mercury;
+  net::ClusterEnv env;
+  try {
+    env = net::cluster_env();
+  } catch (const net::EnvError& e) {
+    throw UsageError(e.what());
+  }
+  // Ranks write through `mercury launch`'s pipes: line-buffer so their lines interleave live.
+  if (env.distributed) std::setvbuf(stdout, nullptr, _IOLBF, 0);
   data::DatasetOptions dopt;
   dopt.name = cfg.data;
   dopt.dir = cfg.data_dir;
@@ -95,6 +164,11 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   auto model = models::make_model(cfg.model, d.train->sample_shape(), d.train->num_classes(),
                                   static_cast<uint64_t>(cfg.seed), mo);
   std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
+  if (env.distributed) {
+    std::cout << net::describe(env) << "\n";
+    train_distributed(cfg, env, *model, d);
+    return 0;
+  }
   train::Trainer trainer(cfg, *model, *d.train, *d.test, std::cout);
   trainer.set_checkpoint_metadata(d.metadata);
   trainer.run();
@@ -114,6 +188,30 @@ int run_inspect(const std::string& path) {
     for (std::size_t i = 0; i < e.shape.size(); ++i) std::cout << (i ? "," : "") << e.shape[i];
     std::cout << "]\n";
   }
+  return 0;
+}
+
+int run_trace(double set_point_mbps, double deviation, double duration, double step, uint64_t seed,
+              const std::string& out) {
+  const auto trace = [&] {
+    try {
+      return mercury::net::generate_trace(set_point_mbps, deviation, duration, step, seed);
+    } catch (const mercury::net::ShaperError& e) {
+      throw UsageError(std::string("trace: ") + e.what());
+    }
+  }();
+  char command[256];
+  std::snprintf(command, sizeof command,
+                "mercury trace --set-point-mbps %g --deviation %g --duration %g --step %g "
+                "--seed %llu",
+                set_point_mbps, deviation, duration, step, static_cast<unsigned long long>(seed));
+  trace.write_csv(out, command);
+  double mean = 0;
+  for (const auto& p : trace.points()) mean += p.mbps;
+  mean /= static_cast<double>(trace.points().size());
+  std::cout << out << ": " << trace.points().size() << " points every " << step << " s, mean "
+            << mean << " Mbps, mean absolute deviation "
+            << 100 * mercury::net::mean_abs_deviation_fraction(trace) << "%\n";
   return 0;
 }
 
@@ -173,8 +271,60 @@ int main(int argc, char** argv) {
   std::string inspect_path;
   inspect->add_option("checkpoint", inspect_path, "checkpoint file")->required();
 
+  auto* launch = app.add_subcommand(
+      "launch", "run N ranks of a command on this machine (torchrun's RANK, WORLD_SIZE, ...)");
+  mercury::tools::LaunchOptions launch_opt;
+  launch->add_option("-n,--nprocs", launch_opt.processes, "number of ranks, 1..256")->required();
+  launch->add_option("--bandwidth", launch_opt.bandwidth,
+                     "emulated link rate, e.g. 10mbps (MERCURY_BANDWIDTH)");
+  launch->add_option("--bandwidth-trace", launch_opt.bandwidth_trace,
+                     "t_seconds,mbps CSV the rate follows (MERCURY_BANDWIDTH_TRACE)");
+  launch->add_option("--bandwidth-mode", launch_opt.bandwidth_mode,
+                     "link: each link has the rate; medium: all share one channel "
+                     "(MERCURY_BANDWIDTH_MODE)");
+  launch->add_option("--latency-ms", launch_opt.latency_ms,
+                     "one-way delay added to every write (MERCURY_LATENCY_MS)");
+  launch->add_option("--master-port", launch_opt.master_port,
+                     "rank 0's port (default 0: pick a free loopback port)");
+  launch->add_option("--secret-file", launch_opt.secret_file,
+                     "file holding the cluster secret (MERCURY_SECRET_FILE)");
+  launch->add_flag("--insecure", launch_opt.insecure,
+                   "allow a non-loopback MERCURY_BIND without a secret (MERCURY_INSECURE=1)");
+  launch->add_option("--grace-seconds", launch_opt.grace_seconds,
+                     "when stopping the ranks: seconds between SIGTERM and SIGKILL (default 5)");
+  launch->footer(
+      "The command follows '--': mercury launch -n 4 -- mercury train --config run.json\n"
+      "Output lines are prefixed [rank r]; the first rank to fail stops the others and its exit "
+      "code is returned.");
+  launch->allow_extras();  // so a command given without '--' gets a clear message below
+
+  auto* trace_cmd = app.add_subcommand(
+      "trace", "write a fluctuating bandwidth trace (t_seconds,mbps CSV) for --bandwidth-trace");
+  double trace_set_point = 0, trace_deviation = 0.1, trace_duration = 60, trace_step = 0.5;
+  uint64_t trace_seed = 1;
+  std::string trace_out;
+  trace_cmd->add_option("--set-point-mbps", trace_set_point, "mean rate, Mbps")->required();
+  trace_cmd->add_option("--deviation", trace_deviation,
+                        "mean absolute deviation as a fraction of the mean, 0..0.5 (default 0.1)");
+  trace_cmd->add_option("--duration", trace_duration, "seconds covered (default 60)");
+  trace_cmd->add_option("--step", trace_step, "seconds between points (default 0.5)");
+  trace_cmd->add_option("--seed", trace_seed, "random seed (default 1)");
+  trace_cmd->add_option("--out", trace_out, "output CSV file")->required();
+
+  // `mercury launch ... -- COMMAND...`: everything after the first "--" is the ranks' command,
+  // untouched by CLI11 (it may have flags of its own, even another "--").
+  int parse_argc = argc;
+  if (argc > 1 && std::string(argv[1]) == "launch") {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string(argv[i]) == "--") {
+        launch_opt.command.assign(argv + i + 1, argv + argc);
+        parse_argc = i;
+        break;
+      }
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(parse_argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
@@ -198,6 +348,27 @@ int main(int argc, char** argv) {
         throw UsageError(e.what());
       }
       return run_train(cfg);
+    }
+    if (*launch) {
+      if (!launch->remaining().empty()) {
+        std::string extra;
+        for (const std::string& a : launch->remaining()) extra += (extra.empty() ? "" : " ") + a;
+        throw UsageError("launch: unexpected '" + extra +
+                         "' (unknown flag, or a command without '--' before it: mercury launch "
+                         "-n 2 -- COMMAND...)");
+      }
+      try {
+        return mercury::tools::launch(launch_opt);
+      } catch (const mercury::tools::LaunchUsageError& e) {
+        throw UsageError(std::string("launch: ") + e.what());
+      } catch (const mercury::tools::SpawnError& e) {
+        std::cerr << "mercury: error: launch: " << e.what() << "\n";
+        return e.shell_code();
+      }
+    }
+    if (*trace_cmd) {
+      return run_trace(trace_set_point, trace_deviation, trace_duration, trace_step, trace_seed,
+                       trace_out);
     }
     if (*inspect) return run_inspect(inspect_path);
     if (*rep) return mercury::tools::report(report_files, report_out, std::cout);

@@ -1,0 +1,286 @@
+// Distributed training end to end: real `mercury train` processes on loopback (the Asio mesh,
+// the handshake, BSP over sharded parameter servers) against the same ranks as threads of one
+// process, and the faults a cluster must survive with a clear, bounded failure.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file_test_support.hpp"
+#include "mercury/mercury.hpp"
+#include "models/registry.hpp"
+#include "net/local.hpp"
+#include "tools/launch.hpp"
+#include "tools/process.hpp"
+
+using namespace mercury;
+using mercury::testing::check_mentions;
+using mercury::testing::TempDir;
+
+namespace {
+
+const std::string kMercury = std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// A small Fashion-MNIST-shaped dataset (plain IDX) with learnable, varied images.
+void write_tiny_fashion_mnist(const TempDir& d, int n_train, int n_test) {
+  uint32_t state = 12345;
+  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"t10k", n_test}}) {
+    std::string images = std::string("\0\0\x08\x03", 4) + be32(n) + be32(28) + be32(28);
+    std::string labels = std::string("\0\0\x08\x01", 4) + be32(n);
+    for (int i = 0; i < n; ++i) {
+      const int label = i % 10;
+      labels.push_back(static_cast<char>(label));
+      for (int p = 0; p < 784; ++p) {
+        state = state * 1664525u + 1013904223u;
+        const int noise = static_cast<int>(state >> 26);  // 0..63
+        images.push_back(static_cast<char>(((p / 28) / 3 == label ? 150 : 20) + noise));
+      }
+    }
+    std::ofstream(d.file(std::string(stem) + "-images-idx3-ubyte"), std::ios::binary) << images;
+    std::ofstream(d.file(std::string(stem) + "-labels-idx1-ubyte"), std::ios::binary) << labels;
+  }
+}
+
+std::vector<std::string> train_args(const TempDir& d, int batch, int steps) {
+  return {"train",     "--data-dir", d.path().string(), "--model",    "mlp",
+          "--batch",   std::to_string(batch),           "--epochs",   "2",
+          "--max-steps", std::to_string(steps),         "--threads",  "1",
+          "--progress",  "false",                       "--test-limit", "64"};
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The parameter tensors of a checkpoint, by name.
+std::map<std::string, std::vector<uint8_t>> checkpoint_params(const std::string& path,
+                                                              const nn::Model& model) {
+  const auto f = io::SafetensorsFile::load(path);
+  std::map<std::string, std::vector<uint8_t>> out;
+  for (const auto& p : model.params.params()) {
+    const auto bytes = f.bytes(f.at(p.name));
+    out[p.name].assign(bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+struct Rank {
+  pid_t pid = -1;
+  std::string log;
+};
+
+// Starts `world` ranks of `mercury train` directly (no launcher, so survivors are not torn down
+// and each reports the failure itself), each with its own log file.
+std::vector<Rank> start_ranks(const TempDir& d, int world, const std::vector<std::string>& args,
+                              const std::vector<std::string>& extra_env,
+                              const std::function<std::vector<std::string>(int)>& rank_env = {}) {
+  const uint16_t port = tools::pick_free_port();
+  const std::string run_id = tools::random_run_id();
+  std::vector<Rank> ranks(static_cast<std::size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    Rank& rank = ranks[static_cast<std::size_t>(r)];
+    rank.log = d.file("rank" + std::to_string(r) + ".log");
+    tools::Fd out(::open(rank.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    REQUIRE(out);
+    tools::SpawnOptions o;
+    o.stdout_fd = o.stderr_fd = out.get();
+    o.new_process_group = true;
+    o.die_with_parent = true;
+    o.env = {"RANK=" + std::to_string(r),     "WORLD_SIZE=" + std::to_string(world),
+             "MASTER_ADDR=127.0.0.1",         "MASTER_PORT=" + std::to_string(port),
+             "MERCURY_RUN_ID=" + run_id};
+    o.env.insert(o.env.end(), extra_env.begin(), extra_env.end());
+    if (rank_env) {
+      const auto more = rank_env(r);
+      o.env.insert(o.env.end(), more.begin(), more.end());
+    }
+    std::vector<std::string> argv = {kMercury};
+    argv.insert(argv.end(), args.begin(), args.end());
+    rank.pid = tools::spawn(argv, o);
+  }
+  return ranks;
+}
+
+// Waits for every rank (except `skip`) up to `seconds`; returns exit codes (128+signal when
+// killed, -1 when still running at the deadline — then it is killed).
+std::vector<int> wait_ranks(std::vector<Rank>& ranks, double seconds, int skip = -1) {
+  std::vector<int> codes(ranks.size(), -1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (std::size_t r = 0; r < ranks.size(); ++r) {
+    if (static_cast<int>(r) == skip) continue;
+    int status = 0;
+    for (;;) {
+      const pid_t got = ::waitpid(ranks[r].pid, &status, WNOHANG);
+      if (got == ranks[r].pid) {
+        codes[r] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(ranks[r].pid, SIGKILL);
+        ::waitpid(ranks[r].pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  return codes;
+}
+
+void kill_rank(Rank& rank) {
+  ::kill(rank.pid, SIGKILL);
+  int status = 0;
+  ::waitpid(rank.pid, &status, 0);
+}
+
+}  // namespace
+
+TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across repeated runs") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 512, 64);
+  const int W = 4, batch = 64, steps = 6;
+  std::vector<std::string> ckpt;
+  for (int run = 0; run < 2; ++run) {
+    ckpt.push_back(d.file("run" + std::to_string(run) + ".safetensors"));
+    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--",
+                                     kMercury};
+    const auto args = train_args(d, batch, steps);
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--checkpoint", ckpt.back()});
+    const auto r = tools::run_process(argv, 120);
+    INFO(r.out, r.err);
+    REQUIRE(r.ok());
+    CHECK(r.out.find("[rank 3]") != std::string::npos);
+  }
+
+  // The same ranks as threads over a LocalHub, in this process.
+  data::DatasetOptions dopt;
+  dopt.name = "fashion-mnist";
+  dopt.dir = d.path().string();
+  const data::LoadedData data = data::load_dataset(dopt);
+  train::TrainConfig cfg;
+  cfg.model = "mlp";
+  cfg.data_dir = d.path().string();
+  cfg.batch = batch;
+  cfg.epochs = 2;
+  cfg.max_steps = steps;
+  cfg.threads = 1;
+  cfg.progress = false;
+  cfg.test_limit = 64;
+  net::LocalHub hub(W);
+  std::vector<std::unique_ptr<nn::Model>> models;
+  for (int r = 0; r < W; ++r) {
+    models.push_back(models::make_model("mlp", data.train->sample_shape(),
+                                        data.train->num_classes(), 1, {}));
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(W);
+  for (int r = 0; r < W; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        std::ostringstream log;
+        const train::DistContext ctx{hub.transport(r),
+                                     dist::ShardPlan(models[r]->params.size(), W)};
+        train::Trainer t(cfg, *models[r], *data.train, *data.test, log, &ctx);
+        t.run();
+        hub.transport(r).close(net::deadline_in(10));
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) CHECK(e == "");
+
+  const auto first = checkpoint_params(ckpt[0], *models[0]);
+  CHECK(first == checkpoint_params(ckpt[1], *models[0]));  // repeated multi-process runs
+  for (const auto& p : models[0]->params.params()) {
+    const auto* v = reinterpret_cast<const uint8_t*>(models[0]->params.values() + p.offset);
+    const std::vector<uint8_t> threaded(v, v + p.shape.numel() * 4);
+    CHECK_MESSAGE(first.at(p.name) == threaded, "tensor " << p.name);
+  }
+}
+
+TEST_CASE("a rank killed mid-run: every survivor exits non-zero within the timeout naming it") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 512, 64);
+  auto ranks = start_ranks(d, 3, train_args(d, 48, 40),
+                           {"MERCURY_FAULT=rank=2,iter=3,action=kill", "MERCURY_OP_TIMEOUT=10"});
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto codes = wait_ranks(ranks, 60);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(codes[2] == 128 + SIGKILL);
+  for (int r : {0, 1}) {
+    const std::string log = slurp(ranks[r].log);
+    INFO("rank ", r, " log:\n", log);
+    CHECK(codes[r] != 0);
+    CHECK(codes[r] != -1);  // exited by itself
+    check_mentions(log, {"rank 2"});
+  }
+  CHECK(took < 10 + 5 + 10);  // op timeout + 5 s, plus start-up on a loaded 2-core machine
+}
+
+TEST_CASE("a stalled rank (SIGSTOP) is named by a heartbeat timeout") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 512, 64);
+  auto ranks = start_ranks(d, 3, train_args(d, 48, 40),
+                           {"MERCURY_FAULT=rank=1,iter=2,action=stall",
+                            "MERCURY_HEARTBEAT_INTERVAL=0.2", "MERCURY_HEARTBEAT_TIMEOUT=2"});
+  const auto codes = wait_ranks(ranks, 40, /*skip=*/1);
+  kill_rank(ranks[1]);
+  for (int r : {0, 2}) {
+    const std::string log = slurp(ranks[r].log);
+    INFO("rank ", r, " log:\n", log);
+    CHECK(codes[r] != 0);
+    CHECK(codes[r] != -1);
+    check_mentions(log, {"rank 1", "heartbeat"});
+  }
+}
+
+TEST_CASE("a corrupted frame fails with a CRC error naming the peer, frame type and iteration") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 512, 64);
+  auto ranks =
+      start_ranks(d, 2, train_args(d, 32, 40), {"MERCURY_FAULT=rank=1,iter=3,action=corrupt"});
+  const auto codes = wait_ranks(ranks, 60);
+  const std::string log0 = slurp(ranks[0].log);
+  INFO("rank 0 log:\n", log0, "\nrank 1 log:\n", slurp(ranks[1].log));
+  CHECK(codes[0] != 0);
+  CHECK(codes[1] != 0);
+  check_mentions(log0, {"CRC", "rank 1", "iteration 3"});
+}
+
+TEST_CASE("a wrong cluster secret is refused on both sides") {
+  TempDir d;
+  write_tiny_fashion_mnist(d, 64, 16);
+  std::ofstream(d.file("a.secret")) << "correct horse battery staple\n";
+  std::ofstream(d.file("b.secret")) << "something else entirely\n";
+  auto ranks = start_ranks(d, 2, train_args(d, 32, 2), {"MERCURY_CONNECT_TIMEOUT=10"},
+                           [&](int r) {
+                             return std::vector<std::string>{
+                                 "MERCURY_SECRET_FILE=" + d.file(r == 0 ? "a.secret" : "b.secret")};
+                           });
+  const auto codes = wait_ranks(ranks, 40);
+  for (int r : {0, 1}) {
+    const std::string log = slurp(ranks[r].log);
+    INFO("rank ", r, " log:\n", log);
+    CHECK(codes[r] != 0);
+    CHECK(codes[r] != -1);
+    check_mentions(log, {"secret"});
+  }
+}
