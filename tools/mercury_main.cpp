@@ -125,7 +125,8 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
                            if (net::execute_process_fault(*fault)) return;
                            if (fault->action == net::FaultAction::drop) {
                              mesh.drop_connections_for_testing();
-                           } else {
+                           } else {  // corrupt this iteration's first frame, not a queued one
+                             mesh.flush(net::deadline_in(env.op_timeout_s));
                              mesh.corrupt_next_frame_for_testing();
                            }
                          }};

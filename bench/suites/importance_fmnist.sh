@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/importance_fmnist}
-bin=build/release/tools/mercury
+bin=${MERCURY_BIN:-build/release/tools/mercury}
 [ -x "$bin" ] || { echo "importance_fmnist.sh: $bin missing: build the release preset" >&2; exit 2; }
 mkdir -p "$out"
 common=(--model cnn --data fashion-mnist --batch 64 --lr 0.001 --optimizer adam --threads 1
@@ -23,13 +23,21 @@ run() {  # name, extra args...
   echo "== $name"
   "$bin" train "${common[@]}" --metrics "$out/$name.jsonl" "$@" | tail -n 2
 }
+# Mercury: groups of M = B = 64 scored per step, batches drawn from d = 8 groups, and the
+# training pass's own per-sample losses refreshing the cache for free (--reuse-train-losses).
 for seed in 1 2 3; do
   run "uniform-s$seed" --sampler uniform --seed "$seed" --eval-every 200
-  run "mercury-s$seed" --sampler mercury --group-size 64 --seed "$seed" --eval-every 200
+  run "mercury-s$seed" --sampler mercury --group-size 64 --groups-per-batch 8 --seed "$seed" \
+    --eval-every 200
+done
+for seed in 1 2 3; do
   run "kf-s$seed" --sampler kf --seed "$seed" --eval-every 200
   run "selective-backprop-s$seed" --sampler selective-backprop --seed "$seed" --eval-every 200
 done
-# Mercury's default group size (10 x batch): fresher, larger candidate pools, 10x the scoring.
+# Ablations on one seed: the paper's default group size (10 x batch, 10x the scoring) and no
+# free refresh from the training pass.
 run "mercury-M640-s1" --sampler mercury --group-size 640 --seed 1 --eval-every 200
+run "mercury-noreuse-s1" --sampler mercury --group-size 64 --groups-per-batch 8 \
+  --reuse-train-losses false --seed 1 --eval-every 200
 run "all-is-s1" --sampler all-is --seed 1 --max-steps 50 --eval-every 50
 "$bin" report --out "$out/report" "$out"/*.jsonl

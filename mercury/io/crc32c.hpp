@@ -6,13 +6,25 @@
 //   checksum, so crc32c(b, nb, crc32c(a, na)) == crc32c(a ++ b, na + nb): large or scattered
 //   buffers can be hashed piece by piece without copying them together.
 //   `data` may be null only when size == 0. Pure function, thread-safe, no allocation.
-//   Slicing-by-8 tables are built at compile time; no SSE4.2/ARMv8 CRC instructions are used, so
-//   results are identical on every platform (little- or big-endian).
+//   crc32c_portable() is slicing-by-8 with tables built at compile time (any platform, little- or
+//   big-endian). crc32c() uses the CPU's CRC32C instruction when there is one — SSE4.2, detected
+//   at run time on x86-64 (not with MERCURY_MAX_ISA=ref, so the fallback stays testable here);
+//   ARMv8 CRC when the target flags enable it (__ARM_FEATURE_CRC32, e.g. -march=armv8-a+crc) —
+//   and the portable code otherwise: same values everywhere, ~5x faster on the wire path.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define MERCURY_CRC32C_X86 1
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_CRC32)
+#include <arm_acle.h>
+#define MERCURY_CRC32C_ARM 1
+#endif
 
 namespace mercury::io {
 
@@ -40,7 +52,7 @@ inline constexpr std::array<std::array<uint32_t, 256>, 8> kTables = [] {
 
 }  // namespace crc32c_detail
 
-inline uint32_t crc32c(const void* data, size_t size, uint32_t seed = 0) {
+inline uint32_t crc32c_portable(const void* data, size_t size, uint32_t seed = 0) {
   const auto& t = crc32c_detail::kTables;
   const auto* bytes = static_cast<const unsigned char*>(data);
   uint32_t crc = ~seed;
@@ -55,6 +67,59 @@ inline uint32_t crc32c(const void* data, size_t size, uint32_t seed = 0) {
   }
   while (size-- > 0) crc = (crc >> 8) ^ t[0][(crc ^ *bytes++) & 0xFFu];
   return ~crc;
+}
+
+namespace crc32c_detail {
+#if defined(MERCURY_CRC32C_X86)
+__attribute__((target("sse4.2"))) inline uint32_t hardware(const unsigned char* p, size_t n,
+                                                          uint32_t crc) {
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);  // x86 is little-endian: the word is the next 8 bytes in order
+    c = _mm_crc32_u64(c, word);
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  for (; n > 0; --n) c32 = _mm_crc32_u8(c32, *p++);
+  return c32;
+}
+inline bool hardware_available() {
+  static const bool yes = [] {
+    const char* cap = std::getenv("MERCURY_MAX_ISA");
+    return __builtin_cpu_supports("sse4.2") && !(cap && std::strcmp(cap, "ref") == 0);
+  }();
+  return yes;
+}
+#elif defined(MERCURY_CRC32C_ARM)
+inline uint32_t hardware(const unsigned char* p, size_t n, uint32_t crc) {
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);  // aarch64 Linux is little-endian
+    crc = __crc32cd(crc, word);
+  }
+  for (; n > 0; --n) crc = __crc32cb(crc, *p++);
+  return crc;
+}
+inline bool hardware_available() { return true; }
+#endif
+}  // namespace crc32c_detail
+
+inline uint32_t crc32c(const void* data, size_t size, uint32_t seed = 0) {
+#if defined(MERCURY_CRC32C_X86) || defined(MERCURY_CRC32C_ARM)
+  if (size >= 16 && crc32c_detail::hardware_available()) {
+    return ~crc32c_detail::hardware(static_cast<const unsigned char*>(data), size, ~seed);
+  }
+#endif
+  return crc32c_portable(data, size, seed);
+}
+
+// True when crc32c() uses a CRC instruction on this machine.
+inline bool crc32c_hardware() {
+#if defined(MERCURY_CRC32C_X86) || defined(MERCURY_CRC32C_ARM)
+  return crc32c_detail::hardware_available();
+#else
+  return false;
+#endif
 }
 
 }  // namespace mercury::io

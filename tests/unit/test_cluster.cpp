@@ -262,7 +262,7 @@ TEST_CASE("a corrupted frame fails with a CRC error naming the peer, frame type 
   INFO("rank 0 log:\n", log0, "\nrank 1 log:\n", slurp(ranks[1].log));
   CHECK(codes[0] != 0);
   CHECK(codes[1] != 0);
-  check_mentions(log0, {"CRC", "rank 1", "iteration 3"});
+  check_mentions(log0, {"CRC", "rank 1", "frame type 16", "iteration 3"});
 }
 
 TEST_CASE("a wrong cluster secret is refused on both sides") {
