@@ -75,8 +75,12 @@ struct TrainConfig {
 // (key, help) for every field, in the order --help shows them.
 inline const std::vector<std::pair<std::string, std::string>>& train_config_help() {
   static const std::vector<std::pair<std::string, std::string>> h = {
-      {"model", "model name: cnn | mlp"},
-      {"data", "dataset: fashion-mnist"},
+      {"model",
+       "model name: cnn | mlp | resnet8 | resnet20 | resnet18 | resnet50 | mobilenetv2 | vgg13 | "
+       "ds_cnn | lstm_attention | textcnn"},
+      {"data",
+       "dataset: fashion-mnist | cifar10 | cifar100 | svhn | aid | speech-commands | ag-news | "
+       "debian-text"},
       {"data_dir", "dataset directory (default: the Debian package location, Fashion-MNIST only)"},
       {"vocabulary", "text datasets: vocabulary size cap"},
       {"image_size", "aid: resize images to N x N"},
