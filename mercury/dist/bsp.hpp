@@ -346,8 +346,7 @@ class BspSync {
       char limit[64];
       std::snprintf(limit, sizeof limit, "%g", op_timeout_s_);
       return "rank " + std::to_string(rank_) + ", BSP iteration " + std::to_string(iteration) +
-             ", " + phase + ": " + e.what() + " [deadline per phase: --op-timeout " + limit +
-             " s]";
+             ", " + phase + ": " + e.what() + " [deadline per phase: --op-timeout " + limit + " s]";
     };
     try {
       return fn();

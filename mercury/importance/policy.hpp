@@ -42,13 +42,13 @@ inline SamplerKind parse_sampler(const std::string& s) {
 struct PolicyConfig {
   SamplerKind kind = SamplerKind::mercury;
   int64_t batch = 64;
-  int64_t group_size = 0;        // M; 0: 10 × batch
-  SamplerConfig sampler;         // d, β, λ, weighting
-  int64_t score_chunk = 320;     // forward batch used for scoring
-  bool train_mode_norm = false;  // score with batch statistics (METHOD: eval mode is ours)
-  int64_t kf_presample = 3;      // kf: candidates per batch slot
-  double sb_beta = 1.0;          // selective-backprop: keep probability = percentile^β
-  int64_t sb_history = 1024;     // selective-backprop: losses remembered for percentiles
+  int64_t group_size = 0;          // M; 0: 10 × batch
+  SamplerConfig sampler;           // d, β, λ, weighting
+  int64_t score_chunk = 320;       // forward batch used for scoring
+  bool train_mode_norm = false;    // score with batch statistics (METHOD: eval mode is ours)
+  int64_t kf_presample = 3;        // kf: candidates per batch slot
+  double sb_beta = 1.0;            // selective-backprop: keep probability = percentile^β
+  int64_t sb_history = 1024;       // selective-backprop: losses remembered for percentiles
   bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
   uint64_t seed = 1;
 };
@@ -131,7 +131,8 @@ class GroupwisePolicy final : public BatchPolicy {
   void observe(std::span<const int64_t> indices, std::span<const float> losses,
                int64_t iteration) override {
     if (!cfg_.reuse_train_losses) return;
-    for (std::size_t k = 0; k < indices.size(); ++k) cache_.observe(indices[k], losses[k], iteration);
+    for (std::size_t k = 0; k < indices.size(); ++k)
+      cache_.observe(indices[k], losses[k], iteration);
   }
 
  private:

@@ -72,7 +72,7 @@ inline uint32_t crc32c_portable(const void* data, size_t size, uint32_t seed = 0
 namespace crc32c_detail {
 #if defined(MERCURY_CRC32C_X86)
 __attribute__((target("sse4.2"))) inline uint32_t hardware(const unsigned char* p, size_t n,
-                                                          uint32_t crc) {
+                                                           uint32_t crc) {
   uint64_t c = crc;
   for (; n >= 8; n -= 8, p += 8) {
     uint64_t word;
@@ -100,7 +100,9 @@ inline uint32_t hardware(const unsigned char* p, size_t n, uint32_t crc) {
   for (; n > 0; --n) crc = __crc32cb(crc, *p++);
   return crc;
 }
-inline bool hardware_available() { return true; }
+inline bool hardware_available() {
+  return true;
+}
 #endif
 }  // namespace crc32c_detail
 

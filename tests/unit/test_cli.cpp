@@ -12,6 +12,8 @@
 #include <sstream>
 #include <string>
 
+#include "synthetic_data.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -50,27 +52,6 @@ struct TempDir {
     return (path / name).string();
   }
 };
-
-std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-          static_cast<char>(v)};
-}
-
-// Writes a tiny Fashion-MNIST-shaped dataset (plain IDX) into dir.
-void write_tiny_fashion_mnist(const TempDir& d, int n_train, int n_test) {
-  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"t10k", n_test}}) {
-    std::string images = std::string("\0\0\x08\x03", 4) + be32(n) + be32(28) + be32(28);
-    std::string labels = std::string("\0\0\x08\x01", 4) + be32(n);
-    for (int i = 0; i < n; ++i) {
-      const int label = i % 10;
-      labels.push_back(static_cast<char>(label));
-      for (int p = 0; p < 784; ++p)
-        images.push_back(static_cast<char>((p / 28) / 3 == label ? 200 : 10));
-    }
-    d.file(std::string(stem) + "-images-idx3-ubyte", images);
-    d.file(std::string(stem) + "-labels-idx1-ubyte", labels);
-  }
-}
 
 }  // namespace
 
@@ -118,7 +99,7 @@ TEST_CASE("missing data and unknown models are named in the error") {
   CHECK(r.code == 1);
   CHECK(r.output.find("Fashion-MNIST not found") != std::string::npos);
   CHECK(r.output.find("apt-get install dataset-fashion-mnist") != std::string::npos);
-  write_tiny_fashion_mnist(d, 20, 10);
+  mercury::testing::write_tiny_fashion_mnist(d.path, 20, 10);
   r = run("train --model resnet-9000 --data-dir " + d.path.string());
   CHECK(r.code != 0);
   CHECK(r.output.find("unknown model 'resnet-9000'") != std::string::npos);
@@ -129,7 +110,7 @@ TEST_CASE("missing data and unknown models are named in the error") {
 
 TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and inspects") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 64, 20);
+  mercury::testing::write_tiny_fashion_mnist(d.path, 64, 20);
   const std::string ck = (d.path / "ck.safetensors").string();
   const std::string metrics = (d.path / "m.jsonl").string();
   const std::string cfg = d.file("cfg.json", "{\"model\": \"mlp\", \"batch\": 16, \"epochs\": 1}");

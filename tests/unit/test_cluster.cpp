@@ -18,47 +18,37 @@
 #include "mercury/mercury.hpp"
 #include "models/registry.hpp"
 #include "net/local.hpp"
+#include "synthetic_data.hpp"
 #include "tools/launch.hpp"
 #include "tools/process.hpp"
 
 using namespace mercury;
 using mercury::testing::check_mentions;
 using mercury::testing::TempDir;
+using mercury::testing::write_tiny_fashion_mnist;
 
 namespace {
 
 const std::string kMercury = std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
 
-std::string be32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-          static_cast<char>(v)};
-}
-
-// A small Fashion-MNIST-shaped dataset (plain IDX) with learnable, varied images.
-void write_tiny_fashion_mnist(const TempDir& d, int n_train, int n_test) {
-  uint32_t state = 12345;
-  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"t10k", n_test}}) {
-    std::string images = std::string("\0\0\x08\x03", 4) + be32(n) + be32(28) + be32(28);
-    std::string labels = std::string("\0\0\x08\x01", 4) + be32(n);
-    for (int i = 0; i < n; ++i) {
-      const int label = i % 10;
-      labels.push_back(static_cast<char>(label));
-      for (int p = 0; p < 784; ++p) {
-        state = state * 1664525u + 1013904223u;
-        const int noise = static_cast<int>(state >> 26);  // 0..63
-        images.push_back(static_cast<char>(((p / 28) / 3 == label ? 150 : 20) + noise));
-      }
-    }
-    std::ofstream(d.file(std::string(stem) + "-images-idx3-ubyte"), std::ios::binary) << images;
-    std::ofstream(d.file(std::string(stem) + "-labels-idx1-ubyte"), std::ios::binary) << labels;
-  }
-}
-
 std::vector<std::string> train_args(const TempDir& d, int batch, int steps) {
-  return {"train",     "--data-dir", d.path().string(), "--model",    "mlp",
-          "--batch",   std::to_string(batch),           "--epochs",   "2",
-          "--max-steps", std::to_string(steps),         "--threads",  "1",
-          "--progress",  "false",                       "--test-limit", "64"};
+  return {"train",
+          "--data-dir",
+          d.path().string(),
+          "--model",
+          "mlp",
+          "--batch",
+          std::to_string(batch),
+          "--epochs",
+          "2",
+          "--max-steps",
+          std::to_string(steps),
+          "--threads",
+          "1",
+          "--progress",
+          "false",
+          "--test-limit",
+          "64"};
 }
 
 std::string slurp(const std::string& path) {
@@ -102,8 +92,8 @@ std::vector<Rank> start_ranks(const TempDir& d, int world, const std::vector<std
     o.stdout_fd = o.stderr_fd = out.get();
     o.new_process_group = true;
     o.die_with_parent = true;
-    o.env = {"RANK=" + std::to_string(r),     "WORLD_SIZE=" + std::to_string(world),
-             "MASTER_ADDR=127.0.0.1",         "MASTER_PORT=" + std::to_string(port),
+    o.env = {"RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(world),
+             "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
              "MERCURY_RUN_ID=" + run_id};
     o.env.insert(o.env.end(), extra_env.begin(), extra_env.end());
     if (rank_env) {
@@ -152,13 +142,12 @@ void kill_rank(Rank& rank) {
 
 TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across repeated runs") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 512, 64);
+  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
   const int W = 4, batch = 64, steps = 6;
   std::vector<std::string> ckpt;
   for (int run = 0; run < 2; ++run) {
     ckpt.push_back(d.file("run" + std::to_string(run) + ".safetensors"));
-    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--",
-                                     kMercury};
+    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
     const auto args = train_args(d, batch, steps);
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--checkpoint", ckpt.back()});
@@ -185,8 +174,8 @@ TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across 
   net::LocalHub hub(W);
   std::vector<std::unique_ptr<nn::Model>> models;
   for (int r = 0; r < W; ++r) {
-    models.push_back(models::make_model("mlp", data.train->sample_shape(),
-                                        data.train->num_classes(), 1, {}));
+    models.push_back(
+        models::make_model("mlp", data.train->sample_shape(), data.train->num_classes(), 1, {}));
   }
   std::vector<std::thread> threads;
   std::vector<std::string> errors(W);
@@ -218,7 +207,7 @@ TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across 
 
 TEST_CASE("a rank killed mid-run: every survivor exits non-zero within the timeout naming it") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 512, 64);
+  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
   auto ranks = start_ranks(d, 3, train_args(d, 48, 40),
                            {"MERCURY_FAULT=rank=2,iter=3,action=kill", "MERCURY_OP_TIMEOUT=10"});
   const auto t0 = std::chrono::steady_clock::now();
@@ -237,7 +226,7 @@ TEST_CASE("a rank killed mid-run: every survivor exits non-zero within the timeo
 
 TEST_CASE("a stalled rank (SIGSTOP) is named by a heartbeat timeout") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 512, 64);
+  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
   auto ranks = start_ranks(d, 3, train_args(d, 48, 40),
                            {"MERCURY_FAULT=rank=1,iter=2,action=stall",
                             "MERCURY_HEARTBEAT_INTERVAL=0.2", "MERCURY_HEARTBEAT_TIMEOUT=2"});
@@ -254,7 +243,7 @@ TEST_CASE("a stalled rank (SIGSTOP) is named by a heartbeat timeout") {
 
 TEST_CASE("a corrupted frame fails with a CRC error naming the peer, frame type and iteration") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 512, 64);
+  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
   auto ranks =
       start_ranks(d, 2, train_args(d, 32, 40), {"MERCURY_FAULT=rank=1,iter=3,action=corrupt"});
   const auto codes = wait_ranks(ranks, 60);
@@ -267,14 +256,13 @@ TEST_CASE("a corrupted frame fails with a CRC error naming the peer, frame type 
 
 TEST_CASE("a wrong cluster secret is refused on both sides") {
   TempDir d;
-  write_tiny_fashion_mnist(d, 64, 16);
+  write_tiny_fashion_mnist(d.path(), 64, 16, /*noisy=*/true);
   std::ofstream(d.file("a.secret")) << "correct horse battery staple\n";
   std::ofstream(d.file("b.secret")) << "something else entirely\n";
-  auto ranks = start_ranks(d, 2, train_args(d, 32, 2), {"MERCURY_CONNECT_TIMEOUT=10"},
-                           [&](int r) {
-                             return std::vector<std::string>{
-                                 "MERCURY_SECRET_FILE=" + d.file(r == 0 ? "a.secret" : "b.secret")};
-                           });
+  auto ranks = start_ranks(d, 2, train_args(d, 32, 2), {"MERCURY_CONNECT_TIMEOUT=10"}, [&](int r) {
+    return std::vector<std::string>{"MERCURY_SECRET_FILE=" +
+                                    d.file(r == 0 ? "a.secret" : "b.secret")};
+  });
   const auto codes = wait_ranks(ranks, 40);
   for (int r : {0, 1}) {
     const std::string log = slurp(ranks[r].log);

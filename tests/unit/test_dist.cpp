@@ -20,34 +20,13 @@
 
 #include "mercury/mercury.hpp"
 #include "net/local.hpp"
+#include "synthetic_data.hpp"
 
 using namespace mercury;
+using mercury::testing::synthetic_images;
 using namespace std::chrono_literals;
 
 namespace {
-
-data::ImageDataset synthetic_images(int64_t n, uint64_t seed) {
-  data::ImageDataset d;
-  d.n = n;
-  d.channels = 1;
-  d.height = d.width = 28;
-  d.classes = 10;
-  d.name = "synthetic";
-  d.mean = {0.3f};
-  d.stddev = {0.3f};
-  d.pixels.resize(static_cast<std::size_t>(n * 784));
-  d.labels.resize(static_cast<std::size_t>(n));
-  std::mt19937_64 rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t label = static_cast<int32_t>(rng() % 10);
-    d.labels[i] = label;
-    for (int64_t p = 0; p < 784; ++p) {
-      const bool band = (p / 28) / 3 == label;  // a class-dependent band plus noise
-      d.pixels[i * 784 + p] = static_cast<uint8_t>((band ? 160 : 0) + rng() % 90);
-    }
-  }
-  return d;
-}
 
 std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
   std::vector<std::byte> b;

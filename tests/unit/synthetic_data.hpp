@@ -1,0 +1,72 @@
+// Synthetic training data shared by the tests: an in-memory Fashion-MNIST-shaped ImageDataset
+// and tiny Fashion-MNIST IDX files on disk. Each class lights a horizontal band of the image,
+// so a model can learn it in a few steps.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <utility>
+
+#include "mercury/data/dataset.hpp"
+
+namespace mercury::testing {
+
+// n images 1x28x28, 10 classes: the label's band at 160 plus uniform noise in [0, 90).
+inline data::ImageDataset synthetic_images(int64_t n, uint64_t seed) {
+  data::ImageDataset d;
+  d.n = n;
+  d.channels = 1;
+  d.height = d.width = 28;
+  d.classes = 10;
+  d.name = "synthetic";
+  d.mean = {0.3f};
+  d.stddev = {0.3f};
+  d.pixels.resize(static_cast<std::size_t>(n * 784));
+  d.labels.resize(static_cast<std::size_t>(n));
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t label = static_cast<int32_t>(rng() % 10);
+    d.labels[i] = label;
+    for (int64_t p = 0; p < 784; ++p) {
+      const bool band = (p / 28) / 3 == label;
+      d.pixels[i * 784 + p] = static_cast<uint8_t>((band ? 160 : 0) + rng() % 90);
+    }
+  }
+  return d;
+}
+
+inline std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// Writes train/t10k images + labels (plain IDX) into dir; label i % 10. noisy = false: band 200 on
+// 10; noisy = true: band 150 on 20 plus a deterministic noise in [0, 64).
+inline void write_tiny_fashion_mnist(const std::filesystem::path& dir, int n_train, int n_test,
+                                     bool noisy = false) {
+  uint32_t state = 12345;
+  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"t10k", n_test}}) {
+    std::string images = std::string("\0\0\x08\x03", 4) + be32(n) + be32(28) + be32(28);
+    std::string labels = std::string("\0\0\x08\x01", 4) + be32(n);
+    for (int i = 0; i < n; ++i) {
+      const int label = i % 10;
+      labels.push_back(static_cast<char>(label));
+      for (int p = 0; p < 784; ++p) {
+        const bool band = (p / 28) / 3 == label;
+        int value = band ? 200 : 10;
+        if (noisy) {
+          state = state * 1664525u + 1013904223u;
+          value = (band ? 150 : 20) + static_cast<int>(state >> 26);
+        }
+        images.push_back(static_cast<char>(value));
+      }
+    }
+    std::ofstream(dir / (std::string(stem) + "-images-idx3-ubyte"), std::ios::binary) << images;
+    std::ofstream(dir / (std::string(stem) + "-labels-idx1-ubyte"), std::ios::binary) << labels;
+  }
+}
+
+}  // namespace mercury::testing
