@@ -267,6 +267,11 @@ int main(int argc, char** argv) {
   std::string report_out = "report";
   rep->add_option("files", report_files, "metrics files written by --metrics")->required();
   rep->add_option("--out", report_out, "output directory");
+  double report_target = 0;
+  rep->add_option("--target", report_target,
+                  "target test accuracy: steps/seconds to the first evaluation at or above it "
+                  "(0: use the runs' own target_reached events)")
+      ->check(CLI::Range(0.0, 1.0));
 
   auto* inspect = app.add_subcommand("inspect", "print what a checkpoint holds");
   std::string inspect_path;
@@ -372,7 +377,7 @@ int main(int argc, char** argv) {
                        trace_out);
     }
     if (*inspect) return run_inspect(inspect_path);
-    if (*rep) return mercury::tools::report(report_files, report_out, std::cout);
+    if (*rep) return mercury::tools::report(report_files, report_out, std::cout, report_target);
     if (*d_fm) return mercury::tools::fashion_mnist_check(fm_opt, std::cout);
     if (*d_speech) return mercury::tools::speech_synth(sp_opt, std::cout);
     if (*d_text) return mercury::tools::debian_text(dt_opt, std::cout);

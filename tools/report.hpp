@@ -6,11 +6,17 @@
 //   rank_change.svg                               rank movement after 1 and 10 steps (Fig. 6)
 //   summary.json                                  per run: steps and training seconds to the
 //                                                 target, final accuracy, T_is/T_cp
+//   groups.json (+ a table on the log)            runs named <group>-s<seed> pooled per group:
+//                                                 means over seeds and ratios against "uniform"
+// With a target accuracy (`--target`), "to target" is the first evaluation at or above it, so
+// runs that trained to a fixed budget (no early stop) give both the time to the target and
+// the accuracy at the budget.
 // Malformed lines fail with the file and line number; a file with no usable events is named.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -147,9 +153,89 @@ inline std::vector<nlohmann::json> read_metrics(const std::string& path) {
   return events;
 }
 
+// "mercury-s2" → "mercury"; a label without a -s<digits> suffix is its own group.
+inline std::string run_group(const std::string& label) {
+  const auto p = label.rfind("-s");
+  if (p == std::string::npos || p + 2 == label.size()) return label;
+  for (std::size_t k = p + 2; k < label.size(); ++k)
+    if (label[k] < '0' || label[k] > '9') return label;
+  return label.substr(0, p);
+}
+
+// Per group: means over its runs, and ratios against the "uniform" group when there is one.
+inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& log) {
+  std::map<std::string, std::vector<const nlohmann::json*>> by;
+  std::vector<std::string> order;
+  for (const auto& row : summary) {
+    const std::string g = run_group(row["run"].get<std::string>());
+    if (!by.count(g)) order.push_back(g);
+    by[g].push_back(&row);
+  }
+  auto mean = [](const std::vector<const nlohmann::json*>& rows, const char* key, int& n) {
+    double s = 0;
+    n = 0;
+    for (const auto* r : rows)
+      if (r->contains(key) && (*r)[key].is_number()) s += (*r)[key].get<double>(), ++n;
+    return n ? s / n : std::nan("");
+  };
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& g : order) {
+    const auto& rows = by[g];
+    int n_steps = 0, n_cpu = 0, n_acc = 0, n_ov = 0;
+    nlohmann::json row = {{"group", g}, {"runs", rows.size()}};
+    const double steps = mean(rows, "steps_to_target", n_steps);
+    const double cpu = mean(rows, "train_cpu_s_to_target", n_cpu);
+    const double acc = mean(rows, "final_test_acc", n_acc);
+    const double ov = mean(rows, "is_overhead", n_ov);
+    row["reached_target"] = n_steps;
+    if (n_steps == static_cast<int>(rows.size())) row["mean_steps_to_target"] = steps;
+    if (n_cpu == static_cast<int>(rows.size())) row["mean_train_cpu_s_to_target"] = cpu;
+    if (n_acc) row["mean_final_test_acc"] = acc;
+    if (n_ov) row["mean_is_overhead"] = ov;
+    out.push_back(row);
+  }
+  const nlohmann::json* base = nullptr;
+  for (const auto& r : out)
+    if (r["group"] == "uniform") base = &r;
+  if (base) {
+    for (auto& r : out) {
+      for (const char* k : {"mean_steps_to_target", "mean_train_cpu_s_to_target"}) {
+        if (r.contains(k) && base->contains(k))
+          r[std::string("uniform_over_this_") + (k + 5)] =
+              (*base)[k].get<double>() / r[k].get<double>();
+      }
+    }
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "%-28s %5s %8s %10s %9s %10s %9s %8s\n", "group", "runs",
+                "steps", "x uniform", "CPU s", "x uniform", "final acc", "T_is/T_cp");
+  log << line;
+  auto num = [](const nlohmann::json& r, const char* k, const char* fmt) {
+    char b[32] = "-";
+    if (r.contains(k)) std::snprintf(b, sizeof b, fmt, r[k].get<double>());
+    return std::string(b);
+  };
+  for (const auto& r : out) {
+    std::snprintf(line, sizeof line, "%-28s %2d/%-2d %8s %10s %9s %10s %9s %8s\n",
+                  r["group"].get<std::string>().c_str(), r["reached_target"].get<int>(),
+                  r["runs"].get<int>(), num(r, "mean_steps_to_target", "%.0f").c_str(),
+                  num(r, "uniform_over_this_steps_to_target", "%.2f").c_str(),
+                  num(r, "mean_train_cpu_s_to_target", "%.1f").c_str(),
+                  num(r, "uniform_over_this_train_cpu_s_to_target", "%.2f").c_str(),
+                  num(r, "mean_final_test_acc", "%.4f").c_str(),
+                  num(r, "mean_is_overhead", "%.3f").c_str());
+    log << line;
+  }
+  return out;
+}
+
 inline int report(const std::vector<std::string>& files, const std::string& out_dir,
-                  std::ostream& log) {
+                  std::ostream& log, double target = 0) {
   if (files.empty()) throw std::invalid_argument("report: expected at least one metrics file");
+  if (!(target >= 0 && target <= 1)) {
+    throw std::invalid_argument("report: target accuracy: expected a fraction in [0, 1], found " +
+                                std::to_string(target));
+  }
   std::filesystem::create_directories(out_dir);
   SvgChart by_steps("Test accuracy", "optimizer steps", "test accuracy");
   SvgChart by_time("Test accuracy", "training CPU seconds (scoring included, evaluation excluded)",
@@ -176,8 +262,16 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
           s2.y.push_back(e["test_acc"].get<double>());
         }
         row["final_test_acc"] = e["test_acc"];
+        row["final_steps"] = e["steps"];
+        if (target > 0 && !row.contains("steps_to_target") &&
+            e["test_acc"].get<double>() >= target) {
+          row["target_acc"] = target;
+          row["steps_to_target"] = e["steps"];
+          for (const char* k : {"train_s", "score_s", "compute_s", "train_cpu_s", "score_cpu_s"})
+            if (e.contains(k)) row[std::string(k) + "_to_target"] = e[k];
+        }
       }
-      if (kind == "target_reached") {
+      if (kind == "target_reached" && target == 0) {
         row["target_acc"] = e["target_acc"];
         row["steps_to_target"] = e["steps"];
         row["train_s_to_target"] = e["train_s"];
@@ -233,6 +327,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   if (!hist.empty()) write("importance_hist.svg", hist.render());
   if (!ranks.empty()) write("rank_change.svg", ranks.render(true));
   write("summary.json", summary.dump(2) + "\n");
+  write("groups.json", pool_groups(summary, log).dump(2) + "\n");
   return 0;
 }
 

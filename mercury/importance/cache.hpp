@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "mercury/io/state_blob.hpp"
+
 namespace mercury::importance {
 
 struct Group {
@@ -136,6 +138,68 @@ class ImportanceCache {
 
   // Replaces a sample's importance as unknown (a sample that arrived by resharding).
   void forget(int64_t index) { refreshed_[static_cast<std::size_t>(index)] = -1; }
+
+  // Checkpointing: the complete state (losses, refresh iterations, visiting order, groups,
+  // cursor, EMA, counters). load() requires the same number of samples and validates the
+  // groups (a sorted tiling of the order) and the order (a permutation), so a damaged state is
+  // refused instead of indexing out of bounds.
+  void save(io::StateWriter& w) const {
+    w.vec(loss_);
+    w.vec(refreshed_);
+    w.vec(order_);
+    w.pod<uint64_t>(groups_.size());
+    for (const Group& g : groups_) {
+      w.pod(g.start);
+      w.pod(g.size);
+      w.pod(g.refreshed);
+    }
+    w.pod(cursor_);
+    w.pod(refreshes_);
+    w.pod(nonfinite_);
+    w.pod(ema_);
+    w.pod<uint8_t>(has_ema_);
+  }
+  void load(io::StateReader& r) {
+    const int64_t n = size();
+    auto loss = r.vec<float>("cache losses", n);
+    auto refreshed = r.vec<int64_t>("cache refresh iterations", n);
+    auto order = r.vec<int64_t>("cache visiting order", n);
+    std::vector<uint8_t> seen(static_cast<std::size_t>(n), 0);
+    for (int64_t v : order) {
+      if (v < 0 || v >= n || seen[static_cast<std::size_t>(v)]++)
+        r.fail("cache visiting order", "a permutation of 0.." + std::to_string(n - 1),
+               "entry " + std::to_string(v));
+    }
+    const auto ng = r.pod<uint64_t>("cache group count");
+    if (ng < 1 || ng > static_cast<uint64_t>(n))
+      r.fail("cache group count", "1.." + std::to_string(n), std::to_string(ng));
+    std::vector<Group> groups(static_cast<std::size_t>(ng));
+    int64_t next = 0;
+    for (Group& g : groups) {
+      g.start = r.pod<int64_t>("cache group start");
+      g.size = r.pod<int64_t>("cache group size");
+      g.refreshed = r.pod<int64_t>("cache group refresh");
+      if (g.start != next || g.size < 1 || g.size > n - g.start)
+        r.fail("cache groups", "a tiling continuing at " + std::to_string(next),
+               "group [" + std::to_string(g.start) + ", +" + std::to_string(g.size) + ")");
+      next = g.start + g.size;
+    }
+    if (next != n)
+      r.fail("cache groups", "a tiling of " + std::to_string(n) + " samples",
+             "one ending at " + std::to_string(next));
+    const auto cursor = r.pod<int64_t>("cache cursor");
+    if (cursor < 0 || cursor >= n)
+      r.fail("cache cursor", "0.." + std::to_string(n - 1), std::to_string(cursor));
+    refreshes_ = r.pod<int64_t>("cache refreshes");
+    nonfinite_ = r.pod<int64_t>("cache nonfinite count");
+    ema_ = r.pod<double>("cache ema");
+    has_ema_ = r.pod<uint8_t>("cache ema flag") != 0;
+    loss_ = std::move(loss);
+    refreshed_ = std::move(refreshed);
+    order_ = std::move(order);
+    groups_ = std::move(groups);
+    cursor_ = cursor;
+  }
 
  private:
   // Keeps groups_ a sorted tiling of [0, N): the new group replaces whatever it overlaps.

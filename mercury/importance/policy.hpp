@@ -24,6 +24,7 @@
 #include "mercury/importance/cache.hpp"
 #include "mercury/importance/sampler.hpp"
 #include "mercury/importance/scorer.hpp"
+#include "mercury/io/state_blob.hpp"
 
 namespace mercury::importance {
 
@@ -50,6 +51,7 @@ struct PolicyConfig {
   double sb_beta = 1.0;            // selective-backprop: keep probability = percentile^β
   int64_t sb_history = 1024;       // selective-backprop: losses remembered for percentiles
   bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
+  int64_t refresh_every = 1;       // mercury: score one group every N iterations
   uint64_t seed = 1;
 };
 
@@ -71,6 +73,13 @@ class BatchPolicy {
                        int64_t iteration) {
     (void)indices, (void)losses, (void)iteration;
   }
+  // Checkpointing: everything next() depends on (cache, RNG and stream states), so that a
+  // resumed run draws exactly the batches the uninterrupted run would have drawn. load_state()
+  // throws io::CheckpointError on a state that does not fit this policy (other dataset size,
+  // damaged bytes); the policy may then be partly overwritten, so the caller must not use it
+  // (the trainer refuses the resume).
+  virtual void save_state(io::StateWriter& w) const = 0;
+  virtual void load_state(io::StateReader& r) = 0;
 };
 
 namespace detail {
@@ -87,6 +96,24 @@ class ShuffledStream {
   int64_t next() {
     if (pos_ == perm_.size()) reshuffle();
     return perm_[pos_++];
+  }
+  void save(io::StateWriter& w) const {
+    w.vec(perm_);
+    w.pod<uint64_t>(pos_);
+    w.rng(rng_);
+  }
+  void load(io::StateReader& r) {
+    auto perm = r.vec<int64_t>("stream permutation", static_cast<int64_t>(perm_.size()));
+    const auto pos = r.pod<uint64_t>("stream position");
+    if (pos > perm.size())
+      r.fail("stream position", "<= " + std::to_string(perm.size()), std::to_string(pos));
+    for (int64_t v : perm)
+      if (v < 0 || v >= static_cast<int64_t>(perm.size()))
+        r.fail("stream permutation", "sample indices below " + std::to_string(perm.size()),
+               std::to_string(v));
+    r.rng("stream rng", rng_);
+    perm_ = std::move(perm);
+    pos_ = static_cast<std::size_t>(pos);
   }
 
  private:
@@ -116,13 +143,19 @@ class GroupwisePolicy final : public BatchPolicy {
   }
 
   void next(int64_t iteration, BatchPlan& plan) override {
-    const auto t0 = detail::Clock::now();
-    const auto group = cache_.next_group(group_size_);
-    scores_.resize(group.size());
-    scorer_.score(group, scores_.data());
-    cache_.refresh(scores_, iteration);
-    plan.score_seconds = detail::seconds_since(t0);
-    plan.scored = static_cast<int64_t>(group.size());
+    plan.score_seconds = 0;
+    plan.scored = 0;
+    // all-IS rescoring everything every step is its definition; mercury may skip iterations.
+    if (all_ || cfg_.refresh_every <= 1 || iteration % cfg_.refresh_every == 0 ||
+        cache_.refreshes() == 0) {
+      const auto t0 = detail::Clock::now();
+      const auto group = cache_.next_group(group_size_);
+      scores_.resize(group.size());
+      scorer_.score(group, scores_.data());
+      cache_.refresh(scores_, iteration);
+      plan.score_seconds = detail::seconds_since(t0);
+      plan.scored = static_cast<int64_t>(group.size());
+    }
     sampler_.draw(cache_, cfg_.batch, rng_, draw_);
     plan.indices.assign(draw_.indices.begin(), draw_.indices.end());
     plan.weights.assign(draw_.weights.begin(), draw_.weights.end());
@@ -133,6 +166,14 @@ class GroupwisePolicy final : public BatchPolicy {
     if (!cfg_.reuse_train_losses) return;
     for (std::size_t k = 0; k < indices.size(); ++k)
       cache_.observe(indices[k], losses[k], iteration);
+  }
+  void save_state(io::StateWriter& w) const override {
+    cache_.save(w);
+    w.rng(rng_);
+  }
+  void load_state(io::StateReader& r) override {
+    cache_.load(r);
+    r.rng("sampler rng", rng_);
   }
 
  private:
@@ -204,6 +245,15 @@ class PresamplePolicy final : public BatchPolicy {
     }
   }
 
+  void save_state(io::StateWriter& w) const override {
+    stream_.save(w);
+    w.rng(rng_);
+  }
+  void load_state(io::StateReader& r) override {
+    stream_.load(r);
+    r.rng("sampler rng", rng_);
+  }
+
  private:
   PolicyConfig cfg_;
   detail::ShuffledStream stream_;
@@ -254,6 +304,27 @@ class SelectiveBackpropPolicy final : public BatchPolicy {
           plan.indices.push_back(cand_[k]);
       }
     }
+  }
+
+  void save_state(io::StateWriter& w) const override {
+    stream_.save(w);
+    w.rng(rng_);
+    w.vec(history_);
+    w.pod<uint64_t>(next_slot_);
+  }
+  void load_state(io::StateReader& r) override {
+    stream_.load(r);
+    r.rng("sampler rng", rng_);
+    auto h = r.vec<float>("loss history");
+    if (static_cast<int64_t>(h.size()) > cfg_.sb_history)
+      r.fail("loss history", "at most " + std::to_string(cfg_.sb_history) + " losses",
+             std::to_string(h.size()));
+    const auto slot = r.pod<uint64_t>("loss history slot");
+    if (slot >= std::max<std::size_t>(h.size(), 1))
+      r.fail("loss history slot", "< " + std::to_string(h.size()), std::to_string(slot));
+    history_ = std::move(h);
+    history_.reserve(static_cast<std::size_t>(cfg_.sb_history));
+    next_slot_ = static_cast<std::size_t>(slot);
   }
 
  private:

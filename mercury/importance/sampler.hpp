@@ -12,7 +12,10 @@
 // Weights (per slot):
 //  - paper:  w = 1 / (M_i · q_j)       E[w·g | group i] = mean gradient of group i
 //  - exact:  w = 1 / (N · π_i · q_j)   E[w·g] = mean gradient over all N samples (unbiased)
-// With β = 0 the two coincide. Degenerate cases: all-equal importances give q uniform and
+// With β = 0 the two coincide. Tempering (weight_power α, default 1): every weight is raised to α,
+// trading bias for variance — α = 1 is unbiased, α = 0 trains the drawn batch unweighted (like
+// Selective-Backprop), 0 < α < 1 in between (Katharopoulos & Fleuret's and others' "smoothed"
+// importance weights). Degenerate cases: all-equal importances give q uniform and
 // weight 1 (paper); if every l_j + λ·m in a group is 0 (or not finite) q falls back to uniform.
 // Weights are always finite and positive.
 #pragma once
@@ -37,6 +40,7 @@ struct SamplerConfig {
   double beta = -1;              // β; < 0: 4/D (D = current number of groups)
   double lambda = 0.5;           // λ
   Weighting weighting = Weighting::paper;
+  double weight_power = 1.0;  // α: weights are w^α (1: unbiased; 0: unweighted)
 };
 
 struct BatchDraw {
@@ -54,6 +58,10 @@ class GroupSampler {
     if (!(cfg_.lambda >= 0)) {
       throw std::invalid_argument("sampler: lambda must be >= 0, got " +
                                   std::to_string(cfg_.lambda));
+    }
+    if (!(cfg_.weight_power >= 0 && cfg_.weight_power <= 1)) {
+      throw std::invalid_argument("sampler: weight power must be in [0, 1], got " +
+                                  std::to_string(cfg_.weight_power));
     }
   }
 
@@ -122,8 +130,10 @@ class GroupSampler {
   // The loss weight of a slot that drew a member with in-group probability q from a group of
   // `group_size` samples chosen with probability pi, out of n local samples.
   double slot_weight(int64_t group_size, double n, double pi, double q) const {
-    return cfg_.weighting == Weighting::paper ? 1.0 / (static_cast<double>(group_size) * q)
-                                              : 1.0 / (n * pi * q);
+    const double w = cfg_.weighting == Weighting::paper
+                         ? 1.0 / (static_cast<double>(group_size) * q)
+                         : 1.0 / (n * pi * q);
+    return cfg_.weight_power == 1.0 ? w : std::pow(w, cfg_.weight_power);
   }
 
   const SamplerConfig& config() const { return cfg_; }

@@ -35,7 +35,8 @@ inline std::vector<int64_t> dims_of(const Shape& s) {
 inline void save_checkpoint(const std::string& path, const nn::Model& model,
                             const optim::Optimizer& opt, const Cursor& cur,
                             const std::string& rng_state, const std::string& config_json,
-                            const std::map<std::string, std::string>& extra = {}) {
+                            const std::map<std::string, std::string>& extra = {},
+                            const std::vector<io::TensorRef>& extra_tensors = {}) {
   const auto& ps = model.params;
   std::vector<io::TensorRef> tensors;
   for (const auto& p : ps.params())
@@ -58,13 +59,19 @@ inline void save_checkpoint(const std::string& path, const nn::Model& model,
       {"mercury.config", config_json},
   };
   for (const auto& [k, v] : extra) meta[k] = v;
+  tensors.insert(tensors.end(), extra_tensors.begin(), extra_tensors.end());
   io::write_safetensors(path, tensors, meta);
 }
+
+// The importance sampler's state (mercury/importance/policy.hpp) as one U8 tensor.
+inline constexpr const char* kSamplerStateTensor = "mercury.sampler.state";
 
 struct LoadedState {
   Cursor cursor;
   std::string rng_state;
   std::string config_json;
+  bool has_sampler_state = false;
+  std::vector<std::byte> sampler_state;
 };
 
 inline std::string where(const io::SafetensorsFile& f) {
@@ -141,6 +148,17 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
   s.cursor.global_step = meta_int(f, "mercury.global_step");
   s.rng_state = meta_str(f, "mercury.rng");
   s.config_json = meta_str(f, "mercury.config");
+  if (const io::SafetensorsEntry* e = f.find(kSamplerStateTensor)) {
+    if (e->dtype != "U8" || e->shape.size() != 1) {
+      throw io::CheckpointError(where(f) + "tensor '" + kSamplerStateTensor +
+                                "': expected a 1-D U8 tensor, found " + e->dtype + " with " +
+                                std::to_string(e->shape.size()) + " dims");
+    }
+    const auto bytes = f.bytes(*e);
+    s.has_sampler_state = true;
+    s.sampler_state.resize(bytes.size());
+    if (!bytes.empty()) std::memcpy(s.sampler_state.data(), bytes.data(), bytes.size());
+  }
   return s;
 }
 

@@ -56,8 +56,10 @@ struct TrainConfig {
   double beta = -1;                 // β of the group choice; < 0: 4/D
   double lambda = 0.5;              // λ: q ∝ loss + λ·EMA(mean loss)
   std::string weighting = "paper";  // paper: 1/(M·q) | exact: 1/(N·π·q)
+  double weight_power = 1.0;        // α: weights tempered to w^α (1: unbiased, 0: unweighted)
   bool score_train_mode = false;    // score with batch statistics instead of eval-mode norm
   bool reuse_train_losses = true;   // mercury: training-forward losses also refresh the cache
+  int64_t refresh_every = 1;        // mercury: score one group every N steps
   int64_t kf_presample = 3;
   double sb_beta = 1.0;
   int64_t eval_every = 0;              // also evaluate every N steps (0: per epoch only)
@@ -117,9 +119,12 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"beta", "mercury: recency temperature of the group choice, beta (< 0: 4/D)"},
       {"lambda", "mercury: smoothing, q ~ loss + lambda * EMA(mean loss)"},
       {"weighting", "mercury: paper (1/(M q)) | exact (1/(N pi q), unbiased)"},
+      {"weight_power",
+       "mercury: temper the weights to w^alpha, alpha in [0, 1] (1: unbiased, 0: unweighted)"},
       {"score_train_mode", "score with batch-statistics normalisation (true/false)"},
       {"reuse_train_losses",
        "mercury: the training pass's per-sample losses refresh the cache too (true/false)"},
+      {"refresh_every", "mercury: score one group every N steps (1: every step)"},
       {"kf_presample", "kf: candidates scored per batch slot"},
       {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
       {"eval_every", "also evaluate every N steps (0: once per epoch)"},
@@ -175,8 +180,10 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"beta", c.beta},
                         {"lambda", c.lambda},
                         {"weighting", c.weighting},
+                        {"weight_power", c.weight_power},
                         {"score_train_mode", c.score_train_mode},
                         {"reuse_train_losses", c.reuse_train_losses},
+                        {"refresh_every", c.refresh_every},
                         {"kf_presample", c.kf_presample},
                         {"sb_beta", c.sb_beta},
                         {"eval_every", c.eval_every},
@@ -260,8 +267,10 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.beta = j["beta"];
   c.lambda = j["lambda"];
   c.weighting = j["weighting"];
+  c.weight_power = j["weight_power"];
   c.score_train_mode = j["score_train_mode"];
   c.reuse_train_losses = j["reuse_train_losses"];
+  c.refresh_every = j["refresh_every"];
   c.kf_presample = j["kf_presample"];
   c.sb_beta = j["sb_beta"];
   c.eval_every = j["eval_every"];
@@ -311,6 +320,9 @@ inline void validate(const TrainConfig& c) {
   need(c.lambda >= 0, "lambda: expected >= 0", std::to_string(c.lambda));
   need(c.weighting == "paper" || c.weighting == "exact", "weighting: expected paper or exact",
        "'" + c.weighting + "'");
+  need(c.weight_power >= 0 && c.weight_power <= 1, "weight_power: expected a value in [0, 1]",
+       std::to_string(c.weight_power));
+  need(c.refresh_every >= 1, "refresh_every: expected >= 1", std::to_string(c.refresh_every));
   need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
   need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));
   need(c.eval_every >= 0, "eval_every: expected >= 0", std::to_string(c.eval_every));

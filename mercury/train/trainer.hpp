@@ -185,19 +185,16 @@ class Trainer {
       pc.sampler.lambda = cfg_.lambda;
       pc.sampler.weighting =
           cfg_.weighting == "exact" ? importance::Weighting::exact : importance::Weighting::paper;
+      pc.sampler.weight_power = cfg_.weight_power;
       pc.train_mode_norm = cfg_.score_train_mode;
       pc.kf_presample = cfg_.kf_presample;
       pc.sb_beta = cfg_.sb_beta;
       pc.reuse_train_losses = cfg_.reuse_train_losses;
+      pc.refresh_every = cfg_.refresh_every;
       pc.seed = static_cast<uint64_t>(cfg_.seed);
       policy_ = importance::make_policy(pc, model_, train_, n_train_);
     }
     if (!cfg_.resume.empty()) {
-      if (policy_) {
-        throw std::invalid_argument("resume with --sampler " + cfg_.sampler +
-                                    " is not supported yet: the importance cache is not part of "
-                                    "checkpoints (resume works with --sampler uniform)");
-      }
       resume(cfg_.resume);
     }
   }
@@ -481,8 +478,17 @@ class Trainer {
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
     if (!bsp_) {
-      save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(),
-                      extra_metadata_);
+      std::vector<io::TensorRef> extra_tensors;
+      io::StateWriter state;
+      if (policy_) {
+        policy_->save_state(state);
+        extra_tensors.push_back({kSamplerStateTensor,
+                                 "U8",
+                                 {static_cast<int64_t>(state.bytes().size())},
+                                 state.bytes().data()});
+      }
+      save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(), extra_metadata_,
+                      extra_tensors);
       return;
     }
     auto meta = extra_metadata_;
@@ -672,6 +678,22 @@ class Trainer {
     same("seed", cfg_.seed, saved.seed);
     same("batch", cfg_.batch, saved.batch);
     same("train_limit", cfg_.train_limit, saved.train_limit);
+    if (saved.sampler != cfg_.sampler) {
+      throw std::invalid_argument("resume from '" + path + "': sampler was " + saved.sampler +
+                                  " in the checkpoint, now " + cfg_.sampler +
+                                  " (it fixes the data order)");
+    }
+    if (policy_) {
+      if (!s.has_sampler_state) {
+        throw std::invalid_argument("resume from '" + path + "': the checkpoint has no '" +
+                                    kSamplerStateTensor + "' tensor, which --sampler " +
+                                    cfg_.sampler + " needs (written by an older mercury?)");
+      }
+      io::StateReader r(s.sampler_state,
+                        "resume from '" + path + "': " + cfg_.sampler + " sampler state");
+      policy_->load_state(r);
+      r.finish();
+    }
     std::istringstream rng(s.rng_state);
     rng >> engine_.rng() >> augment_rng_;
     if (rng.fail()) {

@@ -145,3 +145,49 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
   CHECK(r.code == 1);
   CHECK(r.output.find(ck) != std::string::npos);
 }
+
+TEST_CASE("report pools seeds per group and measures steps to a target from evaluations") {
+  TempDir d;
+  // Two samplers × two seeds; accuracy after 100, 200, 300 steps (CPU seconds = steps / 10).
+  auto write = [&](const std::string& name, std::vector<double> acc) {
+    std::string text = "{\"event\":\"start\",\"config\":{\"sampler\":\"x\"}}\n";
+    for (std::size_t k = 0; k < acc.size(); ++k) {
+      const int steps = 100 * static_cast<int>(k + 1);
+      text += "{\"event\":\"eval\",\"steps\":" + std::to_string(steps) +
+              ",\"test_acc\":" + std::to_string(acc[k]) +
+              ",\"train_cpu_s\":" + std::to_string(steps / 10.0) + "}\n";
+    }
+    return d.file(name + ".jsonl", text);
+  };
+  const std::string files =
+      write("uniform-s1", {0.5, 0.8, 0.91}) + " " + write("uniform-s2", {0.5, 0.92, 0.90}) + " " +
+      write("mercury-s1", {0.95, 0.93, 0.94}) + " " + write("mercury-s2", {0.7, 0.9, 0.96});
+  const std::string out = (d.path / "rep").string();
+  auto r = run("report --target 0.9 --out " + out + " " + files);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  std::ifstream in(out + "/groups.json");
+  const auto groups = nlohmann::json::parse(in);
+  REQUIRE(groups.size() == 2);
+  CHECK(groups[0]["group"] == "uniform");
+  CHECK(groups[0]["mean_steps_to_target"].get<double>() == doctest::Approx(250));
+  CHECK(groups[1]["group"] == "mercury");
+  CHECK(groups[1]["mean_steps_to_target"].get<double>() == doctest::Approx(150));
+  CHECK(groups[1]["uniform_over_this_steps_to_target"].get<double>() ==
+        doctest::Approx(250.0 / 150));
+  CHECK(groups[1]["uniform_over_this_train_cpu_s_to_target"].get<double>() ==
+        doctest::Approx(25.0 / 15));
+  CHECK(groups[1]["mean_final_test_acc"].get<double>() == doctest::Approx(0.95));
+  // A run that never reaches the target leaves its group without a mean, and says so.
+  const std::string slow = write("slow-s1", {0.5, 0.6, 0.7});
+  r = run("report --target 0.9 --out " + out + " " + slow + " " + files);
+  REQUIRE(r.code == 0);
+  std::ifstream in2(out + "/groups.json");
+  const auto g2 = nlohmann::json::parse(in2);
+  CHECK(g2[0]["group"] == "slow");
+  CHECK(g2[0]["reached_target"] == 0);
+  CHECK(!g2[0].contains("mean_steps_to_target"));
+  r = run("report --target 1.5 --out " + out + " " + files);
+  CHECK(r.code != 0);
+  CHECK(r.output.find("--target") != std::string::npos);
+}

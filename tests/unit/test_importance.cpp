@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <random>
@@ -295,6 +296,118 @@ TEST_CASE("policies are deterministic for a seed") {
     }
   }
   CHECK_THROWS_WITH(parse_sampler("magic"), doctest::Contains("found 'magic'"));
+}
+
+TEST_CASE("a policy restored from its saved state draws what the original draws") {
+  auto model = tiny_model(3);
+  const auto data = tiny_images(50, 6);
+  for (SamplerKind kind : {SamplerKind::mercury, SamplerKind::all_is, SamplerKind::kf,
+                           SamplerKind::selective_backprop}) {
+    CAPTURE(static_cast<int>(kind));
+    PolicyConfig pc;
+    pc.kind = kind;
+    pc.batch = 8;
+    pc.group_size = 7;  // 50 = 7·7 + 1: the cycle ends in a short group
+    pc.sb_history = 16;
+    pc.seed = 42;
+    auto a = make_policy(pc, *model, data, 50);
+    BatchPlan pa, pb;
+    for (int it = 0; it < 9; ++it) a->next(it, pa);
+    io::StateWriter w;
+    a->save_state(w);
+    pc.seed = 7;  // the state, not the seed, decides what comes next
+    auto b = make_policy(pc, *model, data, 50);
+    io::StateReader r(w.bytes(), "test state");
+    b->load_state(r);
+    r.finish();
+    for (int it = 9; it < 20; ++it) {
+      a->next(it, pa);
+      b->next(it, pb);
+      CHECK(pa.indices == pb.indices);
+      CHECK(pa.weights == pb.weights);
+    }
+    // The state belongs to 50 samples: a 40-sample policy refuses it.
+    auto c = make_policy(pc, *model, data, 40);
+    io::StateReader r40(w.bytes(), "test state");
+    CHECK_THROWS_WITH(c->load_state(r40), doctest::Contains("expected 40 elements, found 50"));
+    // Every truncation is refused with a message, never read past the end.
+    for (std::size_t cut :
+         {std::size_t{0}, std::size_t{5}, w.bytes().size() / 2, w.bytes().size() - 1}) {
+      CAPTURE(cut);
+      auto d = make_policy(pc, *model, data, 50);
+      io::StateReader rc(std::span(w.bytes()).first(cut), "test state");
+      CHECK_THROWS_WITH(d->load_state(rc), doctest::Contains("test state, field"));
+    }
+  }
+}
+
+TEST_CASE("a damaged cache state is refused, naming the field") {
+  ImportanceCache c(6, 2, 1);
+  c.refresh(std::vector<float>{1, 2}, 0);
+  io::StateWriter w;
+  c.save(w);
+  auto bytes = w.bytes();
+  // The visiting order follows two vectors of 6 (length prefix + data): make one entry repeat.
+  const std::size_t order_at = 8 + 6 * 4 + 8 + 6 * 8 + 8;
+  int64_t first;
+  std::memcpy(&first, bytes.data() + order_at, 8);
+  std::memcpy(bytes.data() + order_at + 8, &first, 8);
+  ImportanceCache d(6, 2, 1);
+  io::StateReader r(bytes, "cache");
+  CHECK_THROWS_WITH(d.load(r), doctest::Contains("visiting order"));
+  io::StateReader ok(w.bytes(), "cache");
+  d.load(ok);
+  ok.finish();
+  for (int64_t i = 0; i < 6; ++i) CHECK(d.importance(i) == c.importance(i));
+  io::StateWriter extra = w;
+  extra.pod<uint8_t>(1);
+  io::StateReader trailing(extra.bytes(), "cache");
+  ImportanceCache e(6, 2, 1);
+  e.load(trailing);
+  CHECK_THROWS_WITH(trailing.finish(), doctest::Contains("1 trailing bytes"));
+}
+
+TEST_CASE("refresh_every scores a group every N iterations only") {
+  auto model = tiny_model(3);
+  const auto data = tiny_images(50, 6);
+  PolicyConfig pc;
+  pc.kind = SamplerKind::mercury;
+  pc.batch = 8;
+  pc.group_size = 10;
+  pc.refresh_every = 3;
+  auto p = make_policy(pc, *model, data, 50);
+  BatchPlan plan;
+  for (int it = 1; it <= 9; ++it) {  // starts off-cycle: the first call scores anyway
+    p->next(it, plan);
+    CHECK(plan.indices.size() == 8);
+    CHECK(plan.scored == (it == 1 || it % 3 == 0 ? 10 : 0));
+  }
+  CHECK(p->cache()->refreshes() == 4);
+}
+
+TEST_CASE("tempered weights: w^alpha, alpha = 0 is unweighted, alpha = 1 unchanged") {
+  ImportanceCache c(12, 6, 3);
+  c.refresh(std::vector<float>{0.1f, 0.5f, 2.0f, 0.0f, 1.0f, 3.0f}, 0);
+  c.refresh(std::vector<float>{0.2f, 0.2f, 4.0f, 0.3f, 0.9f, 0.1f}, 1);
+  BatchDraw d1, dh, d0;
+  std::mt19937_64 r1(5), rh(5), r0(5);
+  SamplerConfig cfg;
+  GroupSampler s1(cfg);
+  cfg.weight_power = 0.5;
+  GroupSampler sh(cfg);
+  cfg.weight_power = 0;
+  GroupSampler s0(cfg);
+  s1.draw(c, 32, r1, d1);
+  sh.draw(c, 32, rh, dh);
+  s0.draw(c, 32, r0, d0);
+  CHECK(d1.indices == dh.indices);  // tempering changes the weights, not the draw
+  CHECK(d1.indices == d0.indices);
+  for (std::size_t k = 0; k < d1.weights.size(); ++k) {
+    CHECK(dh.weights[k] == doctest::Approx(std::sqrt(d1.weights[k])));
+    CHECK(d0.weights[k] == 1.0f);
+  }
+  cfg.weight_power = 1.5;
+  CHECK_THROWS_WITH(GroupSampler{cfg}, doctest::Contains("weight power must be in [0, 1]"));
 }
 
 TEST_CASE("effective sample size, histogram and rank change") {

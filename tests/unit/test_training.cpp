@@ -203,6 +203,41 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
   std::filesystem::remove(ck);
 }
 
+TEST_CASE("resume with an importance sampler continues bit for bit") {
+  const auto tr = synthetic_images(100, 12), te = synthetic_images(20, 13);
+  std::ostringstream log;
+  for (const char* sampler : {"mercury", "kf", "selective-backprop"}) {
+    CAPTURE(sampler);
+    auto cfg = small_config();
+    cfg.sampler = sampler;
+    cfg.group_size = 24;
+    cfg.groups_per_batch = 2;
+    auto a = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    train::Trainer(cfg, *a, tr, te, log).run();
+    const std::string ck = temp_path("resume-is.safetensors");
+    {
+      auto b = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+      auto c1 = cfg;
+      c1.max_steps = 9;
+      c1.checkpoint = ck;
+      train::Trainer(c1, *b, tr, te, log).run();
+    }
+    auto c = models::make_model("cnn", Shape{1, 28, 28}, 10, 99);
+    auto c2 = cfg;
+    c2.resume = ck;
+    train::Trainer t(c2, *c, tr, te, log);
+    CHECK(t.cursor().global_step == 9);
+    t.run();
+    CHECK(slab(c->params.values(), c->params.size()) == slab(a->params.values(), a->params.size()));
+    // Another sampler would draw other batches: refused.
+    c2.sampler = std::string(sampler) == "kf" ? "mercury" : "kf";
+    auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    const std::string want = std::string("sampler was ") + sampler;
+    CHECK_THROWS_WITH(train::Trainer(c2, *m, tr, te, log), doctest::Contains(want.c_str()));
+    std::filesystem::remove(ck);
+  }
+}
+
 TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
   const auto tr = synthetic_images(40, 12), te = synthetic_images(8, 13);
   std::ostringstream log;
