@@ -12,15 +12,14 @@
 // - Every MERCURY_* knob is validated whether or not the run is distributed; units: seconds
 //   (decimal, > 0) and bytes (an integer with an optional KiB/MiB/GiB suffix).
 // - Security rule (distributed runs of 2+ ranks, as net::Mesh enforces it): a non-loopback
-//   MERCURY_BIND or MASTER_ADDR without MERCURY_SECRET_FILE is refused unless MERCURY_INSECURE=1.
+//   MERCURY_BIND or MASTER_ADDR without MERCURY_SECRET_FILE is refused unless MERCURY_INSECURE=1
+//   (net/address.hpp decides what is loopback and what a valid MERCURY_RUN_ID is).
 //   The secret file is not opened here (this parser is a pure function of the variables);
 //   net/auth.hpp's load_secret_file reads it.
 // - Every error is an EnvError whose what() names the variable, the value found and what was
 //   expected, e.g. "MASTER_PORT='http': expected an integer in 1..65535".
 // - Thread-safe (cluster_env() is as thread-safe as ::getenv).
 #pragma once
-
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <cctype>
@@ -37,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "net/address.hpp"
 #include "net/frame.hpp"
 
 namespace mercury::net {
@@ -180,28 +180,6 @@ inline uint64_t parse_bytes(std::string_view name, std::string_view text, uint64
   return count * unit;
 }
 
-inline bool is_loopback(std::string_view address) {
-  const std::string a(address);
-  if (a == "localhost") return true;
-  unsigned char bytes[16];
-  if (::inet_pton(AF_INET, a.c_str(), bytes) == 1) return bytes[0] == 127;
-  if (::inet_pton(AF_INET6, a.c_str(), bytes) == 1) {
-    static constexpr unsigned char kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-                                                      0, 0, 0, 0, 0, 0, 0, 1};
-    static constexpr unsigned char kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    return std::equal(bytes, bytes + 16, kV6Loopback) ||
-           (std::equal(bytes, bytes + 12, kV4Mapped) && bytes[12] == 127);
-  }
-  return false;
-}
-
-inline bool is_ip_address(std::string_view address) {
-  const std::string a(address);
-  unsigned char bytes[16];
-  return ::inet_pton(AF_INET, a.c_str(), bytes) == 1 ||
-         ::inet_pton(AF_INET6, a.c_str(), bytes) == 1;
-}
-
 }  // namespace detail
 
 // Throws EnvError on any bad, partial or insecure setting (see the contract above).
@@ -267,11 +245,7 @@ inline ClusterEnv cluster_env_from(const GetenvFn& getenv_fn) {
   // Mercury's knobs.
   if (const auto v = get(env_var::secret_file)) env.secret_file = std::string(*v);
   if (const auto v = get(env_var::run_id)) {
-    const bool ok =
-        v->size() <= 64 && std::all_of(v->begin(), v->end(), [](char c) {
-          return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-        });
-    if (!ok) {
+    if (!valid_run_id(*v)) {
       throw EnvError(quoted(env_var::run_id, *v) +
                      ": expected 1..64 characters from A-Z a-z 0-9 . _ -");
     }
@@ -314,7 +288,7 @@ inline ClusterEnv cluster_env_from(const GetenvFn& getenv_fn) {
   if (env.distributed && env.world_size > 1 && env.secret_file.empty() && !env.insecure) {
     for (const auto& [name, address] : {std::pair{env_var::bind, env.bind_address},
                                         std::pair{env_var::master_addr, env.master_addr}}) {
-      if (is_loopback(address)) continue;
+      if (is_loopback_address(address)) continue;
       throw EnvError(std::string(name) + "=" + address +
                      " is not a loopback address and MERCURY_SECRET_FILE is not set: anyone who "
                      "can reach the ranks could join the run; set MERCURY_SECRET_FILE to a file "

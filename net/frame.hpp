@@ -25,7 +25,9 @@
 //   payload CRC after the payload was read.
 // - Reassembler rebuilds messages per stream (src, type, key, iteration): chunks must arrive in
 //   order, starting with chunk 0, with the same counts and lengths; at most `max_partial`
-//   messages may be incomplete at once. Violations throw FrameError naming the stream.
+//   messages may be incomplete at once. Violations throw FrameError naming the stream. Chunk 0
+//   allocates the whole message's buffer once (from the PayloadPool when given one, never
+//   zero-filled: every byte is written by a chunk before the message is returned).
 // - Pure functions and value types; a Reassembler is used by one thread.
 #pragma once
 
@@ -36,6 +38,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -214,16 +217,50 @@ inline std::span<const std::byte> chunk_of(std::span<const std::byte> message, u
   return message.subspan(begin, std::min<uint64_t>(chunk_bytes, message.size() - begin));
 }
 
-// The header of chunk `index` of `message`, from a template carrying type/src/dst/epoch/key/...
+// The header of chunk `index` of a `message_len`-byte message whose payload CRC32C is already
+// known, from a template carrying type/src/dst/epoch/key/...
+inline FrameHeader chunk_header(FrameHeader h, uint64_t message_len, uint32_t index,
+                                uint32_t chunk_bytes, uint32_t payload_crc) {
+  const uint64_t begin = uint64_t{index} * chunk_bytes;
+  h.chunk_index = index;
+  h.chunk_count = static_cast<uint32_t>(chunk_count_for(message_len, chunk_bytes));
+  h.payload_len = static_cast<uint32_t>(std::min<uint64_t>(chunk_bytes, message_len - begin));
+  h.message_len = message_len;
+  h.payload_crc = payload_crc;
+  return h;
+}
+
+// The header of chunk `index` of `message` (its payload CRC32C computed here).
 inline FrameHeader chunk_header(FrameHeader h, std::span<const std::byte> message, uint32_t index,
                                 uint32_t chunk_bytes) {
   const auto payload = chunk_of(message, index, chunk_bytes);
-  h.chunk_index = index;
-  h.chunk_count = static_cast<uint32_t>(chunk_count_for(message.size(), chunk_bytes));
-  h.payload_len = static_cast<uint32_t>(payload.size());
-  h.message_len = message.size();
-  h.payload_crc = io::crc32c(payload.data(), payload.size());
-  return h;
+  return chunk_header(h, message.size(), index, chunk_bytes,
+                      io::crc32c(payload.data(), payload.size()));
+}
+
+// The payload CRC32C of every chunk of `message`; with `copy_to`, also copies the message there,
+// hashing each piece right after copying it, while it is still in L1 (one pass over memory).
+inline std::vector<uint32_t> chunk_crcs(std::span<const std::byte> message, uint32_t chunk_bytes,
+                                        std::byte* copy_to = nullptr) {
+  constexpr std::size_t kPiece = std::size_t{24} << 10;  // fits L1 beside the source's lines
+  std::vector<uint32_t> crcs(
+      static_cast<std::size_t>(chunk_count_for(message.size(), chunk_bytes)));
+  for (std::size_t i = 0; i < crcs.size(); ++i) {
+    const auto chunk = chunk_of(message, static_cast<uint32_t>(i), chunk_bytes);
+    const std::size_t offset = i * std::size_t{chunk_bytes};
+    uint32_t crc = 0;
+    for (std::size_t at = 0; at < chunk.size(); at += kPiece) {
+      const std::size_t n = std::min(kPiece, chunk.size() - at);
+      const std::byte* piece = chunk.data() + at;
+      if (copy_to) {
+        std::memcpy(copy_to + offset + at, piece, n);
+        piece = copy_to + offset + at;
+      }
+      crc = io::crc32c(piece, n, crc);
+    }
+    crcs[i] = crc;
+  }
+  return crcs;
 }
 
 inline std::array<std::byte, kHeaderBytes> encode_header(const FrameHeader& h) {
@@ -348,20 +385,25 @@ inline std::string describe_frame(const FrameHeader& h) {
                            h.iteration, ", chunk ", h.chunk_index, " of ", h.chunk_count, ")");
 }
 
-// "" when the payload matches the header's CRC32C, else the reason.
-inline std::string check_payload(const FrameHeader& h, std::span<const std::byte> payload) {
-  const uint32_t actual = io::crc32c(payload.data(), payload.size());
+// "" when a payload whose CRC32C is `actual` matches the header's, else the reason.
+inline std::string check_payload_crc(const FrameHeader& h, uint32_t actual) {
   if (actual == h.payload_crc) return {};
   return frame_detail::cat("payload CRC32C mismatch in ", describe_frame(h), ": header says ",
                            frame_detail::hex(h.payload_crc, 8), ", payload hashes to ",
                            frame_detail::hex(actual, 8));
 }
 
+// "" when the payload matches the header's CRC32C, else the reason.
+inline std::string check_payload(const FrameHeader& h, std::span<const std::byte> payload) {
+  return check_payload_crc(h, io::crc32c(payload.data(), payload.size()));
+}
+
 // Rebuilds chunked messages. prepare() returns where chunk h's payload goes (read it there, check
 // it), commit() then accounts for it and returns the message once its last chunk is in.
 class Reassembler {
  public:
-  explicit Reassembler(std::size_t max_partial = 8) : max_partial_(max_partial) {}
+  explicit Reassembler(std::size_t max_partial = 8, std::shared_ptr<PayloadPool> pool = nullptr)
+      : max_partial_(max_partial), pool_(std::move(pool)) {}
 
   std::span<std::byte> prepare(const FrameHeader& h) {
     const Key k = key_of(h);
@@ -376,9 +418,10 @@ class Reassembler {
         throw FrameError(frame_detail::cat(describe_frame(h), " would be the ", max_partial_ + 1,
                                            "th incomplete message; at most ", max_partial_,
                                            " allowed"));
-      Partial p{Message{int(h.src), h.type, h.key, h.iteration, {}}, 0, h.chunk_count, 0,
-                h.message_len};
-      p.message.payload.resize(static_cast<std::size_t>(h.message_len));
+      const auto bytes = static_cast<std::size_t>(h.message_len);
+      Partial p{Message{int(h.src), h.type, h.key, h.iteration,
+                        pool_ ? pool_->allocate(bytes) : Payload(bytes)},
+                0, h.chunk_count, 0, h.message_len};
       it = partial_.emplace(k, std::move(p)).first;
     } else if (it == partial_.end()) {
       throw FrameError(describe_frame(h) + " arrived without chunk 0 of its message");
@@ -396,7 +439,7 @@ class Reassembler {
         (h.chunk_index + 1 == h.chunk_count && p.filled + h.payload_len != p.message_len))
       throw FrameError(frame_detail::cat(describe_frame(h), " overruns its message: ", p.filled,
                                          " + ", h.payload_len, " bytes of ", p.message_len));
-    return std::span(p.message.payload).subspan(static_cast<std::size_t>(p.filled), h.payload_len);
+    return p.message.payload.span().subspan(static_cast<std::size_t>(p.filled), h.payload_len);
   }
 
   std::optional<Message> commit(const FrameHeader& h) {
@@ -438,6 +481,7 @@ class Reassembler {
   static Key key_of(const FrameHeader& h) { return {h.src, h.type, h.key, h.iteration}; }
 
   std::size_t max_partial_;
+  std::shared_ptr<PayloadPool> pool_;
   std::map<Key, Partial> partial_;
 };
 

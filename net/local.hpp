@@ -4,8 +4,10 @@
 // - LocalHub hub(W) owns W LocalTransport objects; hub.transport(r) is rank r's. Each rank's
 //   transport may be used from any thread (typically one thread per rank). The hub must outlive
 //   every use of its transports.
-// - send() copies the payload straight into the receiver's mailbox (delivery is instantaneous,
-//   so priorities only exist for interface compatibility) and returns. Messages with the same
+// - send() puts the payload straight into the receiver's mailbox (delivery is instantaneous,
+//   so priorities only exist for interface compatibility) and returns: send(span) and
+//   send(SharedPayload) copy it (every mailbox owns its messages), send(Payload&&) moves it.
+//   allocate() and the copies use one PayloadPool per hub. Messages with the same
 //   (src, type, key, iteration) are received in send order; others are matched exactly, in any
 //   order.
 // - recv() returns the oldest message with exactly (src, type, key, iteration) or blocks until
@@ -30,6 +32,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -54,6 +57,11 @@ class LocalTransport final : public Transport {
   int world() const override;
   void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
             std::span<const std::byte> payload, Priority priority = Priority::high) override;
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, Payload&& payload,
+            Priority priority = Priority::high) override;
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, SharedPayload payload,
+            Priority priority = Priority::high) override;
+  Payload allocate(std::size_t bytes) override;
   Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration, Deadline deadline) override;
   void flush(Deadline deadline) override;
   void close(Deadline deadline) override;
@@ -79,6 +87,7 @@ class LocalHub {
       ranks_[r]->links.resize(static_cast<std::size_t>(world));
     }
   }
+  ~LocalHub() { pool_->set_max_retained_bytes(0); }  // payloads outliving the hub are freed
   LocalHub(const LocalHub&) = delete;
   LocalHub& operator=(const LocalHub&) = delete;
 
@@ -112,7 +121,7 @@ class LocalHub {
 
   struct RankState {
     std::unique_ptr<LocalTransport> transport;
-    std::map<MailKey, std::deque<std::vector<std::byte>>> mailbox;
+    std::map<MailKey, std::deque<Payload>> mailbox;
     std::condition_variable cv;
     std::optional<PeerError> error;  // the first failure this rank's transport saw (sticky)
     bool closed = false;
@@ -149,15 +158,27 @@ class LocalHub {
            std::to_string(iteration);
   }
 
-  void send(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
-            std::span<const std::byte> payload) {
+  void check_send(int self, int dst, uint8_t type) const {
     check_peer(self, dst, "send: destination");
     if (type < kFirstAppType) {
       throw std::invalid_argument(
           "rank " + std::to_string(self) + ": send: message type: expected >= " +
           std::to_string(kFirstAppType) + " (application types), found " + std::to_string(type));
     }
-    std::vector<std::byte> copy(payload.begin(), payload.end());  // before taking the lock
+  }
+
+  void send(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
+            std::span<const std::byte> payload) {
+    check_send(self, dst, type);
+    Payload copy = pool_->allocate(payload.size());  // before taking the lock
+    if (!payload.empty()) std::memcpy(copy.data(), payload.data(), payload.size());
+    deliver(self, dst, type, key, iteration, std::move(copy));
+  }
+
+  // `payload` passed check_send().
+  void deliver(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
+               Payload&& payload) {
+    const std::size_t bytes = payload.size();
     {
       std::lock_guard<std::mutex> lock(mu_);
       throw_if_unusable(self);
@@ -167,12 +188,12 @@ class LocalHub {
                                  std::to_string(dst) + " (" + describe(type, key, iteration) +
                                  "): rank " + std::to_string(dst) + " has closed its transport");
       }
-      to.mailbox[MailKey{self, type, key, iteration}].push_back(std::move(copy));
+      to.mailbox[MailKey{self, type, key, iteration}].push_back(std::move(payload));
       LinkStats& out = ranks_[self]->links[dst];
-      out.bytes_sent += payload.size();
+      out.bytes_sent += bytes;
       ++out.messages_sent;
       LinkStats& in = to.links[self];
-      in.bytes_received += payload.size();
+      in.bytes_received += bytes;
       ++in.messages_received;
     }
     ranks_[dst]->cv.notify_all();
@@ -242,6 +263,7 @@ class LocalHub {
 
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<RankState>> ranks_;  // condition variables do not move
+  std::shared_ptr<PayloadPool> pool_ = PayloadPool::create();
 };
 
 inline int LocalTransport::world() const {
@@ -250,6 +272,22 @@ inline int LocalTransport::world() const {
 inline void LocalTransport::send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
                                  std::span<const std::byte> payload, Priority) {
   hub_.send(rank_, dst, type, key, iteration, payload);
+}
+inline void LocalTransport::send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
+                                 Payload&& payload, Priority) {
+  hub_.check_send(rank_, dst, type);
+  hub_.deliver(rank_, dst, type, key, iteration, std::move(payload));
+}
+inline void LocalTransport::send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
+                                 SharedPayload payload, Priority priority) {
+  if (!payload) {
+    throw std::invalid_argument("rank " + std::to_string(rank_) + ": send to rank " +
+                                std::to_string(dst) + ": the shared payload is null");
+  }
+  send(dst, type, key, iteration, payload->span(), priority);
+}
+inline Payload LocalTransport::allocate(std::size_t bytes) {
+  return hub_.pool_->allocate(bytes);
 }
 inline Message LocalTransport::recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
                                     Deadline deadline) {

@@ -19,13 +19,19 @@
 //
 // Contract
 // - One network thread (Asio io_context) per Mesh runs every socket operation; callers' threads
-//   only queue and wait. TCP_NODELAY on every link.
+//   queue and wait, and send() computes the payload CRC32C of every chunk on the caller's thread
+//   (send(span) while copying the bytes, so they are hashed from L1). TCP_NODELAY on every link.
 // - Per link, a writer sends high-priority chunks before low-priority ones, choosing again after
 //   every chunk, so a bulk message delays urgent traffic by at most one chunk. With a Pacer
 //   (net/pacing.hpp) application frames are written in slices of pacer->slice_bytes(), each
 //   after reserve(peer, n) + latency(); protocol frames (heartbeats, BYE, ERROR) are not paced.
 // - A reader validates each header (net/frame.hpp) before reading its payload straight into the
-//   reassembly buffer; the payload CRC is checked before the message is delivered.
+//   reassembly buffer; the payload CRC is computed piece by piece as the bytes arrive (while
+//   they are still in cache) and checked before the message is delivered.
+// - Payload buffers (sent copies, reassembled messages) come from one PayloadPool per Mesh
+//   (net/payload.hpp, at most pool_bytes of free buffers kept); allocate() hands out the same
+//   buffers. send(Payload&&) and send(SharedPayload) queue the caller's buffer without copying
+//   it; a shared one may sit in several links' queues at once.
 // - Heartbeats go out after heartbeat_interval_s without traffic; a peer silent for
 //   heartbeat_timeout_s fails the mesh, as does a write not completing within op_timeout_s.
 // - The first failure is sticky (net/transport.hpp) and is sent to every peer in an ERROR frame
@@ -52,6 +58,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -63,6 +70,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/address.hpp"
 #include "net/auth.hpp"
 #include "net/frame.hpp"
 #include "net/pacing.hpp"
@@ -84,13 +92,14 @@ struct MeshConfig {
   uint64_t layout_hash = 0;               // model layout hash, must match on all ranks
   std::vector<std::byte> secret;          // MERCURY_SECRET_FILE (see load_secret_file)
   bool insecure = false;                  // MERCURY_INSECURE: allow no secret off loopback
-  double connect_timeout_s = 60;          // MERCURY_CONNECT_TIMEOUT: whole rendezvous
-  double op_timeout_s = 30;               // MERCURY_OP_TIMEOUT: handshake, one write, BYE
+  double connect_timeout_s = 30;          // MERCURY_CONNECT_TIMEOUT: whole rendezvous
+  double op_timeout_s = 60;               // MERCURY_OP_TIMEOUT: handshake, one write, BYE
   double heartbeat_interval_s = 1;        // MERCURY_HEARTBEAT_INTERVAL
   double heartbeat_timeout_s = 10;        // MERCURY_HEARTBEAT_TIMEOUT
-  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // MERCURY_MAX_FRAME
-  uint32_t chunk_bytes = kDefaultChunkBytes;             // MERCURY_CHUNK, 64 KiB..4 MiB
-  std::shared_ptr<Pacer> pacer;                          // nullptr = unshaped
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;         // MERCURY_MAX_FRAME
+  uint32_t chunk_bytes = kDefaultChunkBytes;                    // MERCURY_CHUNK, 64 KiB..4 MiB
+  std::shared_ptr<Pacer> pacer;                                 // nullptr = unshaped
+  std::size_t pool_bytes = PayloadPool::kDefaultRetainedBytes;  // free payload buffers kept
   // Tests: called on the network thread for every outgoing application chunk after its CRC was
   // computed; may change the header (its CRC is recomputed) or the payload (its CRC is not).
   std::function<void(FrameHeader&, std::vector<std::byte>&)> fault_hook;
@@ -144,6 +153,7 @@ class Mesh final : public Transport {
  public:
   explicit Mesh(MeshConfig cfg) : cfg_(std::move(cfg)), acceptor_(io_) {
     validate_config();
+    pool_ = PayloadPool::create(cfg_.pool_bytes);
     limits_ = {cfg_.chunk_bytes, cfg_.max_message_bytes};
     const auto n = static_cast<std::size_t>(cfg_.world);
     peers_.resize(n);
@@ -186,6 +196,7 @@ class Mesh final : public Transport {
       shutdown_io();
     } catch (...) {
     }
+    pool_->set_max_retained_bytes(0);  // payloads still held by callers are freed, not kept
   }
   Mesh(const Mesh&) = delete;
   Mesh& operator=(const Mesh&) = delete;
@@ -248,49 +259,42 @@ class Mesh final : public Transport {
 
   void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
             std::span<const std::byte> payload, Priority priority = Priority::high) override {
-    check_rank(dst, "send");
-    if (type < kFirstAppType)
-      throw std::invalid_argument(frame_detail::cat("Mesh::send: type ", int(type),
-                                                    " is reserved for the protocol (use >= 16)"));
-    if (payload.size() > cfg_.max_message_bytes)
-      throw std::invalid_argument(frame_detail::cat(
-          "Mesh::send to rank ", dst, ": a message of ", payload.size(),
-          " bytes exceeds max_message_bytes = ", cfg_.max_message_bytes, " (MERCURY_MAX_FRAME)"));
-    auto m = std::make_shared<OutMessage>();
-    m->payload.assign(payload.begin(), payload.end());
-    m->base.type = type;
-    m->base.flags = static_cast<uint8_t>(priority);
-    m->base.src = static_cast<uint32_t>(cfg_.rank);
-    m->base.dst = static_cast<uint32_t>(dst);
-    m->base.run_epoch = cfg_.run_epoch;
-    m->base.key = key;
-    m->base.iteration = iteration;
-    m->chunk_count = static_cast<uint32_t>(chunk_count_for(payload.size(), cfg_.chunk_bytes));
-    m->priority = priority;
-    PeerPtr p;
-    {
-      std::lock_guard lock(mu_);
-      throw_if_unusable_locked("send");
-      if (dst == cfg_.rank) {
-        mailbox_[{dst, type, key, iteration}].push_back(
-            Message{dst, type, key, iteration, std::move(m->payload)});
-      } else {
-        p = peers_[dst];
-        if (p->bye_received)
-          throw PeerError(
-              dst,
-              frame_detail::cat(describe_locked(dst), " has closed its transport (it said BYE); ",
-                                "cannot send it type ", int(type), " iteration ", iteration));
-        p->queue[static_cast<int>(priority)].push_back(std::move(m));
-        ++queued_messages_;
-      }
+    check_send(dst, type, payload.size());
+    Payload copy = pool_->allocate(payload.size());
+    if (dst == cfg_.rank) {
+      if (!payload.empty()) std::memcpy(copy.data(), payload.data(), payload.size());
+      return deliver_to_self(type, key, iteration, std::move(copy));
     }
-    if (p) {
-      asio::post(io_, [p] { p->wake.cancel(); });
-    } else {
-      cv_.notify_all();
-    }
+    std::vector<uint32_t> crcs = chunk_crcs(payload, cfg_.chunk_bytes, copy.data());  // one pass
+    enqueue(dst, type, key, iteration, std::make_shared<const Payload>(std::move(copy)),
+            std::move(crcs), priority);
   }
+
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, Payload&& payload,
+            Priority priority = Priority::high) override {
+    check_send(dst, type, payload.size());
+    if (dst == cfg_.rank) return deliver_to_self(type, key, iteration, std::move(payload));
+    std::vector<uint32_t> crcs = chunk_crcs(payload.span(), cfg_.chunk_bytes);
+    enqueue(dst, type, key, iteration, std::make_shared<const Payload>(std::move(payload)),
+            std::move(crcs), priority);
+  }
+
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, SharedPayload payload,
+            Priority priority = Priority::high) override {
+    if (!payload)
+      throw std::invalid_argument(
+          frame_detail::cat("Mesh::send to rank ", dst, ": the shared payload is null"));
+    check_send(dst, type, payload->size());
+    if (dst == cfg_.rank) {  // our mailbox owns its messages: a copy
+      Payload copy = pool_->allocate(payload->size());
+      if (!payload->empty()) std::memcpy(copy.data(), payload->data(), payload->size());
+      return deliver_to_self(type, key, iteration, std::move(copy));
+    }
+    std::vector<uint32_t> crcs = chunk_crcs(payload->span(), cfg_.chunk_bytes);
+    enqueue(dst, type, key, iteration, std::move(payload), std::move(crcs), priority);
+  }
+
+  Payload allocate(std::size_t bytes) override { return pool_->allocate(bytes); }
 
   Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
                Deadline deadline) override {
@@ -424,6 +428,9 @@ class Mesh final : public Transport {
     return s;
   }
 
+  // The payload buffer pool's counters (free buffers kept, new vs recycled buffers handed out).
+  PayloadPool::Stats payload_pool_stats() const { return pool_->stats(); }
+
   // Fault injection (net/fault.hpp "drop"): fail this rank and drop every connection without an
   // ERROR frame, as a crashed device would; the peers see the connections close.
   void drop_connections_for_testing() {
@@ -451,22 +458,24 @@ class Mesh final : public Transport {
  private:
   struct OutMessage {
     FrameHeader base;
-    std::vector<std::byte> payload;
-    uint32_t next_chunk = 0;  // network thread; read under mu_
+    SharedPayload payload;       // never null
+    std::vector<uint32_t> crcs;  // [chunk] payload CRC32C, computed by send() (caller's thread)
+    uint32_t next_chunk = 0;     // network thread; read under mu_
     uint32_t chunk_count = 1;
     Priority priority = Priority::high;
   };
 
   struct Peer {
-    explicit Peer(asio::io_context& io) : socket(io), wake(io), pace(io), guard(io) {}
+    Peer(asio::io_context& io, std::shared_ptr<PayloadPool> pool)
+        : socket(io), wake(io), pace(io), guard(io), reassembler(8, std::move(pool)) {}
     int rank = -1;
     bool inbound = false;
     tcp::socket socket;
     asio::steady_timer wake, pace, guard;
     // Network thread only.
+    Reassembler reassembler;
     uint64_t guard_id = 0;
     bool guard_fired = false;
-    Reassembler reassembler;
     Clock::time_point last_rx{}, last_tx{}, write_since{};
     // Under Mesh::mu_.
     std::deque<std::shared_ptr<OutMessage>> queue[2];  // [Priority]
@@ -507,11 +516,6 @@ class Mesh final : public Transport {
   static std::string endpoint_text(const tcp::endpoint& ep) {
     return host_port(ep.address().to_string(), ep.port());
   }
-  static bool is_loopback_host(const std::string& host) {
-    std::error_code ec;
-    const auto a = asio::ip::make_address(host, ec);
-    return host == "localhost" || (!ec && a.is_loopback());
-  }
   static std::string text_of(std::span<const std::byte> payload) {
     std::string text;
     for (std::byte b : payload) {
@@ -547,7 +551,7 @@ class Mesh final : public Transport {
     if (!c.advertise_addr.empty()) asio::ip::make_address(c.advertise_addr, ec);
     if (ec) bad("advertise_addr '" + c.advertise_addr + "' is not an IP address");
     if (c.secret.empty() && !c.insecure && c.world > 1 &&
-        !(is_loopback_host(c.bind_addr) && is_loopback_host(c.master_addr)))
+        !(is_loopback_address(c.bind_addr) && is_loopback_address(c.master_addr)))
       bad(frame_detail::cat("refusing to run without a cluster secret off loopback (bind ",
                             c.bind_addr, ", master ", c.master_addr,
                             "): set MERCURY_SECRET_FILE, or MERCURY_INSECURE=1 on a trusted ",
@@ -556,6 +560,59 @@ class Mesh final : public Transport {
 
   int expected_inbound() const {
     return cfg_.rank == 0 ? cfg_.world - 1 : cfg_.world - 1 - cfg_.rank;
+  }
+
+  void check_send(int dst, uint8_t type, std::size_t bytes) const {
+    check_rank(dst, "send");
+    if (type < kFirstAppType)
+      throw std::invalid_argument(frame_detail::cat("Mesh::send: type ", int(type),
+                                                    " is reserved for the protocol (use >= 16)"));
+    if (bytes > cfg_.max_message_bytes)
+      throw std::invalid_argument(frame_detail::cat(
+          "Mesh::send to rank ", dst, ": a message of ", bytes,
+          " bytes exceeds max_message_bytes = ", cfg_.max_message_bytes, " (MERCURY_MAX_FRAME)"));
+  }
+
+  // Queues a checked message (check_send) for the link to `dst` (not us), with the payload
+  // CRC32C of each of its chunks.
+  void enqueue(int dst, uint8_t type, uint64_t key, uint64_t iteration, SharedPayload payload,
+               std::vector<uint32_t>&& crcs, Priority priority) {
+    auto m = std::make_shared<OutMessage>();
+    m->base.type = type;
+    m->base.flags = static_cast<uint8_t>(priority);
+    m->base.src = static_cast<uint32_t>(cfg_.rank);
+    m->base.dst = static_cast<uint32_t>(dst);
+    m->base.run_epoch = cfg_.run_epoch;
+    m->base.key = key;
+    m->base.iteration = iteration;
+    m->chunk_count = static_cast<uint32_t>(chunk_count_for(payload->size(), cfg_.chunk_bytes));
+    m->priority = priority;
+    m->payload = std::move(payload);
+    m->crcs = std::move(crcs);
+    PeerPtr p;
+    {
+      std::lock_guard lock(mu_);
+      throw_if_unusable_locked("send");
+      p = peers_[dst];
+      if (p->bye_received)
+        throw PeerError(dst, frame_detail::cat(
+                                 describe_locked(dst), " has closed its transport (it said BYE); ",
+                                 "cannot send it type ", int(type), " iteration ", iteration));
+      p->queue[static_cast<int>(priority)].push_back(std::move(m));
+      ++queued_messages_;
+    }
+    asio::post(io_, [p] { p->wake.cancel(); });
+  }
+
+  // A checked message (check_send) to ourselves goes straight into the mailbox.
+  void deliver_to_self(uint8_t type, uint64_t key, uint64_t iteration, Payload&& payload) {
+    {
+      std::lock_guard lock(mu_);
+      throw_if_unusable_locked("send");
+      mailbox_[{cfg_.rank, type, key, iteration}].push_back(
+          Message{cfg_.rank, type, key, iteration, std::move(payload)});
+    }
+    cv_.notify_all();
   }
 
   void check_rank(int r, const char* what) const {
@@ -813,7 +870,7 @@ class Mesh final : public Transport {
     auto delay = std::chrono::milliseconds(20);
     std::string last;
     for (int attempt = 1;; ++attempt) {
-      auto p = std::make_shared<Peer>(io_);
+      auto p = std::make_shared<Peer>(io_, pool_);
       p->rank = r;
       setup_links_.push_back(p);
       std::error_code ec;
@@ -1047,7 +1104,7 @@ class Mesh final : public Transport {
         continue;
       }
       ++inbound_pending_;
-      auto p = std::make_shared<Peer>(io_);
+      auto p = std::make_shared<Peer>(io_, pool_);
       p->socket = std::move(socket);
       spawn(serve_inbound(std::move(p)));
     }
@@ -1267,8 +1324,10 @@ class Mesh final : public Transport {
         continue;
       }
       if (job == Job::chunk) {
-        FrameHeader h = chunk_header(m->base, m->payload, m->next_chunk, cfg_.chunk_bytes);
-        std::span<const std::byte> payload = chunk_of(m->payload, m->next_chunk, cfg_.chunk_bytes);
+        const std::span<const std::byte> message = m->payload->span();
+        FrameHeader h = chunk_header(m->base, message.size(), m->next_chunk, cfg_.chunk_bytes,
+                                     m->crcs[m->next_chunk]);
+        std::span<const std::byte> payload = chunk_of(message, m->next_chunk, cfg_.chunk_bytes);
         std::vector<std::byte> altered;
         if (cfg_.fault_hook || (corrupt_next_ && !payload.empty())) {
           altered.assign(payload.begin(), payload.end());
@@ -1328,11 +1387,15 @@ class Mesh final : public Transport {
 
   awaitable<void> reader(PeerPtr p) {
     std::array<std::byte, kHeaderBytes> raw{};
+    std::size_t have = 0;  // bytes of the next header that came with the previous payload
     for (;;) {
       std::error_code ec;
-      co_await asio::async_read(p->socket, asio::buffer(raw),
-                                asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return read_failed(*p, ec);
+      if (have < kHeaderBytes) {
+        co_await asio::async_read(p->socket, asio::buffer(raw.data() + have, kHeaderBytes - have),
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return read_failed(*p, ec);
+      }
+      have = 0;
       p->last_rx = Clock::now();
       p->bytes_received += kHeaderBytes;
       const HeaderDecode d = decode_header(raw, limits_);
@@ -1361,14 +1424,23 @@ class Mesh final : public Transport {
         control.resize(h.payload_len);
         dst = control;
       }
+      uint32_t crc = 0;  // of the bytes read so far, hashed while they are in cache
       for (std::size_t got = 0; got < dst.size() && !ec;) {  // progress counts as liveness
-        got += co_await p->socket.async_read_some(asio::buffer(dst.data() + got, dst.size() - got),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+        // Scatter read: the rest of the payload, then the next header, so one read often
+        // brings both (one system call per frame fewer); raw is free, h holds this header.
+        const std::array<asio::mutable_buffer, 2> buffers{
+            asio::buffer(dst.data() + got, dst.size() - got), asio::buffer(raw)};
+        const std::size_t n = co_await p->socket.async_read_some(
+            buffers, asio::redirect_error(asio::use_awaitable, ec));
+        const std::size_t mine = std::min(n, dst.size() - got);
+        crc = io::crc32c(dst.data() + got, mine, crc);
+        got += mine;
+        have = n - mine;
         p->last_rx = Clock::now();
       }
       if (ec) co_return read_failed(*p, ec);
       p->bytes_received += dst.size();
-      if (const std::string bad = check_payload(h, dst); !bad.empty())
+      if (const std::string bad = check_payload_crc(h, crc); !bad.empty())
         co_return fail_peer(*p, "read", "sent a corrupt frame", bad);
       if (app) {
         if (std::optional<Message> m = p->reassembler.commit(h)) {
@@ -1463,6 +1535,7 @@ class Mesh final : public Transport {
 
   MeshConfig cfg_;
   FrameLimits limits_;
+  std::shared_ptr<PayloadPool> pool_;  // before every Peer (their reassemblers use it)
   double grace_ = 2;
   asio::io_context io_;  // declared before everything holding sockets or timers
   // Keeps run() going between operations; the watchdog alone would too, this is belt and braces.

@@ -105,6 +105,7 @@
 #include <utility>
 #include <vector>
 
+#include "net/address.hpp"
 #include "net/pacing.hpp"
 
 namespace mercury::net {
@@ -813,14 +814,6 @@ inline std::optional<double> parse_bandwidth(std::string_view text,
     return *number * scale;
   }
   return fail(" (the unit kbps, mbps or gbps is required)");
-}
-
-inline bool valid_run_id(std::string_view id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-  });
 }
 
 // Reads the MERCURY_* shaping variables through `lookup` (nullptr or "" = unset).

@@ -4,9 +4,16 @@
 // - A Transport connects `world()` ranks; this object is rank `rank()`. Messages are byte
 //   payloads addressed by (src, type, key, iteration); `type` is an application type >= 16
 //   (below 16 the wire protocol's own frame types live, see net/frame.hpp).
-// - send() queues a copy of the payload and returns at once; messages from one sender to one
-//   receiver with the same priority arrive in send order. High priority (aggregation traffic)
-//   preempts low priority (bulk samples) at chunk boundaries.
+// - send() queues the payload and returns at once: send(span) copies the bytes (the caller may
+//   reuse its buffer at once); send(Payload&&) takes the buffer over without copying;
+//   send(SharedPayload) shares an immutable buffer without copying, so one buffer can go to
+//   many ranks (a broadcast) or many times (a null one throws std::invalid_argument). Messages
+//   from one sender to one receiver with the same priority arrive in send order. High priority
+//   (aggregation traffic) preempts low priority (bulk samples) at chunk boundaries.
+// - allocate(n) hands out an n-byte Payload of unspecified content (net/payload.hpp) from the
+//   transport's buffer pool, to be filled completely and passed to send(Payload&&): the way to
+//   build a message without a second copy. Received payloads come from the same pool; dropping
+//   a Message returns its buffer, so steady traffic allocates (and page-faults) nothing new.
 // - recv() blocks until the message with exactly that (src, type, key, iteration) has arrived,
 //   or the deadline passes (TimeoutError), or the transport has failed (PeerError).
 // - Failure is sticky and fail-stop: the first peer failure (closed connection, heartbeat
@@ -24,10 +31,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "net/payload.hpp"
 
 namespace mercury::net {
 
@@ -41,6 +51,9 @@ inline Deadline deadline_in(double seconds) {
 
 enum class Priority : uint8_t { high = 0, low = 1 };
 
+// An immutable payload that may be queued for several sends at once.
+using SharedPayload = std::shared_ptr<const Payload>;
+
 // First application message type; lower values are reserved for the wire protocol.
 inline constexpr uint8_t kFirstAppType = 16;
 
@@ -49,7 +62,7 @@ struct Message {
   uint8_t type = 0;
   uint64_t key = 0;
   uint64_t iteration = 0;
-  std::vector<std::byte> payload;
+  Payload payload;
 };
 
 // A peer (or the transport as a whole) failed. what() is the full human-readable message.
@@ -84,8 +97,17 @@ class Transport {
   virtual ~Transport() = default;
   virtual int rank() const = 0;
   virtual int world() const = 0;
+  // Copies `payload`.
   virtual void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
                     std::span<const std::byte> payload, Priority priority = Priority::high) = 0;
+  // Takes `payload` over (no copy); best with a buffer from allocate().
+  virtual void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, Payload&& payload,
+                    Priority priority = Priority::high) = 0;
+  // Shares `payload` (no copy); it stays alive until every send of it has been written.
+  virtual void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, SharedPayload payload,
+                    Priority priority = Priority::high) = 0;
+  // A `bytes`-byte buffer of unspecified content for send(Payload&&) / send(SharedPayload).
+  virtual Payload allocate(std::size_t bytes) { return Payload(bytes); }
   virtual Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
                        Deadline deadline) = 0;
   // Wait until every queued send has been handed to the network (or the deadline passes).

@@ -7,16 +7,27 @@
 //       one rank's gradient push of a mid-size model (ResNet-18's 11.2 M floats are 45 MB: at
 //       world 2 each rank pushes ~22 MB, at world 3 ~15 MB); 64 KiB / 1 MiB / 4 MiB chunks give
 //       256 / 16 / 4 frames per message. The sender keeps at most kWindow messages queued
-//       (polling Transport::stats().messages_sent), so memory stays bounded; goodput counts
+//       (polling Transport::stats().messages_sent every 0.5 ms: a message takes ~8 ms on
+//       loopback, so the queue never runs dry), so memory stays bounded; goodput counts
 //       payload bytes from the first send() to the receiver's last recv() returning, and so
-//       includes the copy send() makes, both CRC32C passes, framing and reassembly.
+//       includes both CRC32C passes (sender and receiver, every byte of every message),
+//       framing, chunking and reassembly. Two sender APIs, each a fresh pair of meshes:
+//         mesh       send(SharedPayload): one immutable 16 MiB buffer queued again and again
+//                    without a copy — what the raw probe does with its one buffer, and what
+//                    dist::BspSync uses for its parameter broadcast and initial parameters;
+//         mesh_copy  send(span) from one plain buffer: every send copies the bytes into a pooled
+//                    buffer (hashing each piece as it copies) — BspSync's gradient push, whose
+//                    bytes it does not own.
+//       The receiver drops each Message, which returns its buffer to the mesh's pool, as
+//       BspSync does after reducing or copying it out.
 //       Baseline: the raw probe — a plain blocking Asio TCP connection on loopback (TCP_NODELAY),
 //       one writer thread write()-ing the same 16 MiB messages in the same chunk sizes from one
 //       buffer, one reader thread read()-ing each chunk into a 16 MiB buffer. The probe runs
 //       first for >= 1 s of whole messages; the mesh then moves exactly as many bytes.
-//       Counters: raw_goodput_MBps, mesh_goodput_MBps, mesh_over_raw (target >= 0.80), MB moved,
-//       and raw/mesh_cpu_s_per_GB: process CPU seconds (all threads) per GB moved, which the
-//       load on a shared machine inflates far less than wall time.
+//       Counters: raw_goodput_MBps, mesh_goodput_MBps, mesh_over_raw (target >= 0.80),
+//       mesh_copy_goodput_MBps, mesh_copy_over_raw, MB moved, and raw/mesh/mesh_copy
+//       _cpu_s_per_GB: process CPU seconds (all threads) per GB moved, which the load on a shared
+//       machine inflates far less than wall time.
 //       Three repetitions (fresh sockets and meshes each); read the _median rows.
 //   BM_crc32c                     io::crc32c throughput on 1 MiB, single thread: the mesh
 //       checksums every payload byte twice (sender, receiver), so this bounds its goodput.
@@ -39,7 +50,7 @@
 //                     for the peer to produce its data (BSP skew between the ranks)
 //         single_step_ms, single_compute_ms, single_optim_ms  (a)'s figures, and
 //         overhead_over_single = overhead_ms / single_step_ms.
-// Runs in ~45 s: every case is a single timed iteration.
+// Runs in ~60 s: every case is a single timed iteration.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -198,10 +209,15 @@ void close_pair(std::array<std::unique_ptr<net::Mesh>, 2>& m) {
   on_both_ranks([&](int r) { m[r]->close(net::deadline_in(30)); });
 }
 
+enum class SendApi { shared, copy };
+
 // Rank 0 sends `messages` messages of `message_bytes` to rank 1 over a fresh mesh.
-Transfer mesh_transfer(std::size_t message_bytes, uint32_t chunk_bytes, uint64_t messages) {
+Transfer mesh_transfer(std::size_t message_bytes, uint32_t chunk_bytes, uint64_t messages,
+                       SendApi api) {
   auto m = connected_pair(chunk_bytes, 0, 0);
   const std::vector<std::byte> payload = pattern(message_bytes);
+  const net::SharedPayload shared =
+      std::make_shared<const net::Payload>(net::Payload::copy_of(payload));
   Clock::time_point start, last;
   const double cpu0 = train::process_cpu_seconds();
   on_both_ranks([&](int r) {
@@ -209,14 +225,20 @@ Transfer mesh_transfer(std::size_t message_bytes, uint32_t chunk_bytes, uint64_t
       start = Clock::now();
       for (uint64_t i = 0; i < messages; ++i) {
         while (i - m[0]->stats(1).messages_sent >= kWindow)
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
-        m[0]->send(1, kData, 0, i, payload);
+          std::this_thread::sleep_for(std::chrono::microseconds(500));
+        if (api == SendApi::shared) {
+          m[0]->send(1, kData, 0, i, shared);
+        } else {
+          m[0]->send(1, kData, 0, i, payload);
+        }
       }
       m[0]->flush(net::deadline_in(60));
     } else {
       for (uint64_t i = 0; i < messages; ++i) {
         const net::Message msg = m[1]->recv(0, kData, 0, i, net::deadline_in(60));
-        if (msg.payload.size() != message_bytes) throw std::runtime_error("mesh: short message");
+        if (msg.payload.size() != message_bytes ||
+            msg.payload[message_bytes / 2] != payload[message_bytes / 2])
+          throw std::runtime_error("mesh: wrong message");
       }
       last = Clock::now();
     }
@@ -233,11 +255,12 @@ Transfer mesh_transfer(std::size_t message_bytes, uint32_t chunk_bytes, uint64_t
 
 void BM_mesh_goodput(benchmark::State& state) {
   const auto chunk = static_cast<uint32_t>(state.range(0)) << 10;
-  Transfer raw, mesh;
+  Transfer raw, mesh, copy;
   for (auto _ : state) {
     try {
       raw = raw_probe(kMessageBytes, chunk, kMinSeconds);
-      mesh = mesh_transfer(kMessageBytes, chunk, raw.messages);
+      mesh = mesh_transfer(kMessageBytes, chunk, raw.messages, SendApi::shared);
+      copy = mesh_transfer(kMessageBytes, chunk, raw.messages, SendApi::copy);
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
       return;
@@ -246,10 +269,13 @@ void BM_mesh_goodput(benchmark::State& state) {
   state.counters["raw_goodput_MBps"] = raw.mbps();
   state.counters["mesh_goodput_MBps"] = mesh.mbps();
   state.counters["mesh_over_raw"] = mesh.mbps() / raw.mbps();
+  state.counters["mesh_copy_goodput_MBps"] = copy.mbps();
+  state.counters["mesh_copy_over_raw"] = copy.mbps() / raw.mbps();
   state.counters["MB_moved"] = static_cast<double>(raw.bytes) / 1e6;
   state.counters["mesh_s"] = mesh.seconds;
   state.counters["raw_cpu_s_per_GB"] = raw.cpu_s_per_gb();
   state.counters["mesh_cpu_s_per_GB"] = mesh.cpu_s_per_gb();
+  state.counters["mesh_copy_cpu_s_per_GB"] = copy.cpu_s_per_gb();
 }
 
 void BM_crc32c(benchmark::State& state) {

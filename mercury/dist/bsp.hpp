@@ -14,8 +14,12 @@
 //     3. send my updated range to every other rank (type kParams, key = my rank) and receive
 //        every other range into params.values().
 //   A rank's own range never touches the wire; empty ranges are skipped by both sides (the plan
-//   is shared). Afterwards every rank holds bitwise the same params.values(). params.grads() is
-//   only read. Buffers (BN running statistics) stay local, as in DDP without SyncBN.
+//   is shared). Copies: each gradient range goes to one rank with send(span) (copied once into
+//   a pooled transport buffer); with 3+ ranks my updated range is copied once into a
+//   net::SharedPayload that every send shares (with 2, send(span)), as is rank 0's initial
+//   broadcast; received buffers go back to the transport's pool when dropped. Afterwards every rank
+//   holds bitwise the same params.values(). params.grads() is only read. Buffers (BN running
+//   statistics) stay local, as in DDP without SyncBN.
 // - Deadlines: each phase (gradient reduce, parameter gather) gets op_timeout_s. A TimeoutError
 //   or PeerError from the transport is rethrown with the same type and peer, its message
 //   prefixed with rank, iteration, phase and the knob (`op_timeout`).
@@ -49,6 +53,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -163,12 +168,19 @@ class BspSync {
       update = seconds(Clock::now() - tu);
       for (auto& m : inbox_) m.payload = {};  // release the contributions before phase 3
     }
-    // 3. Broadcast my range; gather the others.
-    if (!mine.empty()) {
+    // 3. Broadcast my range (3+ ranks: one copy shared by every send); gather the others.
+    if (!mine.empty() && world_ > 1) {
+      const net::SharedPayload updated =
+          world_ > 2 ? share(values + mine.begin, mine.size()) : nullptr;
       for (int k = 1; k < world_; ++k) {
         const int j = (rank_ + k) % world_;
-        send(j, kParams, static_cast<uint64_t>(rank_), it, values + mine.begin, mine.size(),
-             "parameter broadcast");
+        if (updated) {
+          guarded("parameter broadcast", iteration,
+                  [&] { t_.send(j, kParams, static_cast<uint64_t>(rank_), it, updated); });
+        } else {
+          send(j, kParams, static_cast<uint64_t>(rank_), it, values + mine.begin, mine.size(),
+               "parameter broadcast");
+        }
         sent += static_cast<uint64_t>(mine.size()) * sizeof(float);
       }
     }
@@ -203,16 +215,17 @@ class BspSync {
     const std::size_t value_bytes = static_cast<std::size_t>(params_.size()) * sizeof(float);
     const std::size_t buffer_bytes =
         static_cast<std::size_t>(params_.buffer_size()) * sizeof(float);
-    if (rank_ == 0) {
-      std::vector<std::byte> payload(head_bytes + value_bytes + buffer_bytes);
+    if (rank_ == 0) {  // built once in a transport buffer, shared by every send
+      net::Payload payload = t_.allocate(head_bytes + value_bytes + buffer_bytes);
       std::memcpy(payload.data(), header.data(), head_bytes);
       if (value_bytes) std::memcpy(payload.data() + head_bytes, params_.values(), value_bytes);
       if (buffer_bytes) {
         std::memcpy(payload.data() + head_bytes + value_bytes, params_.buffers(), buffer_bytes);
       }
+      const auto shared = std::make_shared<const net::Payload>(std::move(payload));
       for (int j = 1; j < world_; ++j) {
         guarded("initial parameter broadcast", iteration,
-                [&] { t_.send(j, kInitialParams, 0, it, payload); });
+                [&] { t_.send(j, kInitialParams, 0, it, shared); });
       }
       return;
     }
@@ -360,6 +373,12 @@ class BspSync {
   void send(int dst, uint8_t type, uint64_t key, uint64_t it, std::span<const std::byte> bytes,
             const char* phase) {
     guarded(phase, static_cast<int64_t>(it), [&] { t_.send(dst, type, key, it, bytes); });
+  }
+  // `count` floats in a transport buffer, to be shared by several sends.
+  net::SharedPayload share(const float* data, int64_t count) {
+    net::Payload p = t_.allocate(static_cast<std::size_t>(count) * sizeof(float));
+    if (count > 0) std::memcpy(p.data(), data, p.size());
+    return std::make_shared<const net::Payload>(std::move(p));
   }
   void send(int dst, uint8_t type, uint64_t key, uint64_t it, const float* data, int64_t count,
             const char* phase) {

@@ -102,15 +102,20 @@ class FaultyTransport final : public net::Transport {
   int world() const override { return inner_.world(); }
   void send(int dst, uint8_t type, uint64_t key, uint64_t iteration,
             std::span<const std::byte> payload, net::Priority p) override {
-    if (rank() == bad_rank_ && type == dist::kGradPush && iteration == bad_it_) {
-      if (mode_ == Mode::fail) {
-        hub_.fail(rank(), "injected fault at iteration " + std::to_string(iteration));
-      } else {
-        throw std::runtime_error("rank " + std::to_string(rank()) + " froze (injected)");
-      }
-    }
+    inject(type, iteration);
     inner_.send(dst, type, key, iteration, payload, p);
   }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, net::Payload&& payload,
+            net::Priority p) override {
+    inject(type, iteration);
+    inner_.send(dst, type, key, iteration, std::move(payload), p);
+  }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t iteration, net::SharedPayload payload,
+            net::Priority p) override {
+    inject(type, iteration);
+    inner_.send(dst, type, key, iteration, std::move(payload), p);
+  }
+  net::Payload allocate(std::size_t bytes) override { return inner_.allocate(bytes); }
   net::Message recv(int src, uint8_t type, uint64_t key, uint64_t iteration,
                     net::Deadline deadline) override {
     return inner_.recv(src, type, key, iteration, deadline);
@@ -120,6 +125,16 @@ class FaultyTransport final : public net::Transport {
   net::LinkStats stats(int peer) const override { return inner_.stats(peer); }
 
  private:
+  void inject(uint8_t type, uint64_t iteration) {
+    if (rank() == bad_rank_ && type == dist::kGradPush && iteration == bad_it_) {
+      if (mode_ == Mode::fail) {
+        hub_.fail(rank(), "injected fault at iteration " + std::to_string(iteration));
+      } else {
+        throw std::runtime_error("rank " + std::to_string(rank()) + " froze (injected)");
+      }
+    }
+  }
+
   net::LocalHub& hub_;
   net::LocalTransport& inner_;
   int bad_rank_;
@@ -164,11 +179,38 @@ TEST_CASE("local transport: same-tuple messages arrive in send order, others mat
   CHECK(hub.transport(2).recv(0, 20, 0, 0, far).payload == bytes_of({5}));
 }
 
+TEST_CASE("local transport: a payload sent by move is delivered as that very buffer") {
+  net::LocalHub hub(2);
+  auto& a = hub.transport(0);
+  const std::size_t n = std::size_t{1} << 20;
+  net::Payload out = a.allocate(n);
+  CHECK(out.pooled());
+  for (std::size_t i = 0; i < n; ++i) out[i] = std::byte(i * 7);
+  const net::Payload expect = out;  // a deep copy
+  const std::byte* buffer = out.data();
+  a.send(1, 16, 0, 0, std::move(out));
+  CHECK(out.empty());  // NOLINT(bugprone-use-after-move): taken over by send
+  net::Message m = hub.transport(1).recv(0, 16, 0, 0, net::deadline_in(5));
+  CHECK(m.payload.data() == buffer);
+  CHECK(m.payload == expect);
+  CHECK(a.stats(1).bytes_sent == n);
+  CHECK(hub.transport(1).stats(0).bytes_received == n);
+  // A shared payload is copied into each mailbox; the sender's stays as it was.
+  const net::SharedPayload shared = std::make_shared<const net::Payload>(expect);
+  a.send(1, 16, 0, 1, shared);
+  net::Message copy = hub.transport(1).recv(0, 16, 0, 1, net::deadline_in(5));
+  CHECK(copy.payload == expect);
+  CHECK(copy.payload.data() != shared->data());
+  CHECK_THROWS_AS(a.send(1, 16, 0, 2, net::SharedPayload{}), std::invalid_argument);
+  CHECK_THROWS_AS(a.send(0, 16, 0, 0, a.allocate(1)), std::invalid_argument);   // to itself
+  CHECK_THROWS_AS(a.send(1, 3, 0, 0, net::Payload(1)), std::invalid_argument);  // reserved type
+}
+
 TEST_CASE("local transport: a receiver blocked in recv wakes when the message is sent") {
   net::LocalHub hub(2);
   std::vector<std::byte> got;
   std::thread receiver(
-      [&] { got = hub.transport(1).recv(0, 16, 1, 1, net::deadline_in(10)).payload; });
+      [&] { got = hub.transport(1).recv(0, 16, 1, 1, net::deadline_in(10)).payload.to_vector(); });
   std::this_thread::sleep_for(20ms);
   hub.transport(0).send(1, 16, 1, 1, bytes_of({9}));
   receiver.join();
@@ -721,6 +763,25 @@ TEST_CASE("initial broadcast refuses a rank whose model differs, naming both lay
   CHECK(message.find("parameter layout hash: expected " +
                      std::to_string(cnn->params.layout_hash())) != std::string::npos);
   CHECK(message.find("found " + std::to_string(mlp->params.layout_hash())) != std::string::npos);
+}
+
+TEST_CASE("initial broadcast gives every rank of three rank 0's weights (copy, then move)") {
+  net::LocalHub hub(3);
+  std::vector<std::unique_ptr<nn::Model>> models;
+  for (int r = 0; r < 3; ++r)
+    models.push_back(models::make_model("mlp", Shape{1, 28, 28}, 10, uint64_t(21 + r)));
+  const std::vector<float> rank0 = slab(models[0]->params.values(), models[0]->params.size());
+  CHECK(slab(models[1]->params.values(), models[1]->params.size()) != rank0);
+  require_no_errors(run_ranks(3, [&](int r) {
+    nn::Model& m = *models[r];
+    dist::BspSync bsp(hub.transport(r), dist::ShardPlan(m.params.size(), 3), m.params,
+                      optim::OptimizerConfig{}, 10);
+    bsp.broadcast_initial_params();
+  }));
+  for (int r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(slab(models[r]->params.values(), models[r]->params.size()) == rank0);
+  }
 }
 
 TEST_CASE("replica check names every rank's checksum when the weights differ") {
