@@ -178,6 +178,11 @@ TEST_CASE("report pools seeds per group and measures steps to a target from eval
   CHECK(groups[1]["uniform_over_this_train_cpu_s_to_target"].get<double>() ==
         doctest::Approx(25.0 / 15));
   CHECK(groups[1]["mean_final_test_acc"].get<double>() == doctest::Approx(0.95));
+  // Smoothed (mean of the last three evaluations): uniform never (0.74, 0.78), mercury-s1 at
+  // 300 (0.94), mercury-s2 never (0.853).
+  CHECK(groups[0]["reached_target_smoothed"] == 0);
+  CHECK(groups[1]["reached_target_smoothed"] == 1);
+  CHECK(!groups[1].contains("mean_steps_to_target_smoothed"));
   // A run that never reaches the target leaves its group without a mean, and says so.
   const std::string slow = write("slow-s1", {0.5, 0.6, 0.7});
   r = run("report --target 0.9 --out " + out + " " + slow + " " + files);
