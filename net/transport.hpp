@@ -9,7 +9,8 @@
 //   send(SharedPayload) shares an immutable buffer without copying, so one buffer can go to
 //   many ranks (a broadcast) or many times (a null one throws std::invalid_argument). Messages
 //   from one sender to one receiver with the same priority arrive in send order. High priority
-//   (aggregation traffic) preempts low priority (bulk samples) at chunk boundaries.
+//   (aggregation traffic) preempts low priority (bulk samples) at chunk boundaries (on an unpaced
+//   Mesh link with chunks under 256 KiB, at the end of each gather write of up to 256 KiB).
 // - allocate(n) hands out an n-byte Payload of unspecified content (net/payload.hpp) from the
 //   transport's buffer pool, to be filled completely and passed to send(Payload&&): the way to
 //   build a message without a second copy. Received payloads come from the same pool; dropping
