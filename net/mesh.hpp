@@ -89,7 +89,7 @@ struct MeshConfig {
   std::string bind_addr = "127.0.0.1";    // MERCURY_BIND: IP every rank listens on
   std::string advertise_addr;             // IP others reach this rank at ("" = bind_addr, or
                                           // the address rank 0 sees when bind_addr is 0.0.0.0)
-  std::string run_id = "mercury";         // MERCURY_RUN_ID, at most 255 bytes
+  std::string run_id = "mercury";         // MERCURY_RUN_ID, 1..64 of [A-Za-z0-9._-]
   uint32_t run_epoch = 0;                 // restart attempt of this run
   uint64_t plan_hash = 0;                 // ShardPlan hash, must match on all ranks
   uint64_t layout_hash = 0;               // model layout hash, must match on all ranks
@@ -546,8 +546,9 @@ class Mesh final : public Transport {
       bad(frame_detail::cat("timeouts must be positive and heartbeat_interval_s (",
                             c.heartbeat_interval_s, ") below heartbeat_timeout_s (",
                             c.heartbeat_timeout_s, ")"));
-    if (c.run_id.size() > kMaxRunIdBytes)
-      bad(frame_detail::cat("run_id is ", c.run_id.size(), " bytes, at most ", kMaxRunIdBytes));
+    if (!valid_run_id(c.run_id))
+      bad("run_id (MERCURY_RUN_ID) '" + c.run_id + "': expected 1.." +
+          std::to_string(kMaxRunIdChars) + " characters of [A-Za-z0-9._-]");
     std::error_code ec;
     asio::ip::make_address(c.bind_addr, ec);
     if (ec) bad("bind_addr (MERCURY_BIND) '" + c.bind_addr + "' is not an IP address");

@@ -654,6 +654,12 @@ TEST_CASE("configuration errors name the field and the knob") {
   check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }),
                  {"chunk_bytes (MERCURY_CHUNK) = 1000", "65536..4194304"});
   c = base_config(1, 2, log);
+  c.run_id = "has a/slash";  // run ids name /dev/shm files: the same rule as MERCURY_RUN_ID
+  check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }),
+                 {"run_id (MERCURY_RUN_ID) 'has a/slash'", "[A-Za-z0-9._-]"});
+  c.run_id = std::string(65, 'a');
+  check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }), {"1..64 characters"});
+  c = base_config(1, 2, log);
   c.bind_addr = "0.0.0.0";
   check_mentions(error_message<std::invalid_argument>([&] { Mesh m(c); }),
                  {"without a cluster secret", "MERCURY_SECRET_FILE", "MERCURY_INSECURE"});
