@@ -903,6 +903,23 @@ class Mesh final : public Transport {
     }
   }
 
+  // A handshake reply that is not `want`: an ERROR frame is rank r refusing (its text becomes
+  // the problem), any other type a protocol violation to tell r about. False if it is `want`.
+  static bool unexpected_reply(const Frame& reply, FrameType want, int r, const char* request,
+                               std::string& problem, bool& tell, bool& refused) {
+    if (reply.header.type == uint8_t(FrameType::error)) {
+      refused = true;
+      problem = text_of(reply.payload);
+    } else if (reply.header.type != uint8_t(want)) {
+      tell = true;
+      problem = frame_detail::cat("rank ", r, " answered ", request, " with ",
+                                  frame_type_name(reply.header.type));
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   awaitable<void> handshake_client(PeerPtr p, Deadline deadline) {
     const int r = p->rank;
     const auto began = Clock::now();
@@ -914,14 +931,7 @@ class Mesh final : public Transport {
     try {
       co_await write_frame(*p, control_header(FrameType::hello, r), hello);
       const Frame reply = co_await read_setup_frame(*p);
-      if (reply.header.type == uint8_t(FrameType::error)) {
-        refused = true;
-        problem = text_of(reply.payload);
-      } else if (reply.header.type != uint8_t(FrameType::challenge)) {
-        tell = true;
-        problem = frame_detail::cat("rank ", r, " answered HELLO with ",
-                                    frame_type_name(reply.header.type));
-      } else {
+      if (!unexpected_reply(reply, FrameType::challenge, r, "HELLO", problem, tell, refused)) {
         const Challenge c = decode_challenge(reply.payload);
         problem = hello_mismatch(c.hello, mine);
         if (problem.empty() && c.hello.rank != uint32_t(r))
@@ -935,14 +945,7 @@ class Mesh final : public Transport {
           const Mac mac = handshake_mac(cfg_.secret, "client", hello, c.hello);
           co_await write_frame(*p, control_header(FrameType::auth, r), mac);
           const Frame w = co_await read_setup_frame(*p);
-          if (w.header.type == uint8_t(FrameType::error)) {
-            refused = true;
-            problem = text_of(w.payload);
-          } else if (w.header.type != uint8_t(FrameType::welcome)) {
-            tell = true;
-            problem = frame_detail::cat("rank ", r, " answered AUTH with ",
-                                        frame_type_name(w.header.type));
-          }
+          unexpected_reply(w, FrameType::welcome, r, "AUTH", problem, tell, refused);
         }
       }
     } catch (const FrameError& e) {
@@ -1288,10 +1291,7 @@ class Mesh final : public Transport {
       p.write_since = {};
       off = end;
     }
-    if (ec) co_return ec;
-    p.last_tx = Clock::now();
-    p.bytes_sent += total;
-    if (app) p.throughput.observe(total, std::chrono::duration<double>(p.last_tx - start).count());
+    if (!ec) note_written(p, total, start, app);
     co_return ec;
   }
 
@@ -1320,11 +1320,29 @@ class Mesh final : public Transport {
     co_await asio::async_write(p.socket, std::span(buffers.data(), 2 * std::size_t{n}),
                                asio::redirect_error(asio::use_awaitable, ec));
     p.write_since = {};
-    if (ec) co_return ec;
+    if (!ec) note_written(p, total, start, true);
+    co_return ec;
+  }
+
+  // After a successful write of `total` bytes begun at `start`: link statistics, and for
+  // application frames the throughput estimate.
+  static void note_written(Peer& p, std::size_t total, Clock::time_point start, bool app) {
     p.last_tx = Clock::now();
     p.bytes_sent += total;
-    p.throughput.observe(total, std::chrono::duration<double>(p.last_tx - start).count());
-    co_return ec;
+    if (app) p.throughput.observe(total, std::chrono::duration<double>(p.last_tx - start).count());
+  }
+
+  // After `n` more chunks of m (the front of its queue) went out: pops m once it is complete.
+  void chunks_sent(Peer& p, OutMessage& m, uint32_t n) {
+    {
+      std::lock_guard lock(mu_);
+      m.next_chunk += n;
+      if (m.next_chunk < m.chunk_count) return;
+      p.queue[static_cast<int>(m.priority)].pop_front();
+      --queued_messages_;
+      ++p.messages_sent;
+    }
+    cv_.notify_all();
   }
 
   awaitable<void> writer(PeerPtr p) {
@@ -1370,18 +1388,7 @@ class Mesh final : public Transport {
         note_iteration(*p, m->base.iteration);
         ec = co_await write_chunks(*p, *m, m->next_chunk, batch);
         if (!ec) {
-          bool done = false;
-          {
-            std::lock_guard lock(mu_);
-            m->next_chunk += batch;
-            if (m->next_chunk == m->chunk_count) {
-              p->queue[static_cast<int>(m->priority)].pop_front();
-              --queued_messages_;
-              ++p->messages_sent;
-              done = true;
-            }
-          }
-          if (done) cv_.notify_all();
+          chunks_sent(*p, *m, batch);
           continue;
         }
       } else if (job == Job::chunk) {
@@ -1400,17 +1407,7 @@ class Mesh final : public Transport {
         note_iteration(*p, h.iteration);
         ec = co_await write_bytes(*p, header, payload, true);
         if (!ec) {
-          bool done = false;
-          {
-            std::lock_guard lock(mu_);
-            if (++m->next_chunk == m->chunk_count) {
-              p->queue[static_cast<int>(m->priority)].pop_front();
-              --queued_messages_;
-              ++p->messages_sent;
-              done = true;
-            }
-          }
-          if (done) cv_.notify_all();
+          chunks_sent(*p, *m, 1);
           continue;
         }
       } else {

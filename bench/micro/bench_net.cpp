@@ -69,6 +69,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback_link.hpp"
 #include "mercury/mercury.hpp"
 #include "net/mesh.hpp"
 
@@ -94,18 +95,7 @@ std::vector<std::byte> pattern(std::size_t n) {
   return out;
 }
 
-// One connected loopback TCP pair: `out` is written, `in` is read.
-struct LoopbackLink {
-  asio::io_context io;
-  tcp::socket out{io}, in{io};
-  LoopbackLink() {
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-    out.connect(acceptor.local_endpoint());
-    acceptor.accept(in);
-    out.set_option(tcp::no_delay(true));
-    in.set_option(tcp::no_delay(true));
-  }
-};
+using mercury::bench::LoopbackLink;
 
 struct Transfer {
   uint64_t messages = 0;

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback_link.hpp"
 #include "net/shaper.hpp"
 
 namespace {
@@ -38,17 +39,7 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// One connected loopback TCP pair: `out` is written, `in` is read.
-struct LoopbackLink {
-  asio::io_context io;
-  tcp::socket out{io}, in{io};
-  LoopbackLink() {
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-    out.connect(acceptor.local_endpoint());
-    acceptor.accept(in);
-    out.set_option(tcp::no_delay(true));
-  }
-};
+using mercury::bench::LoopbackLink;
 
 struct LinkTraffic {
   std::vector<uint64_t> bin_bytes;  // bytes received per interval since the epoch
