@@ -8,7 +8,11 @@
 //     are split as evenly as possible over the d draws, so every slot lands in group i with
 //     probability exactly π_i.
 //  2. Inside a drawn group, samples are drawn with replacement from q_j ∝ l_j + λ·m (l_j the
-//     cached importance, m the EMA of the mean loss).
+//     cached importance, m the EMA of the mean loss): i.i.d. (the paper), or systematically —
+//     the n slots a group gets take the CDF points (u + k)/n, k < n, for one u ~ U[0, 1). Then
+//     member j is drawn floor(n·q_j) or ceil(n·q_j) times, never more: the batch repeats a
+//     high-loss sample far less often, while E[count_j] = n·q_j still holds, so with the same
+//     weights the weighted batch mean keeps its expectation (unbiasedness is unchanged).
 // Weights (per slot):
 //  - paper:  w = 1 / (M_i · q_j)       E[w·g | group i] = mean gradient of group i
 //  - exact:  w = 1 / (N · π_i · q_j)   E[w·g] = mean gradient over all N samples (unbiased)
@@ -23,6 +27,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <numeric>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -41,6 +47,8 @@ struct SamplerConfig {
   double lambda = 0.5;           // λ
   Weighting weighting = Weighting::paper;
   double weight_power = 1.0;  // α: weights are w^α (1: unbiased; 0: unweighted)
+  bool systematic = false;    // in-group draw: systematic (one uniform per group) vs i.i.d.
+  bool rank = false;          // q_j ∝ rank percentile of l_j in its group + λ, not l_j + λ·m
 };
 
 struct BatchDraw {
@@ -85,8 +93,9 @@ class GroupSampler {
   // In-group distribution q over members(g) (same order), into q_.
   const std::vector<double>& in_group_probabilities(const ImportanceCache& cache, const Group& g) {
     const auto members = cache.members(g);
-    const double smooth = cfg_.lambda * cache.prior();
     q_.resize(members.size());
+    if (cfg_.rank) return rank_probabilities(cache, members);
+    const double smooth = cfg_.lambda * cache.prior();
     double z = 0;
     for (std::size_t k = 0; k < members.size(); ++k) {
       const double v = static_cast<double>(cache.importance(members[k])) + smooth;
@@ -95,6 +104,38 @@ class GroupSampler {
     }
     if (!(z > 0) || !std::isfinite(z)) {
       std::fill(q_.begin(), q_.end(), 1.0 / static_cast<double>(members.size()));
+    } else {
+      for (double& v : q_) v /= z;
+    }
+    return q_;
+  }
+
+  // Rank variant: q_j ∝ r_j/(n−1) + λ, r_j the rank of l_j among the group's n importances
+  // (0 = lowest; ties share the mean rank; non-finite scores rank lowest). The largest/smallest
+  // q ratio is (1 + λ)/λ whatever the loss scale, so one outlier cannot take a group's slots.
+  const std::vector<double>& rank_probabilities(const ImportanceCache& cache,
+                                                std::span<const int64_t> members) {
+    const std::size_t n = members.size();
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), std::size_t{0});
+    auto key = [&](std::size_t k) {
+      const float v = cache.importance(members[k]);
+      return std::isfinite(v) ? v : -std::numeric_limits<float>::infinity();
+    };
+    std::sort(order_.begin(), order_.end(),
+              [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+    const double span = n > 1 ? static_cast<double>(n - 1) : 1.0;
+    double z = 0;
+    for (std::size_t lo = 0; lo < n;) {
+      std::size_t hi = lo + 1;
+      while (hi < n && key(order_[hi]) == key(order_[lo])) ++hi;
+      const double r = n > 1 ? 0.5 * static_cast<double>(lo + hi - 1) / span : 1.0;
+      for (std::size_t k = lo; k < hi; ++k) q_[order_[k]] = r + cfg_.lambda;
+      z += static_cast<double>(hi - lo) * (r + cfg_.lambda);
+      lo = hi;
+    }
+    if (!(z > 0)) {
+      std::fill(q_.begin(), q_.end(), 1.0 / static_cast<double>(n));
     } else {
       for (double& v : q_) v /= z;
     }
@@ -118,8 +159,16 @@ class GroupSampler {
       const auto members = cache.members(g);
       cdf_.resize(q.size());
       std::partial_sum(q.begin(), q.end(), cdf_.begin());
+      // Systematic: the k-th of n slots takes the point (u + k)/n of the CDF, one u ~ U[0,1)
+      // per group. Each member's expected count is n·q_j as with i.i.d. draws, so the weighted
+      // batch mean keeps its expectation, but a member is drawn floor or ceil of n·q_j times.
+      const double u0 =
+          cfg_.systematic ? std::uniform_real_distribution<double>(0.0, 1.0)(rng) : 0.0;
       for (int64_t s = 0; s < slots; ++s, ++slot) {
-        const std::size_t j = pick_cdf(cdf_, rng);
+        const std::size_t j =
+            cfg_.systematic
+                ? locate_cdf(cdf_, (u0 + static_cast<double>(s)) / static_cast<double>(slots))
+                : pick_cdf(cdf_, rng);
         out.indices[static_cast<std::size_t>(slot)] = members[j];
         out.weights[static_cast<std::size_t>(slot)] =
             static_cast<float>(slot_weight(g.size, N, pi[gi], q[j]));
@@ -150,13 +199,17 @@ class GroupSampler {
 
  private:
   static std::size_t pick_cdf(const std::vector<double>& cdf, std::mt19937_64& rng) {
-    const double u = std::uniform_real_distribution<double>(0.0, cdf.back())(rng);
-    const auto it = std::upper_bound(cdf.begin(), cdf.end(), u);
+    return locate_cdf(cdf, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
+  }
+  // The member whose CDF interval holds the fraction f ∈ [0, 1) of the total.
+  static std::size_t locate_cdf(const std::vector<double>& cdf, double f) {
+    const auto it = std::upper_bound(cdf.begin(), cdf.end(), f * cdf.back());
     return std::min<std::size_t>(static_cast<std::size_t>(it - cdf.begin()), cdf.size() - 1);
   }
 
   SamplerConfig cfg_;
   std::vector<double> pi_, q_, cdf_;
+  std::vector<std::size_t> order_;
 };
 
 }  // namespace mercury::importance

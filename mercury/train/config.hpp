@@ -57,6 +57,8 @@ struct TrainConfig {
   double lambda = 0.5;              // λ: q ∝ loss + λ·EMA(mean loss)
   std::string weighting = "paper";  // paper: 1/(M·q) | exact: 1/(N·π·q)
   double weight_power = 1.0;        // α: weights tempered to w^α (1: unbiased, 0: unweighted)
+  std::string draw = "iid";         // in-group draw: iid (with replacement) | systematic
+  std::string in_group = "loss";    // in-group q: loss (l + λ·m) | rank (percentile + λ)
   bool score_train_mode = false;    // score with batch statistics instead of eval-mode norm
   bool reuse_train_losses = true;   // mercury: training-forward losses also refresh the cache
   int64_t refresh_every = 1;        // mercury: score one group every N steps
@@ -121,6 +123,12 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"weighting", "mercury: paper (1/(M q)) | exact (1/(N pi q), unbiased)"},
       {"weight_power",
        "mercury: temper the weights to w^alpha, alpha in [0, 1] (1: unbiased, 0: unweighted)"},
+      {"draw",
+       "mercury: in-group draw: iid (with replacement) | systematic (fewer repeats, same "
+       "expectation)"},
+      {"in_group",
+       "mercury: in-group distribution: loss (q ~ loss + lambda * EMA) | rank (q ~ rank "
+       "percentile in the group + lambda)"},
       {"score_train_mode", "score with batch-statistics normalisation (true/false)"},
       {"reuse_train_losses",
        "mercury: the training pass's per-sample losses refresh the cache too (true/false)"},
@@ -181,6 +189,8 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"lambda", c.lambda},
                         {"weighting", c.weighting},
                         {"weight_power", c.weight_power},
+                        {"draw", c.draw},
+                        {"in_group", c.in_group},
                         {"score_train_mode", c.score_train_mode},
                         {"reuse_train_losses", c.reuse_train_losses},
                         {"refresh_every", c.refresh_every},
@@ -268,6 +278,8 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.lambda = j["lambda"];
   c.weighting = j["weighting"];
   c.weight_power = j["weight_power"];
+  c.draw = j["draw"];
+  c.in_group = j["in_group"];
   c.score_train_mode = j["score_train_mode"];
   c.reuse_train_losses = j["reuse_train_losses"];
   c.refresh_every = j["refresh_every"];
@@ -322,6 +334,10 @@ inline void validate(const TrainConfig& c) {
        "'" + c.weighting + "'");
   need(c.weight_power >= 0 && c.weight_power <= 1, "weight_power: expected a value in [0, 1]",
        std::to_string(c.weight_power));
+  need(c.draw == "iid" || c.draw == "systematic", "draw: expected iid or systematic",
+       "'" + c.draw + "'");
+  need(c.in_group == "loss" || c.in_group == "rank", "in_group: expected loss or rank",
+       "'" + c.in_group + "'");
   need(c.refresh_every >= 1, "refresh_every: expected >= 1", std::to_string(c.refresh_every));
   need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
   need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));

@@ -186,6 +186,8 @@ class Trainer {
       pc.sampler.weighting =
           cfg_.weighting == "exact" ? importance::Weighting::exact : importance::Weighting::paper;
       pc.sampler.weight_power = cfg_.weight_power;
+      pc.sampler.systematic = cfg_.draw == "systematic";
+      pc.sampler.rank = cfg_.in_group == "rank";
       pc.train_mode_norm = cfg_.score_train_mode;
       pc.kf_presample = cfg_.kf_presample;
       pc.sb_beta = cfg_.sb_beta;

@@ -68,6 +68,12 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   r = run("train --batch 0");
   CHECK(r.code == 2);
   CHECK(r.output.find("batch: expected >= 1, found 0") != std::string::npos);
+  r = run("train --sampler mercury --draw stratified");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("draw: expected iid or systematic, found 'stratified'") != std::string::npos);
+  r = run("train --sampler mercury --in-group gradnorm");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("in_group: expected loss or rank, found 'gradnorm'") != std::string::npos);
   r = run("train --optimizer rmsprop --data-dir /nonexistent");
   CHECK(r.code != 0);
   r = run("");

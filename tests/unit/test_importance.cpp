@@ -2,6 +2,7 @@
 // chi-square test, degenerate inputs, the group cache, scoring purity and determinism.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -86,42 +87,45 @@ TEST_CASE("weighted gradients are unbiased by exact enumeration, both weighting 
   nn::Engine eng(*model);
   const auto data = tiny_images(12, 4);
   ImportanceCache cache = refreshed_cache(12, 4, 7);  // 3 groups of 4, refreshed at 0, 1, 2
-  for (Weighting wt : {Weighting::paper, Weighting::exact}) {
-    SamplerConfig cfg;
-    cfg.beta = 0.7;  // recency matters: π is far from uniform
-    cfg.weighting = wt;
-    GroupSampler s(cfg);
-    const auto pi = s.group_probabilities(cache);
-    std::vector<double> expected(static_cast<std::size_t>(model->params.size()), 0.0);
-    std::vector<double> paper_target(expected.size(), 0.0);
-    for (std::size_t gi = 0; gi < cache.groups().size(); ++gi) {
-      const Group& g = cache.groups()[gi];
-      const auto q = s.in_group_probabilities(cache, g);
-      const auto members = cache.members(g);
-      std::vector<double> cond(expected.size(), 0.0);  // E[w·∇l | group gi]
-      for (std::size_t j = 0; j < members.size(); ++j) {
-        const float w = static_cast<float>(s.slot_weight(g.size, 12.0, pi[gi], q[j]));
-        const auto gw = gradient(*model, eng, data, {members[j]}, &w);
-        for (std::size_t k = 0; k < cond.size(); ++k) cond[k] += q[j] * gw[k];
+  for (const bool rank : {false, true})
+    for (Weighting wt : {Weighting::paper, Weighting::exact}) {
+      INFO("rank q: " << rank);
+      SamplerConfig cfg;
+      cfg.beta = 0.7;  // recency matters: π is far from uniform
+      cfg.weighting = wt;
+      cfg.rank = rank;
+      GroupSampler s(cfg);
+      const auto pi = s.group_probabilities(cache);
+      std::vector<double> expected(static_cast<std::size_t>(model->params.size()), 0.0);
+      std::vector<double> paper_target(expected.size(), 0.0);
+      for (std::size_t gi = 0; gi < cache.groups().size(); ++gi) {
+        const Group& g = cache.groups()[gi];
+        const auto q = s.in_group_probabilities(cache, g);
+        const auto members = cache.members(g);
+        std::vector<double> cond(expected.size(), 0.0);  // E[w·∇l | group gi]
+        for (std::size_t j = 0; j < members.size(); ++j) {
+          const float w = static_cast<float>(s.slot_weight(g.size, 12.0, pi[gi], q[j]));
+          const auto gw = gradient(*model, eng, data, {members[j]}, &w);
+          for (std::size_t k = 0; k < cond.size(); ++k) cond[k] += q[j] * gw[k];
+        }
+        if (wt == Weighting::paper) {  // conditionally: the uniform mean over the group
+          const auto full = gradient(*model, eng, data,
+                                     std::vector<int64_t>(members.begin(), members.end()), nullptr);
+          CHECK(max_rel_diff(cond, full) < 1e-5);
+          for (std::size_t k = 0; k < cond.size(); ++k) paper_target[k] += pi[gi] * full[k];
+        }
+        for (std::size_t k = 0; k < cond.size(); ++k) expected[k] += pi[gi] * cond[k];
       }
-      if (wt == Weighting::paper) {  // conditionally: the uniform mean over the group
-        const auto full = gradient(*model, eng, data,
-                                   std::vector<int64_t>(members.begin(), members.end()), nullptr);
-        CHECK(max_rel_diff(cond, full) < 1e-5);
-        for (std::size_t k = 0; k < cond.size(); ++k) paper_target[k] += pi[gi] * full[k];
+      std::vector<int64_t> all(12);
+      std::iota(all.begin(), all.end(), int64_t{0});
+      const auto uniform = gradient(*model, eng, data, all, nullptr);
+      if (wt == Weighting::exact) {
+        CHECK(max_rel_diff(expected, uniform) < 1e-5);  // the full-data mean gradient
+      } else {
+        CHECK(max_rel_diff(expected, paper_target) < 1e-5);
+        CHECK(max_rel_diff(expected, uniform) > 1e-3);  // recency weighting is not the full mean
       }
-      for (std::size_t k = 0; k < cond.size(); ++k) expected[k] += pi[gi] * cond[k];
     }
-    std::vector<int64_t> all(12);
-    std::iota(all.begin(), all.end(), int64_t{0});
-    const auto uniform = gradient(*model, eng, data, all, nullptr);
-    if (wt == Weighting::exact) {
-      CHECK(max_rel_diff(expected, uniform) < 1e-5);  // the full-data mean gradient
-    } else {
-      CHECK(max_rel_diff(expected, paper_target) < 1e-5);
-      CHECK(max_rel_diff(expected, uniform) > 1e-3);  // recency weighting is not the full mean
-    }
-  }
 }
 
 TEST_CASE("sampler slot frequencies match pi·q (chi-square, p > 0.001)") {
@@ -157,6 +161,88 @@ TEST_CASE("sampler slot frequencies match pi·q (chi-square, p > 0.001)") {
   INFO("chi2 = " << chi2 << ", critical = " << crit);
   CHECK(chi2 < crit);
   CHECK(chi2 > 0);
+}
+
+TEST_CASE("systematic in-group draw: every count is floor or ceil of n·q, mean count is n·q") {
+  // One group of 9 (d = 1), so every slot comes from it and each member's count in a batch of n
+  // must be floor(n·q_j) or ceil(n·q_j). Unbiasedness needs only E[count_j] = n·q_j (the weights
+  // are the i.i.d. ones): checked on the mean over many batches. A count varies by at most 1
+  // between batches, so its mean over 20000 batches has a standard deviation below 0.0036;
+  // the tolerance 0.02 is more than 5 of those.
+  ImportanceCache c(9, 9, 3);
+  c.refresh(std::vector<float>{0.01f, 0.3f, 2.5f, 0.7f, 0.05f, 1.2f, 4.0f, 0.2f, 0.9f}, 0);
+  SamplerConfig cfg;
+  cfg.groups_per_batch = 1;
+  cfg.systematic = true;
+  GroupSampler s(cfg);
+  const auto q = s.in_group_probabilities(c, c.groups()[0]);
+  const std::vector<double> qs(q.begin(), q.end());
+  const auto members = c.members(c.groups()[0]);
+  std::mt19937_64 rng(9);
+  BatchDraw draw;
+  for (int64_t n : {1, 5, 16, 37}) {
+    std::map<int64_t, double> sum;
+    const int batches = 20000;
+    bool within = true;
+    for (int b = 0; b < batches; ++b) {
+      s.draw(c, n, rng, draw);
+      std::map<int64_t, int64_t> count;
+      for (int64_t i : draw.indices) count[i]++;
+      for (std::size_t j = 0; j < members.size(); ++j) {
+        const double e = static_cast<double>(n) * qs[j];
+        const auto k = static_cast<double>(count[members[j]]);
+        within = within && k >= std::floor(e) && k <= std::ceil(e);
+        sum[members[j]] += k;
+      }
+    }
+    INFO("n = " << n);
+    CHECK(within);
+    for (std::size_t j = 0; j < members.size(); ++j) {
+      CHECK(std::abs(sum[members[j]] / batches - static_cast<double>(n) * qs[j]) < 0.02);
+    }
+  }
+  // The weights are the i.i.d. draw's: 1/(M·q) of the drawn member.
+  s.draw(c, 16, rng, draw);
+  for (std::size_t k = 0; k < draw.indices.size(); ++k) {
+    const auto j = static_cast<std::size_t>(
+        std::find(members.begin(), members.end(), draw.indices[k]) - members.begin());
+    CHECK(draw.weights[k] == doctest::Approx(1.0 / (9.0 * qs[j])));
+  }
+}
+
+TEST_CASE(
+    "rank in-group q: percentile + lambda, ties share a rank, bounded by (1 + lambda)/lambda") {
+  ImportanceCache c(5, 5, 3);
+  c.refresh(std::vector<float>{0.2f, 50.0f, 0.2f, 0.01f, 1.0f}, 0);
+  SamplerConfig cfg;
+  cfg.rank = true;
+  cfg.lambda = 0.25;
+  GroupSampler s(cfg);
+  // refresh() gives the k-th score to the group's k-th member, and q follows the same order.
+  const auto q = s.in_group_probabilities(c, c.groups()[0]);
+  // Ranks 0.01 -> 0, the two 0.2s -> (1 + 2)/2 = 1.5, 1.0 -> 3, 50 -> 4; percentile r/4.
+  const double z = (0 + 1.5 + 1.5 + 3 + 4) / 4.0 + 5 * 0.25;
+  CHECK(q[3] == doctest::Approx((0 / 4.0 + 0.25) / z));
+  CHECK(q[0] == doctest::Approx((1.5 / 4.0 + 0.25) / z));
+  CHECK(q[2] == doctest::Approx(q[0]));
+  CHECK(q[4] == doctest::Approx((3 / 4.0 + 0.25) / z));
+  CHECK(q[1] == doctest::Approx((1.0 + 0.25) / z));  // a 50x outlier is worth one rank step
+  CHECK(q[1] / q[3] == doctest::Approx(5.0));        // (1 + λ) / λ
+  // Equal losses: uniform q, unit paper weights; a group of one: q = 1.
+  ImportanceCache e(8, 4, 3);
+  e.refresh(std::vector<float>(4, 0.7f), 0);
+  e.refresh(std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f}, 1);
+  for (double v : s.in_group_probabilities(e, e.groups()[0])) CHECK(v == doctest::Approx(0.25));
+  ImportanceCache one(2, 1, 3);
+  one.refresh(std::vector<float>{0.5f}, 0);
+  CHECK(s.in_group_probabilities(one, one.groups()[0])[0] == doctest::Approx(1.0));
+  // λ = 0: the lowest-ranked member is never drawn, and no weight is infinite.
+  cfg.lambda = 0;
+  GroupSampler s0(cfg);
+  std::mt19937_64 rng(4);
+  BatchDraw draw;
+  s0.draw(e, 64, rng, draw);
+  for (float w : draw.weights) CHECK((std::isfinite(w) && w > 0));
 }
 
 TEST_CASE("degenerate importances: equal, zero, NaN/Inf, groups of one, tiny datasets") {
