@@ -12,7 +12,12 @@
 // runs that trained to a fixed budget (no early stop) give both the time to the target and
 // the accuracy at the budget. Near a plateau that first crossing is noisy (test accuracy moves
 // ±0.5 point between evaluations), so "..._smoothed" also gives the first evaluation at which
-// the mean of the last three evaluations reaches the target.
+// the mean of the last three evaluations reaches the target. Pooled over a group's seeds,
+// "..._curve" is the first step at which the seed-averaged accuracy curve (at the steps every
+// run evaluated) reaches the target, with the seed-averaged CPU seconds at that step: one
+// crossing of the mean curve rather than the mean of noisy per-seed crossings, and
+// accuracy_vs_steps_mean.svg draws those curves. "final_test_acc_last5" is the mean of a run's
+// last five evaluations (the budget's accuracy without one evaluation's noise).
 // Malformed lines fail with the file and line number; a file with no usable events is named.
 #pragma once
 
@@ -21,6 +26,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -36,6 +42,11 @@ namespace mercury::tools {
 struct Series {
   std::string label;
   std::vector<double> x, y;
+};
+
+// One run's evaluations: steps, test accuracy, training CPU seconds (NaN if not logged).
+struct EvalCurve {
+  std::vector<double> steps, acc, cpu;
 };
 
 // A minimal line/bar chart in SVG (no dependencies).
@@ -166,7 +177,30 @@ inline std::string run_group(const std::string& label) {
 
 // Per group: means over its runs, and ratios against the "uniform" group when there is one.
 // A mean is given only when every run of the group has the value (reached the target).
-inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& log) {
+// The seed-averaged accuracy (and CPU seconds) per step, over the steps every run evaluated.
+inline EvalCurve mean_curve(const std::vector<const EvalCurve*>& runs) {
+  std::map<double, std::vector<double>> acc, cpu;
+  for (const auto* c : runs) {
+    for (std::size_t k = 0; k < c->steps.size(); ++k) {
+      acc[c->steps[k]].push_back(c->acc[k]);
+      cpu[c->steps[k]].push_back(c->cpu[k]);
+    }
+  }
+  EvalCurve m;
+  for (const auto& [step, a] : acc) {
+    if (a.size() != runs.size()) continue;
+    double sa = 0, sc = 0;
+    for (std::size_t k = 0; k < a.size(); ++k) sa += a[k], sc += cpu[step][k];
+    m.steps.push_back(step);
+    m.acc.push_back(sa / static_cast<double>(a.size()));
+    m.cpu.push_back(sc / static_cast<double>(a.size()));
+  }
+  return m;
+}
+
+inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& log,
+                                  const std::map<std::string, EvalCurve>& curves = {},  // by file
+                                  double target = 0, SvgChart* mean_chart = nullptr) {
   std::map<std::string, std::vector<const nlohmann::json*>> by;
   std::vector<std::string> order;
   for (const auto& row : summary) {
@@ -176,6 +210,9 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
   }
   static const char* kTimed[] = {"steps_to_target", "train_cpu_s_to_target",
                                  "steps_to_target_smoothed", "train_cpu_s_to_target_smoothed"};
+  static const char* kRatio[] = {"steps_to_target",          "train_cpu_s_to_target",
+                                 "steps_to_target_smoothed", "train_cpu_s_to_target_smoothed",
+                                 "steps_to_target_curve",    "train_cpu_s_to_target_curve"};
   nlohmann::json out = nlohmann::json::array();
   for (const auto& g : order) {
     const auto& rows = by[g];
@@ -192,7 +229,26 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
     row["reached_target"] = pool("steps_to_target", true);
     row["reached_target_smoothed"] = pool("steps_to_target_smoothed", true);
     for (const char* k : kTimed) pool(k, true);
+    std::vector<const EvalCurve*> runs;
+    for (const auto* r : rows) {
+      const auto it = curves.find((*r)["file"].get<std::string>());
+      if (it != curves.end()) runs.push_back(&it->second);
+    }
+    if (!runs.empty() && runs.size() == rows.size()) {
+      const EvalCurve m = mean_curve(runs);
+      for (std::size_t k = 0; target > 0 && k < m.steps.size(); ++k) {
+        if (m.acc[k] >= target) {
+          row["mean_steps_to_target_curve"] = m.steps[k];
+          if (std::isfinite(m.cpu[k])) row["mean_train_cpu_s_to_target_curve"] = m.cpu[k];
+          break;
+        }
+      }
+      if (mean_chart && !m.steps.empty()) {
+        mean_chart->add(Series{g + " (" + std::to_string(rows.size()) + ")", m.steps, m.acc});
+      }
+    }
     pool("final_test_acc", false);
+    pool("final_test_acc_last5", false);
     pool("is_overhead", false);
     out.push_back(row);
   }
@@ -202,7 +258,7 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
   if (base) {
     const nlohmann::json b = *base;
     for (auto& r : out) {
-      for (const char* k : kTimed) {
+      for (const char* k : kRatio) {
         const std::string m = std::string("mean_") + k;
         if (r.contains(m) && b.contains(m))
           r[std::string("uniform_over_this_") + k] = b[m].get<double>() / r[m].get<double>();
@@ -214,28 +270,32 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
     if (r.contains(k)) std::snprintf(b, sizeof b, fmt, r[k].get<double>());
     return std::string(b);
   };
-  char line[320];
-  std::snprintf(line, sizeof line, "%-24s %5s | %7s %6s %7s %6s | %7s %6s %7s %6s | %9s %8s\n",
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "%-24s %5s | %7s %6s %7s %6s | %7s %6s %7s %6s | %7s %6s %7s %6s | %9s %7s %8s\n",
                 "group", "runs", "steps", "x", "CPU s", "x", "steps~", "x", "CPU s~", "x",
-                "final acc", "T_is/T_cp");
-  log << "to target: first evaluation at or above it | ~: first time the mean of the last 3 "
-         "evaluations is; x = uniform / this\n"
+                "steps=", "x", "CPU s=", "x", "final acc", "last 5", "T_is/T_cp");
+  log << "to target: first evaluation at or above it (mean over runs) | ~: first time the mean "
+         "of the last 3 evaluations is | =: first step the seed-averaged curve is; x = uniform "
+         "/ this\n"
       << line;
   for (const auto& r : out) {
     std::string cells;
-    for (const char* k : kTimed) {
+    for (const char* k : kRatio) {
       const bool steps = std::string(k).rfind("steps", 0) == 0;
       char cell[40];
       std::snprintf(cell, sizeof cell, " %7s %6s",
                     num(r, std::string("mean_") + k, steps ? "%.0f" : "%.1f").c_str(),
                     num(r, std::string("uniform_over_this_") + k, "%.2f").c_str());
       cells += cell;
-      if (k == kTimed[1]) cells += " |";
+      if (k == kRatio[1] || k == kRatio[3]) cells += " |";
     }
-    std::snprintf(
-        line, sizeof line, "%-24s %2d/%-2d |%s | %9s %8s\n", r["group"].get<std::string>().c_str(),
-        r["reached_target"].get<int>(), r["runs"].get<int>(), cells.c_str(),
-        num(r, "mean_final_test_acc", "%.4f").c_str(), num(r, "mean_is_overhead", "%.3f").c_str());
+    std::snprintf(line, sizeof line, "%-24s %2d/%-2d |%s | %9s %7s %8s\n",
+                  r["group"].get<std::string>().c_str(), r["reached_target"].get<int>(),
+                  r["runs"].get<int>(), cells.c_str(),
+                  num(r, "mean_final_test_acc", "%.4f").c_str(),
+                  num(r, "mean_final_test_acc_last5", "%.4f").c_str(),
+                  num(r, "mean_is_overhead", "%.3f").c_str());
     log << line;
   }
   return out;
@@ -255,6 +315,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   SvgChart hist("Importance (loss) histogram", "loss", "fraction of probe samples");
   SvgChart ranks("Rank change", "lag (steps)", "fraction moved < 10% of ranks");
   nlohmann::json summary = nlohmann::json::array();
+  std::map<std::string, EvalCurve> curves;
   for (const auto& f : files) {
     const auto ev = read_metrics(f);
     std::string label = std::filesystem::path(f).stem().string();
@@ -270,6 +331,11 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
         if (!e.contains("test_acc") || !e.contains("steps")) continue;
         s1.x.push_back(e["steps"].get<double>());
         s1.y.push_back(e["test_acc"].get<double>());
+        EvalCurve& c = curves[f];
+        c.steps.push_back(s1.x.back());
+        c.acc.push_back(s1.y.back());
+        c.cpu.push_back(e.contains("train_cpu_s") ? e["train_cpu_s"].get<double>()
+                                                  : std::numeric_limits<double>::quiet_NaN());
         if (e.contains("train_cpu_s") || e.contains("train_s")) {
           s2.x.push_back(e.value("train_cpu_s", e.value("train_s", 0.0)));
           s2.y.push_back(e["test_acc"].get<double>());
@@ -322,6 +388,13 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     if (s1.x.empty()) {
       throw std::runtime_error("report: '" + f + "' has no eval or epoch events with test_acc");
     }
+    {  // the final accuracy without one evaluation's noise: the mean of the last five
+      const auto& a = curves[f].acc;
+      const std::size_t n = std::min<std::size_t>(5, a.size());
+      double sum = 0;
+      for (std::size_t k = a.size() - n; k < a.size(); ++k) sum += a[k];
+      row["final_test_acc_last5"] = sum / static_cast<double>(n);
+    }
     if (!lag_under10.empty()) {
       Series r{label, {}, {}};
       for (const auto& [lag, v] : lag_under10) {
@@ -346,7 +419,10 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   if (!hist.empty()) write("importance_hist.svg", hist.render());
   if (!ranks.empty()) write("rank_change.svg", ranks.render(true));
   write("summary.json", summary.dump(2) + "\n");
-  write("groups.json", pool_groups(summary, log).dump(2) + "\n");
+  SvgChart by_group("Test accuracy, mean over seeds", "optimizer steps", "test accuracy");
+  const auto groups = pool_groups(summary, log, curves, target, &by_group);
+  write("groups.json", groups.dump(2) + "\n");
+  if (!by_group.empty()) write("accuracy_vs_steps_mean.svg", by_group.render());
   return 0;
 }
 

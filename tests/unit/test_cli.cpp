@@ -184,6 +184,17 @@ TEST_CASE("report pools seeds per group and measures steps to a target from eval
   CHECK(groups[1]["uniform_over_this_train_cpu_s_to_target"].get<double>() ==
         doctest::Approx(25.0 / 15));
   CHECK(groups[1]["mean_final_test_acc"].get<double>() == doctest::Approx(0.95));
+  // Seed-averaged curves: uniform 0.5, 0.86, 0.905 (reaches 0.9 at 300, 30 CPU s); mercury
+  // 0.825, 0.915, 0.95 (at 200, 20 CPU s) — though both mercury seeds average to 150 above.
+  CHECK(groups[0]["mean_steps_to_target_curve"].get<double>() == doctest::Approx(300));
+  CHECK(groups[1]["mean_steps_to_target_curve"].get<double>() == doctest::Approx(200));
+  CHECK(groups[1]["uniform_over_this_steps_to_target_curve"].get<double>() == doctest::Approx(1.5));
+  CHECK(groups[1]["uniform_over_this_train_cpu_s_to_target_curve"].get<double>() ==
+        doctest::Approx(1.5));
+  CHECK(std::filesystem::exists(out + "/accuracy_vs_steps_mean.svg"));
+  // Fewer than five evaluations: the mean of all of them, then over the group's runs.
+  CHECK(groups[1]["mean_final_test_acc_last5"].get<double>() ==
+        doctest::Approx((0.95 + 0.93 + 0.94 + 0.7 + 0.9 + 0.96) / 6));
   // Smoothed (mean of the last three evaluations): uniform never (0.74, 0.78), mercury-s1 at
   // 300 (0.94), mercury-s2 never (0.853).
   CHECK(groups[0]["reached_target_smoothed"] == 0);
