@@ -67,6 +67,12 @@ class GroupSampler {
       throw std::invalid_argument("sampler: lambda must be >= 0, got " +
                                   std::to_string(cfg_.lambda));
     }
+    if (cfg_.rank && !(cfg_.lambda > 0)) {
+      throw std::invalid_argument(
+          "sampler: rank q needs lambda > 0 (with 0 the lowest-ranked sample of every group is "
+          "never drawn), got " +
+          std::to_string(cfg_.lambda));
+    }
     if (!(cfg_.weight_power >= 0 && cfg_.weight_power <= 1)) {
       throw std::invalid_argument("sampler: weight power must be in [0, 1], got " +
                                   std::to_string(cfg_.weight_power));

@@ -338,6 +338,9 @@ inline void validate(const TrainConfig& c) {
        "'" + c.draw + "'");
   need(c.in_group == "loss" || c.in_group == "rank", "in_group: expected loss or rank",
        "'" + c.in_group + "'");
+  need(c.in_group != "rank" || c.lambda > 0,
+       "lambda: expected > 0 with in_group rank (0 never draws a group's lowest-ranked sample)",
+       std::to_string(c.lambda));
   need(c.refresh_every >= 1, "refresh_every: expected >= 1", std::to_string(c.refresh_every));
   need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
   need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));

@@ -74,6 +74,9 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   r = run("train --sampler mercury --in-group gradnorm");
   CHECK(r.code == 2);
   CHECK(r.output.find("in_group: expected loss or rank, found 'gradnorm'") != std::string::npos);
+  r = run("train --sampler mercury --in-group rank --lambda 0");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("lambda: expected > 0 with in_group rank") != std::string::npos);
   r = run("train --optimizer rmsprop --data-dir /nonexistent");
   CHECK(r.code != 0);
   r = run("");

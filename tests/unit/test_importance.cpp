@@ -236,13 +236,9 @@ TEST_CASE(
   ImportanceCache one(2, 1, 3);
   one.refresh(std::vector<float>{0.5f}, 0);
   CHECK(s.in_group_probabilities(one, one.groups()[0])[0] == doctest::Approx(1.0));
-  // λ = 0: the lowest-ranked member is never drawn, and no weight is infinite.
+  // λ = 0 would never draw a group's lowest-ranked member: refused.
   cfg.lambda = 0;
-  GroupSampler s0(cfg);
-  std::mt19937_64 rng(4);
-  BatchDraw draw;
-  s0.draw(e, 64, rng, draw);
-  for (float w : draw.weights) CHECK((std::isfinite(w) && w > 0));
+  CHECK_THROWS_WITH(GroupSampler{cfg}, doctest::Contains("rank q needs lambda > 0"));
 }
 
 TEST_CASE("degenerate importances: equal, zero, NaN/Inf, groups of one, tiny datasets") {
