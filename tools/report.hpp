@@ -323,6 +323,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     nlohmann::json row = {{"run", label}, {"file", f}};
     std::map<int64_t, std::vector<double>> lag_under10;
     std::vector<double> last3;  // the last three evaluations' accuracies
+    std::vector<double> cpu;    // training CPU seconds at each evaluation of s1 (NaN: unknown)
     for (const auto& e : ev) {
       const std::string kind = e["event"];
       if (kind == "start" && e.contains("config"))
@@ -331,11 +332,8 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
         if (!e.contains("test_acc") || !e.contains("steps")) continue;
         s1.x.push_back(e["steps"].get<double>());
         s1.y.push_back(e["test_acc"].get<double>());
-        EvalCurve& c = curves[f];
-        c.steps.push_back(s1.x.back());
-        c.acc.push_back(s1.y.back());
-        c.cpu.push_back(e.contains("train_cpu_s") ? e["train_cpu_s"].get<double>()
-                                                  : std::numeric_limits<double>::quiet_NaN());
+        cpu.push_back(e.contains("train_cpu_s") ? e["train_cpu_s"].get<double>()
+                                                : std::numeric_limits<double>::quiet_NaN());
         if (e.contains("train_cpu_s") || e.contains("train_s")) {
           s2.x.push_back(e.value("train_cpu_s", e.value("train_s", 0.0)));
           s2.y.push_back(e["test_acc"].get<double>());
@@ -388,8 +386,9 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     if (s1.x.empty()) {
       throw std::runtime_error("report: '" + f + "' has no eval or epoch events with test_acc");
     }
+    curves[f] = EvalCurve{s1.x, s1.y, std::move(cpu)};
     {  // the final accuracy without one evaluation's noise: the mean of the last five
-      const auto& a = curves[f].acc;
+      const auto& a = s1.y;
       const std::size_t n = std::min<std::size_t>(5, a.size());
       double sum = 0;
       for (std::size_t k = a.size() - n; k < a.size(); ++k) sum += a[k];

@@ -123,13 +123,15 @@ class GroupSampler {
                                                 std::span<const int64_t> members) {
     const std::size_t n = members.size();
     order_.resize(n);
-    std::iota(order_.begin(), order_.end(), std::size_t{0});
-    auto key = [&](std::size_t k) {
+    keys_.resize(n);
+    for (std::size_t k = 0; k < n; ++k) {
       const float v = cache.importance(members[k]);
-      return std::isfinite(v) ? v : -std::numeric_limits<float>::infinity();
-    };
+      keys_[k] = std::isfinite(v) ? v : -std::numeric_limits<float>::infinity();
+    }
+    std::iota(order_.begin(), order_.end(), std::size_t{0});
+    auto key = [&](std::size_t k) { return keys_[k]; };
     std::sort(order_.begin(), order_.end(),
-              [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+              [&](std::size_t a, std::size_t b) { return keys_[a] < keys_[b]; });
     const double span = n > 1 ? static_cast<double>(n - 1) : 1.0;
     double z = 0;
     for (std::size_t lo = 0; lo < n;) {
@@ -216,6 +218,7 @@ class GroupSampler {
   SamplerConfig cfg_;
   std::vector<double> pi_, q_, cdf_;
   std::vector<std::size_t> order_;
+  std::vector<float> keys_;  // rank variant: the group's importances
 };
 
 }  // namespace mercury::importance

@@ -40,6 +40,14 @@ Result run(const std::string& args) {
   return r;
 }
 
+// A usage error: exit code 2 and a message containing `message`.
+void check_refused(const std::string& args, const std::string& message) {
+  const Result r = run(args);
+  INFO(args << " -> " << r.output);
+  CHECK(r.code == 2);
+  CHECK(r.output.find(message) != std::string::npos);
+}
+
 struct TempDir {
   fs::path path;
   TempDir() {
@@ -59,24 +67,15 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   auto r = run("train --no-such-flag 3");
   CHECK(r.code != 0);
   CHECK(r.output.find("--no-such-flag") != std::string::npos);
-  r = run("train --epochs abc");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("--epochs: expected an integer, found 'abc'") != std::string::npos);
-  r = run("train --nesterov maybe");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("expected true or false, found 'maybe'") != std::string::npos);
-  r = run("train --batch 0");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("batch: expected >= 1, found 0") != std::string::npos);
-  r = run("train --sampler mercury --draw stratified");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("draw: expected iid or systematic, found 'stratified'") != std::string::npos);
-  r = run("train --sampler mercury --in-group gradnorm");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("in_group: expected loss or rank, found 'gradnorm'") != std::string::npos);
-  r = run("train --sampler mercury --in-group rank --lambda 0");
-  CHECK(r.code == 2);
-  CHECK(r.output.find("lambda: expected > 0 with in_group rank") != std::string::npos);
+  check_refused("train --epochs abc", "--epochs: expected an integer, found 'abc'");
+  check_refused("train --nesterov maybe", "expected true or false, found 'maybe'");
+  check_refused("train --batch 0", "batch: expected >= 1, found 0");
+  check_refused("train --sampler mercury --draw stratified",
+                "draw: expected iid or systematic, found 'stratified'");
+  check_refused("train --sampler mercury --in-group gradnorm",
+                "in_group: expected loss or rank, found 'gradnorm'");
+  check_refused("train --sampler mercury --in-group rank --lambda 0",
+                "lambda: expected > 0 with in_group rank");
   r = run("train --optimizer rmsprop --data-dir /nonexistent");
   CHECK(r.code != 0);
   r = run("");
