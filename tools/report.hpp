@@ -3,7 +3,8 @@
 //
 //   accuracy_vs_steps.svg, accuracy_vs_time.svg   one line per run ("eval"/"epoch" events)
 //   importance_hist.svg                           loss histograms over training (Fig. 3)
-//   rank_change.svg                               rank movement after 1 and 10 steps (Fig. 6)
+//   rank_change.svg                               rank movement after a lag of steps (Fig. 6)
+//   rank_correlation.svg                          Spearman correlation of probe losses vs lag
 //   summary.json                                  per run: steps and training seconds to the
 //                                                 target, final accuracy, T_is/T_cp
 //   groups.json (+ a table on the log)            runs named <group>-s<seed> pooled per group:
@@ -65,13 +66,27 @@ class SvgChart {
         x0 = std::min(x0, s.x[k]), x1 = std::max(x1, s.x[k]);
         y0 = std::min(y0, s.y[k]), y1 = std::max(y1, s.y[k]);
       }
-    if (bars) y0 = std::min(y0, 0.0);
+    if (bars) y0 = std::min(y0, 0.0), y1 = std::max(y1, 0.0);  // bars start at 0
     if (!(x1 > x0)) x1 = x0 + 1;
     if (!(y1 > y0)) y1 = y0 + 1;
     const double pad = (y1 - y0) * 0.05;
     y1 += pad;
     if (!bars) y0 -= pad;
-    auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+    // Bars are categorical along x (e.g. lags 1, 10, 100, 1000): one slot per distinct x value.
+    std::vector<double> cats;
+    if (bars) {
+      for (const auto& s : series_) cats.insert(cats.end(), s.x.begin(), s.x.end());
+      std::sort(cats.begin(), cats.end());
+      cats.erase(std::unique(cats.begin(), cats.end()), cats.end());
+    }
+    const double slot = (W - L - R) / std::max<double>(1.0, static_cast<double>(cats.size()));
+    auto px = [&](double x) {
+      if (bars) {
+        const auto k = std::lower_bound(cats.begin(), cats.end(), x) - cats.begin();
+        return L + slot * (static_cast<double>(k) + 0.5);
+      }
+      return L + (x - x0) / (x1 - x0) * (W - L - R);
+    };
     auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
     static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
@@ -84,9 +99,14 @@ class SvgChart {
       const double yv = y0 + (y1 - y0) * k / 5, xv = x0 + (x1 - x0) * k / 5;
       o << "<line x1='" << L << "' x2='" << W - R << "' y1='" << py(yv) << "' y2='" << py(yv)
         << "' stroke='#ddd'/>\n<text x='" << L - 6 << "' y='" << py(yv) + 4
-        << "' text-anchor='end'>" << tick(yv) << "</text>\n<text x='" << px(xv) << "' y='"
-        << H - B + 16 << "' text-anchor='middle'>" << tick(xv) << "</text>\n";
+        << "' text-anchor='end'>" << tick(yv) << "</text>\n";
+      if (!bars)
+        o << "<text x='" << px(xv) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << tick(xv)
+          << "</text>\n";
     }
+    for (double c : cats)
+      o << "<text x='" << px(c) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << tick(c)
+        << "</text>\n";
     o << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
       << "' fill='none' stroke='black'/>\n<text x='" << (L + W - R) / 2 << "' y='" << H - 12
       << "' text-anchor='middle'>" << escape(xlabel_) << "</text>\n<text transform='translate(16,"
@@ -97,11 +117,11 @@ class SvgChart {
       const char* c = colours[si % 10];
       if (bars) {
         const double n = static_cast<double>(series_.size());
-        const double slot = (W - L - R) / std::max<double>(1.0, static_cast<double>(s.x.size()));
-        for (std::size_t k = 0; k < s.x.size(); ++k) {
+        for (std::size_t k = 0; k < s.x.size(); ++k) {  // from 0 up (or down) to the value
           const double bx = px(s.x[k]) - slot * 0.4 + slot * 0.8 * static_cast<double>(si) / n;
-          o << "<rect x='" << bx << "' y='" << py(s.y[k]) << "' width='" << slot * 0.8 / n
-            << "' height='" << py(y0) - py(s.y[k]) << "' fill='" << c << "'/>\n";
+          const double top = std::min(py(0), py(s.y[k]));
+          o << "<rect x='" << bx << "' y='" << top << "' width='" << slot * 0.8 / n << "' height='"
+            << std::abs(py(0) - py(s.y[k])) << "' fill='" << c << "'/>\n";
         }
       } else {
         o << "<polyline fill='none' stroke='" << c << "' stroke-width='1.5' points='";
@@ -314,6 +334,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
                    "test accuracy");
   SvgChart hist("Importance (loss) histogram", "loss", "fraction of probe samples");
   SvgChart ranks("Rank change", "lag (steps)", "fraction moved < 10% of ranks");
+  SvgChart rho("Rank correlation of probe losses", "lag (steps)", "Spearman rank correlation");
   nlohmann::json summary = nlohmann::json::array();
   std::map<std::string, EvalCurve> curves;
   for (const auto& f : files) {
@@ -321,7 +342,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     std::string label = std::filesystem::path(f).stem().string();
     Series s1{label, {}, {}}, s2{label, {}, {}};
     nlohmann::json row = {{"run", label}, {"file", f}};
-    std::map<int64_t, std::vector<double>> lag_under10;
+    std::map<int64_t, std::vector<double>> lag_under10, lag_spearman;
     std::vector<double> last3;  // the last three evaluations' accuracies
     std::vector<double> cpu;    // training CPU seconds at each evaluation of s1 (NaN: unknown)
     for (const auto& e : ev) {
@@ -381,7 +402,10 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
         }
         hist.add(std::move(h));
       }
-      if (kind == "rank_change") lag_under10[e["lag"].get<int64_t>()].push_back(e["under10"]);
+      if (kind == "rank_change") {
+        lag_under10[e["lag"].get<int64_t>()].push_back(e["under10"]);
+        if (e.contains("spearman")) lag_spearman[e["lag"].get<int64_t>()].push_back(e["spearman"]);
+      }
     }
     if (s1.x.empty()) {
       throw std::runtime_error("report: '" + f + "' has no eval or epoch events with test_acc");
@@ -394,17 +418,22 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
       for (std::size_t k = a.size() - n; k < a.size(); ++k) sum += a[k];
       row["final_test_acc_last5"] = sum / static_cast<double>(n);
     }
-    if (!lag_under10.empty()) {
+    // Per lag, the mean over the run's periods: one bar series per run and a summary field.
+    auto per_lag = [&](const std::map<int64_t, std::vector<double>>& by_lag, const char* field,
+                       SvgChart& chart) {
+      if (by_lag.empty()) return;
       Series r{label, {}, {}};
-      for (const auto& [lag, v] : lag_under10) {
+      for (const auto& [lag, v] : by_lag) {
         double m = 0;
         for (double x : v) m += x / static_cast<double>(v.size());
         r.x.push_back(static_cast<double>(lag));
         r.y.push_back(m);
-        row["rank_moved_under10_lag" + std::to_string(lag)] = m;
+        row[field + std::to_string(lag)] = m;
       }
-      ranks.add(std::move(r));
-    }
+      chart.add(std::move(r));
+    };
+    per_lag(lag_under10, "rank_moved_under10_lag", ranks);
+    per_lag(lag_spearman, "rank_spearman_lag", rho);
     by_steps.add(std::move(s1));
     if (!s2.x.empty()) by_time.add(std::move(s2));
     summary.push_back(row);
@@ -417,6 +446,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   if (!by_time.empty()) write("accuracy_vs_time.svg", by_time.render());
   if (!hist.empty()) write("importance_hist.svg", hist.render());
   if (!ranks.empty()) write("rank_change.svg", ranks.render(true));
+  if (!rho.empty()) write("rank_correlation.svg", rho.render(true));
   write("summary.json", summary.dump(2) + "\n");
   SvgChart by_group("Test accuracy, mean over seeds", "optimizer steps", "test accuracy");
   const auto groups = pool_groups(summary, log, curves, target, &by_group);

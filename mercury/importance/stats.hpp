@@ -1,6 +1,7 @@
 // mercury/importance/stats.hpp — statistics of importance over training: effective sample size
 // of the weights, the importance histogram (the paper's Fig. 3) and the rank-change
-// distribution after 1 and 10 iterations (Fig. 6).
+// distribution after a lag of some iterations (Fig. 6; the trainer logs lags 1, 10, 100 and
+// the stats period).
 #pragma once
 
 #include <algorithm>
@@ -53,23 +54,38 @@ inline std::vector<int64_t> ranks(std::span<const float> v) {
   return r;
 }
 
-// Fractions of samples whose rank moved by less than 5% / 10% of the population between two
-// scorings of the same samples.
+// Between two scorings of the same samples: the fractions whose rank moved by less than 5% /
+// 10% of the population, and Spearman's rank correlation (1: same order, 0: unrelated, -1:
+// reversed; ties are ranked in index order) — how well a loss measured `lag` steps ago still
+// ranks the samples, i.e. how long a cached importance stays informative.
 struct RankChange {
-  double under5 = 0, under10 = 0;
+  double under5 = 0, under10 = 0, spearman = 1;
 };
 inline RankChange rank_change(std::span<const float> before, std::span<const float> after) {
   const auto rb = ranks(before), ra = ranks(after);
   const double n = static_cast<double>(before.size());
   RankChange c;
+  double d2 = 0;
   for (std::size_t k = 0; k < rb.size(); ++k) {
-    const double moved = std::abs(static_cast<double>(rb[k] - ra[k])) / n;
-    c.under5 += moved < 0.05;
-    c.under10 += moved < 0.10;
+    const double d = static_cast<double>(rb[k] - ra[k]);
+    c.under5 += std::abs(d) / n < 0.05;
+    c.under10 += std::abs(d) / n < 0.10;
+    d2 += d * d;
   }
   c.under5 /= n;
   c.under10 /= n;
+  c.spearman = n > 1 ? 1.0 - 6.0 * d2 / (n * (n * n - 1.0)) : 1.0;
   return c;
+}
+
+// The probe schedule of the trainer's importance statistics with period `every` at step t:
+// 0 = score the probe set as the new base (t a multiple of every); 1, 10 or 100 = compare with
+// the base scored that many steps before (only lags below every); -1 = nothing to do.
+inline int64_t probe_lag(int64_t t, int64_t every) {
+  if (every < 1 || t < every) return -1;
+  const int64_t lag = t % every;
+  if (lag == 0) return 0;
+  return (lag == 1 || lag == 10 || lag == 100) && lag < every ? lag : -1;
 }
 
 }  // namespace mercury::importance

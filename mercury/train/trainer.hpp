@@ -629,14 +629,15 @@ class Trainer {
     return true;
   }
 
-  // Every importance_stats_every steps: score a fixed probe subset, log its loss histogram, and
-  // 1 and 10 steps later the fraction of probes whose rank moved < 5% / < 10%.
+  // Every importance_stats_every steps (the period P): score a fixed probe subset and log its
+  // loss histogram; 1, 10 and 100 steps later (lags below P), and P steps later (the next
+  // period's scoring, at no extra cost), log how far the probes' ranks moved since.
   void importance_stats() {
     const int64_t every = cfg_.importance_stats_every;
     if (!every) return;
     const int64_t t = cursor_.global_step;
-    const int64_t lag = t % every;
-    if (lag != 0 && lag != 1 && lag != 10) return;
+    const int64_t lag = importance::probe_lag(t, every);
+    if (lag < 0) return;
     if (!probe_scorer_) {
       const int64_t n = std::min<int64_t>(2000, n_train_);
       probe_.resize(static_cast<std::size_t>(n_train_));
@@ -648,21 +649,28 @@ class Trainer {
       probe_base_.resize(probe_.size());
       probe_now_.resize(probe_.size());
     }
-    if (lag == 0) {
-      probe_scorer_->score(probe_, probe_base_.data());
-      const auto h = importance::histogram(probe_base_, 30);
-      metrics_.write(
-          {{"event", "importance_hist"}, {"steps", t}, {"hi", h.hi}, {"counts", h.counts}});
+    auto log_change = [&](int64_t base_step, int64_t l) {
+      const auto rc = importance::rank_change(probe_base_, probe_now_);
+      metrics_.write({{"event", "rank_change"},
+                      {"steps", base_step},
+                      {"lag", l},
+                      {"under5", rc.under5},
+                      {"under10", rc.under10},
+                      {"spearman", rc.spearman}});
+    };
+    // A lag needs its base scoring in this run (not before a resume).
+    if (lag != 0 && probe_base_step_ != t - lag) return;
+    probe_scorer_->score(probe_, probe_now_.data());
+    if (lag != 0) {
+      log_change(t - lag, lag);
       return;
     }
-    if (t < every) return;
-    probe_scorer_->score(probe_, probe_now_.data());
-    const auto rc = importance::rank_change(probe_base_, probe_now_);
-    metrics_.write({{"event", "rank_change"},
-                    {"steps", t - lag},
-                    {"lag", lag},
-                    {"under5", rc.under5},
-                    {"under10", rc.under10}});
+    if (probe_base_step_ == t - every) log_change(t - every, every);
+    std::swap(probe_base_, probe_now_);
+    probe_base_step_ = t;
+    const auto h = importance::histogram(probe_base_, 30);
+    metrics_.write(
+        {{"event", "importance_hist"}, {"steps", t}, {"hi", h.hi}, {"counts", h.counts}});
   }
 
   void resume(const std::string& path) {
@@ -784,6 +792,7 @@ class Trainer {
   std::unique_ptr<importance::Scorer> probe_scorer_;
   std::vector<int64_t> probe_;
   std::vector<float> probe_base_, probe_now_;
+  int64_t probe_base_step_ = -1;  // step of the probe scoring in probe_base_ (-1: none yet)
 };
 
 }  // namespace mercury::train

@@ -215,3 +215,41 @@ TEST_CASE("report pools seeds per group and measures steps to a target from eval
   CHECK(r.code != 0);
   CHECK(r.output.find("--target") != std::string::npos);
 }
+
+TEST_CASE("report averages probe rank changes per lag over periods and charts them by lag") {
+  TempDir d;
+  std::string text = "{\"event\":\"eval\",\"steps\":100,\"test_acc\":0.5}\n";
+  auto change = [&](int steps, int lag, double under10, double rho) {
+    text += "{\"event\":\"rank_change\",\"steps\":" + std::to_string(steps) +
+            ",\"lag\":" + std::to_string(lag) +
+            ",\"under5\":0.1,\"under10\":" + std::to_string(under10) +
+            ",\"spearman\":" + std::to_string(rho) + "}\n";
+  };
+  change(1000, 1, 0.9, 0.98);
+  change(1000, 10, 0.7, 0.9);
+  change(1000, 1000, 0.3, 0.5);
+  change(2000, 1, 0.8, 0.96);
+  change(2000, 10, 0.6, 0.8);
+  const std::string f = d.file("mercury-s1.jsonl", text);
+  const std::string out = (d.path / "rep").string();
+  const auto r = run("report --out " + out + " " + f);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  std::ifstream in(out + "/summary.json");
+  const auto row = nlohmann::json::parse(in)[0];
+  CHECK(row["rank_moved_under10_lag1"].get<double>() == doctest::Approx(0.85));
+  CHECK(row["rank_moved_under10_lag1000"].get<double>() == doctest::Approx(0.3));
+  CHECK(row["rank_spearman_lag1"].get<double>() == doctest::Approx(0.97));
+  CHECK(row["rank_spearman_lag10"].get<double>() == doctest::Approx(0.85));
+  CHECK(row["rank_spearman_lag1000"].get<double>() == doctest::Approx(0.5));
+  // Bars are categorical: each lag gets its own slot and label, however far apart the lags are.
+  std::ifstream svg(out + "/rank_correlation.svg");
+  const std::string chart((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  std::vector<double> bar_x;
+  for (std::size_t p = chart.find("<rect x='"); p != std::string::npos;
+       p = chart.find("<rect x='", p + 1))
+    bar_x.push_back(std::stod(chart.substr(p + 9)));
+  REQUIRE(bar_x.size() == 5);  // the frame, one bar per lag, the legend's swatch
+  CHECK(bar_x[2] - bar_x[1] == doctest::Approx(bar_x[3] - bar_x[2]));
+  CHECK(chart.find(">1000</text>") != std::string::npos);
+}

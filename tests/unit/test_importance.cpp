@@ -504,4 +504,27 @@ TEST_CASE("effective sample size, histogram and rank change") {
   const auto rc = rank_change(a, b);
   CHECK(rc.under5 == doctest::Approx(0.98));
   CHECK(rc.under10 == doctest::Approx(0.98));
+  // Spearman: 1 - 6·Σd²/(n(n²-1)) with d = ±99 for the two swapped samples.
+  CHECK(rc.spearman == doctest::Approx(1.0 - 6.0 * 2 * 99 * 99 / (100.0 * 9999.0)));
+  CHECK(rank_change(a, a).spearman == doctest::Approx(1.0));
+  std::vector<float> rev(a.rbegin(), a.rend());
+  CHECK(rank_change(a, rev).spearman == doctest::Approx(-1.0));
+  CHECK(rank_change(std::vector<float>{1.0f}, std::vector<float>{2.0f}).spearman == 1.0);
+}
+
+TEST_CASE("probe schedule: a base every period, then lags 1, 10 and 100 below the period") {
+  CHECK(probe_lag(5, 0) == -1);     // statistics off
+  CHECK(probe_lag(1, 1000) == -1);  // before the first base
+  CHECK(probe_lag(1000, 1000) == 0);
+  CHECK(probe_lag(3000, 1000) == 0);
+  CHECK(probe_lag(1001, 1000) == 1);
+  CHECK(probe_lag(1010, 1000) == 10);
+  CHECK(probe_lag(1100, 1000) == 100);
+  CHECK(probe_lag(1002, 1000) == -1);
+  CHECK(probe_lag(1999, 1000) == -1);
+  CHECK(probe_lag(60, 50) == 10);
+  CHECK(probe_lag(150, 100) == -1);  // lag 50: not logged; lag 100 would be the next base
+  CHECK(probe_lag(200, 100) == 0);
+  CHECK(probe_lag(11, 10) == 1);
+  CHECK(probe_lag(20, 10) == 0);  // lag 10 = the period: the next base compares with it
 }

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -388,4 +389,35 @@ TEST_CASE("thread pool covers the range in deterministic chunks") {
   CHECK(bounds[0] == std::make_pair<int64_t, int64_t>(0, 33));
   CHECK(bounds[2] == std::make_pair<int64_t, int64_t>(66, 100));
   CHECK_THROWS_WITH(ThreadPool(0), doctest::Contains("got 0"));
+}
+
+TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one period") {
+  const auto tr = synthetic_images(96, 14), te = synthetic_images(16, 15);
+  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  auto cfg = small_config();
+  cfg.epochs = 10;
+  cfg.max_steps = 45;
+  cfg.importance_stats_every = 20;
+  cfg.metrics = temp_path("stats.jsonl");
+  std::ostringstream log;
+  train::Trainer(cfg, *m, tr, te, log).run();
+  std::ifstream in(cfg.metrics);
+  std::vector<std::pair<int64_t, int64_t>> changes;  // (base step, lag)
+  std::vector<int64_t> hists;
+  for (std::string line; std::getline(in, line);) {
+    const auto e = nlohmann::json::parse(line);
+    if (e["event"] == "importance_hist") hists.push_back(e["steps"]);
+    if (e["event"] != "rank_change") continue;
+    changes.emplace_back(e["steps"].get<int64_t>(), e["lag"].get<int64_t>());
+    const double rho = e["spearman"];
+    CHECK(rho >= -1.0);
+    CHECK(rho <= 1.0);
+    CHECK(e["under5"].get<double>() <= e["under10"].get<double>());
+  }
+  CHECK(hists == std::vector<int64_t>{20, 40});
+  // Lag 100 is not below the period of 20; the base at 20 is compared again at 40 (lag 20);
+  // the base at 40 only reaches lag 1 before step 45.
+  const std::vector<std::pair<int64_t, int64_t>> want{{20, 1}, {20, 10}, {20, 20}, {40, 1}};
+  CHECK(changes == want);
+  std::filesystem::remove(cfg.metrics);
 }
