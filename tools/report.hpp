@@ -5,6 +5,7 @@
 //   importance_hist.svg                           loss histograms over training (Fig. 3)
 //   rank_change.svg                               rank movement after a lag of steps (Fig. 6)
 //   rank_correlation.svg                          Spearman correlation of probe losses vs lag
+//   top10_kept.svg                                share of the top-10% losses still top-10%
 //   summary.json                                  per run: steps and training seconds to the
 //                                                 target, final accuracy, T_is/T_cp
 //   groups.json (+ a table on the log)            runs named <group>-s<seed> pooled per group:
@@ -335,6 +336,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   SvgChart hist("Importance (loss) histogram", "loss", "fraction of probe samples");
   SvgChart ranks("Rank change", "lag (steps)", "fraction moved < 10% of ranks");
   SvgChart rho("Rank correlation of probe losses", "lag (steps)", "Spearman rank correlation");
+  SvgChart top10("Top-10% losses still top-10%", "lag (steps)", "fraction of the top 10% kept");
   nlohmann::json summary = nlohmann::json::array();
   std::map<std::string, EvalCurve> curves;
   for (const auto& f : files) {
@@ -342,7 +344,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     std::string label = std::filesystem::path(f).stem().string();
     Series s1{label, {}, {}}, s2{label, {}, {}};
     nlohmann::json row = {{"run", label}, {"file", f}};
-    std::map<int64_t, std::vector<double>> lag_under10, lag_spearman;
+    std::map<int64_t, std::vector<double>> lag_under10, lag_spearman, lag_top10;
     std::vector<double> last3;  // the last three evaluations' accuracies
     std::vector<double> cpu;    // training CPU seconds at each evaluation of s1 (NaN: unknown)
     for (const auto& e : ev) {
@@ -405,6 +407,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
       if (kind == "rank_change") {
         lag_under10[e["lag"].get<int64_t>()].push_back(e["under10"]);
         if (e.contains("spearman")) lag_spearman[e["lag"].get<int64_t>()].push_back(e["spearman"]);
+        if (e.contains("top10_kept")) lag_top10[e["lag"].get<int64_t>()].push_back(e["top10_kept"]);
       }
     }
     if (s1.x.empty()) {
@@ -434,6 +437,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     };
     per_lag(lag_under10, "rank_moved_under10_lag", ranks);
     per_lag(lag_spearman, "rank_spearman_lag", rho);
+    per_lag(lag_top10, "top10_kept_lag", top10);
     by_steps.add(std::move(s1));
     if (!s2.x.empty()) by_time.add(std::move(s2));
     summary.push_back(row);
@@ -447,6 +451,7 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   if (!hist.empty()) write("importance_hist.svg", hist.render());
   if (!ranks.empty()) write("rank_change.svg", ranks.render(true));
   if (!rho.empty()) write("rank_correlation.svg", rho.render(true));
+  if (!top10.empty()) write("top10_kept.svg", top10.render(true));
   write("summary.json", summary.dump(2) + "\n");
   SvgChart by_group("Test accuracy, mean over seeds", "optimizer steps", "test accuracy");
   const auto groups = pool_groups(summary, log, curves, target, &by_group);

@@ -58,8 +58,10 @@ inline std::vector<int64_t> ranks(std::span<const float> v) {
 // 10% of the population, and Spearman's rank correlation (1: same order, 0: unrelated, -1:
 // reversed; ties are ranked in index order) — how well a loss measured `lag` steps ago still
 // ranks the samples, i.e. how long a cached importance stays informative.
+// top10_kept: of the samples in the top 10% by loss before (at least one), the fraction still
+// in the top 10% after — the part of the ranking an importance sampler draws from most.
 struct RankChange {
-  double under5 = 0, under10 = 0, spearman = 1;
+  double under5 = 0, under10 = 0, spearman = 1, top10_kept = 1;
 };
 inline RankChange rank_change(std::span<const float> before, std::span<const float> after) {
   const auto rb = ranks(before), ra = ranks(after);
@@ -75,6 +77,14 @@ inline RankChange rank_change(std::span<const float> before, std::span<const flo
   c.under5 /= n;
   c.under10 /= n;
   c.spearman = n > 1 ? 1.0 - 6.0 * d2 / (n * (n * n - 1.0)) : 1.0;
+  const auto top = std::max<int64_t>(1, static_cast<int64_t>(rb.size()) / 10);
+  int64_t kept = 0, was = 0;
+  for (std::size_t k = 0; k < rb.size(); ++k)
+    if (rb[k] < top) {
+      ++was;
+      kept += ra[k] < top;
+    }
+  c.top10_kept = was ? static_cast<double>(kept) / static_cast<double>(was) : 1.0;
   return c;
 }
 

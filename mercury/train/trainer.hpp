@@ -656,7 +656,8 @@ class Trainer {
                       {"lag", l},
                       {"under5", rc.under5},
                       {"under10", rc.under10},
-                      {"spearman", rc.spearman}});
+                      {"spearman", rc.spearman},
+                      {"top10_kept", rc.top10_kept}});
     };
     // A lag needs its base scoring in this run (not before a resume).
     if (lag != 0 && probe_base_step_ != t - lag) return;

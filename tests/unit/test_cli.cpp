@@ -223,7 +223,8 @@ TEST_CASE("report averages probe rank changes per lag over periods and charts th
     text += "{\"event\":\"rank_change\",\"steps\":" + std::to_string(steps) +
             ",\"lag\":" + std::to_string(lag) +
             ",\"under5\":0.1,\"under10\":" + std::to_string(under10) +
-            ",\"spearman\":" + std::to_string(rho) + "}\n";
+            ",\"spearman\":" + std::to_string(rho) + ",\"top10_kept\":" + std::to_string(rho / 2) +
+            "}\n";
   };
   change(1000, 1, 0.9, 0.98);
   change(1000, 10, 0.7, 0.9);
@@ -242,6 +243,8 @@ TEST_CASE("report averages probe rank changes per lag over periods and charts th
   CHECK(row["rank_spearman_lag1"].get<double>() == doctest::Approx(0.97));
   CHECK(row["rank_spearman_lag10"].get<double>() == doctest::Approx(0.85));
   CHECK(row["rank_spearman_lag1000"].get<double>() == doctest::Approx(0.5));
+  CHECK(row["top10_kept_lag10"].get<double>() == doctest::Approx(0.425));
+  CHECK(std::filesystem::exists(out + "/top10_kept.svg"));
   // Bars are categorical: each lag gets its own slot and label, however far apart the lags are.
   std::ifstream svg(out + "/rank_correlation.svg");
   const std::string chart((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());

@@ -510,6 +510,10 @@ TEST_CASE("effective sample size, histogram and rank change") {
   std::vector<float> rev(a.rbegin(), a.rend());
   CHECK(rank_change(a, rev).spearman == doctest::Approx(-1.0));
   CHECK(rank_change(std::vector<float>{1.0f}, std::vector<float>{2.0f}).spearman == 1.0);
+  // Top 10% = the 10 largest (90..99): after the swap 99 dropped to the bottom, 0 rose to the top.
+  CHECK(rc.top10_kept == doctest::Approx(0.9));
+  CHECK(rank_change(a, rev).top10_kept == 0.0);
+  CHECK(rank_change(a, a).top10_kept == 1.0);
 }
 
 TEST_CASE("probe schedule: a base every period, then lags 1, 10 and 100 below the period") {

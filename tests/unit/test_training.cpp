@@ -413,6 +413,8 @@ TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one pe
     CHECK(rho >= -1.0);
     CHECK(rho <= 1.0);
     CHECK(e["under5"].get<double>() <= e["under10"].get<double>());
+    CHECK(e["top10_kept"].get<double>() >= 0.0);
+    CHECK(e["top10_kept"].get<double>() <= 1.0);
   }
   CHECK(hists == std::vector<int64_t>{20, 40});
   // Lag 100 is not below the period of 20; the base at 20 is compared again at 40 (lag 20);
