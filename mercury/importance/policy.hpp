@@ -48,6 +48,7 @@ struct PolicyConfig {
   int64_t score_chunk = 320;       // forward batch used for scoring
   bool train_mode_norm = false;    // score with batch statistics (METHOD: eval mode is ours)
   int64_t kf_presample = 3;        // kf: candidates per batch slot
+  double kf_tau_th = -1;           // kf: IS once τ > this (< 0: (kf_presample + 3)/3; 0: always)
   double sb_beta = 1.0;            // selective-backprop: keep probability = percentile^β
   int64_t sb_history = 1024;       // selective-backprop: losses remembered for percentiles
   bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
@@ -60,6 +61,7 @@ struct BatchPlan {
   std::vector<float> weights;  // empty: unweighted
   double score_seconds = 0;    // time spent scoring for this batch
   int64_t scored = 0;          // samples forwarded for scoring for this batch
+  bool importance = true;      // false: this batch was drawn uniformly (kf before its switch)
 };
 
 class BatchPolicy {
@@ -73,6 +75,10 @@ class BatchPolicy {
                        int64_t iteration) {
     (void)indices, (void)losses, (void)iteration;
   }
+  // Whether the policy wants the last-layer gradient-norm bounds of each trained batch (computed
+  // in the training forward: Engine::grad's `bounds`), passed to observe_bounds().
+  virtual bool wants_grad_bounds() const { return false; }
+  virtual void observe_bounds(std::span<const float> bounds) { (void)bounds; }
   // Checkpointing: everything next() depends on (cache, RNG and stream states), so that a
   // resumed run draws exactly the batches the uninterrupted run would have drawn. load_state()
   // throws io::CheckpointError on a state that does not fit this policy (other dataset size,
@@ -192,22 +198,66 @@ class GroupwisePolicy final : public BatchPolicy {
   BatchDraw draw_;
 };
 
+// Katharopoulos & Fleuret's estimate of the variance reduction importance sampling by
+// `scores` would give over uniform sampling of the same samples (their eq. 26, in batch-size
+// units): 1/sqrt(1 − ‖g − u‖²/‖g‖²) with g = scores/Σscores, u = 1/n, which equals
+// sqrt(n·Σg²) — 1 for equal scores, sqrt(n) when one score holds everything. Non-finite and
+// negative scores count as 0; all-zero scores give 1.
+inline double kf_variance_reduction(std::span<const float> scores) {
+  double z = 0, z2 = 0;
+  for (float v : scores) {
+    const double s = std::isfinite(v) && v > 0 ? static_cast<double>(v) : 0.0;
+    z += s;
+    z2 += s * s;
+  }
+  if (!(z > 0)) return 1.0;
+  return std::sqrt(static_cast<double>(scores.size()) * z2 / (z * z));
+}
+
 // Katharopoulos & Fleuret (2018) presampling: score kf_presample·B uniform candidates by the
 // last-layer gradient-norm bound, draw B of them ∝ score, weight 1/(P·q) (unbiased).
-// (Their variance-reduction switch τ is not implemented: IS is always on.)
+// Their switch: τ, an EMA (momentum 0.9, from 0) of kf_variance_reduction of the latest
+// scores, decides each step — τ > τ_th: presample as above (τ updated from the candidates);
+// otherwise a uniform batch, unweighted and unscored, whose bounds from the training forward
+// update τ for free. τ_th defaults to (P + 3B)/(3B) (their eq. 29: the reduction that pays for
+// scoring P candidates at a third of a training step each); kf_tau_th = 0 samples by
+// importance from the first step.
 class PresamplePolicy final : public BatchPolicy {
  public:
   PresamplePolicy(const PolicyConfig& cfg, nn::Model& model, const data::Dataset& data, int64_t n)
       : cfg_(cfg),
         stream_(n, cfg.seed),
         scorer_(model, data, cfg.score_chunk, nn::ScoreKind::grad_norm_bound),
-        rng_(cfg.seed ^ 0x9E3779B9ull) {
+        rng_(cfg.seed ^ 0x9E3779B9ull),
+        tau_th_(cfg.kf_tau_th < 0 ? (static_cast<double>(cfg.kf_presample) + 3.0) / 3.0
+                                  : cfg.kf_tau_th) {
     if (cfg.kf_presample < 1) {
       throw std::invalid_argument("kf presample factor must be >= 1, got " +
                                   std::to_string(cfg.kf_presample));
     }
+    if (!std::isfinite(cfg.kf_tau_th)) {
+      throw std::invalid_argument("kf tau threshold must be finite, got " +
+                                  std::to_string(cfg.kf_tau_th));
+    }
   }
+  double tau() const { return tau_; }
+  double tau_threshold() const { return tau_th_; }
+  bool wants_grad_bounds() const override { return tau_th_ > 0; }
+  void observe_bounds(std::span<const float> bounds) override {
+    if (uniform_batch_) update_tau(bounds);
+  }
+
   void next(int64_t, BatchPlan& plan) override {
+    plan.score_seconds = 0;
+    plan.scored = 0;
+    uniform_batch_ = !(tau_th_ == 0 || tau_ > tau_th_);
+    plan.importance = !uniform_batch_;
+    if (uniform_batch_) {
+      plan.indices.resize(static_cast<std::size_t>(cfg_.batch));
+      for (auto& i : plan.indices) i = stream_.next();
+      plan.weights.clear();
+      return;
+    }
     const int64_t P = cfg_.kf_presample * cfg_.batch;
     cand_.resize(static_cast<std::size_t>(P));
     for (auto& c : cand_) c = stream_.next();
@@ -243,22 +293,37 @@ class PresamplePolicy final : public BatchPolicy {
       plan.weights[static_cast<std::size_t>(s)] =
           static_cast<float>(1.0 / (static_cast<double>(P) * q));
     }
+    update_tau(score_);
   }
 
   void save_state(io::StateWriter& w) const override {
     stream_.save(w);
     w.rng(rng_);
+    w.pod(tau_);
+    w.pod<uint8_t>(uniform_batch_);
   }
   void load_state(io::StateReader& r) override {
     stream_.load(r);
     r.rng("sampler rng", rng_);
+    const auto tau = r.pod<double>("kf tau");
+    if (!(std::isfinite(tau) && tau >= 0))
+      r.fail("kf tau", "a finite value >= 0", std::to_string(tau));
+    tau_ = tau;
+    uniform_batch_ = r.pod<uint8_t>("kf uniform flag") != 0;
   }
 
  private:
+  void update_tau(std::span<const float> scores) {
+    tau_ = kTauMomentum * tau_ + (1 - kTauMomentum) * kf_variance_reduction(scores);
+  }
+  static constexpr double kTauMomentum = 0.9;
   PolicyConfig cfg_;
   detail::ShuffledStream stream_;
   Scorer scorer_;
   std::mt19937_64 rng_;
+  double tau_th_;
+  double tau_ = 0;
+  bool uniform_batch_ = false;  // the last next() drew uniformly: observe_bounds() updates τ
   std::vector<int64_t> cand_;
   std::vector<float> score_;
   std::vector<double> cdf_;

@@ -58,27 +58,21 @@ class Engine {
       Var l = ops::softmax_xent(tape_, logits, labels);
       std::copy(l->value.data, l->value.data + B, losses);
     } else {
-      const int64_t K = logits->shape()[1];
-      Tensor probs = tape_.scratch(logits->shape());
-      Tensor l = tape_.scratch(Shape{B});
-      kernels::table().softmax_xent(B, K, logits->value.data, labels, l.data, probs.data);
-      for (int64_t r = 0; r < B; ++r) {
-        float* p = probs.data + r * K;
-        p[labels[r]] -= 1.0f;
-        losses[r] = std::sqrt(kernels::table().dot(K, p, p));
-      }
+      grad_norm_bounds(logits, labels, losses);
     }
     if (pred) argmax(logits, pred);
   }
 
   // Forward + backward with per-sample weights (null = all ones). Returns Σ w_i·l_i / batch_total
   // (batch_total defaults to B; pass the full batch size when accumulating micro-batches).
-  // losses (optional) receives the per-sample losses computed on the way.
+  // losses (optional) receives the per-sample losses computed on the way, bounds (optional) the
+  // per-sample last-layer gradient-norm bounds (ScoreKind::grad_norm_bound) of the same forward.
   float grad(const float* x, const int32_t* labels, const float* weights, int64_t B,
-             float* losses = nullptr, int64_t batch_total = 0) {
+             float* losses = nullptr, int64_t batch_total = 0, float* bounds = nullptr) {
     tape_.reset();
     Context ctx{tape_, model_.params, true, &rng_, nullptr, nullptr};
     Var logits = forward(ctx, x, B);
+    if (bounds) grad_norm_bounds(logits, labels, bounds);
     Var l = ops::softmax_xent(tape_, logits, labels);
     Var loss = ops::weighted_mean(tape_, l, weights);
     const float share =
@@ -96,6 +90,18 @@ class Engine {
   Var forward(Context& ctx, const float* x, int64_t B) {
     Var in = tape_.leaf(Tensor(const_cast<float*>(x), model_.batch_shape(B)));
     return model_.net->forward(ctx, in);
+  }
+  // ‖softmax(logits_r) − onehot(label_r)‖₂ per row, into out (scratch from the tape's arena).
+  void grad_norm_bounds(Var logits, const int32_t* labels, float* out) {
+    const int64_t B = logits->shape()[0], K = logits->shape()[1];
+    Tensor probs = tape_.scratch(logits->shape());
+    Tensor l = tape_.scratch(Shape{B});
+    kernels::table().softmax_xent(B, K, logits->value.data, labels, l.data, probs.data);
+    for (int64_t r = 0; r < B; ++r) {
+      float* p = probs.data + r * K;
+      p[labels[r]] -= 1.0f;
+      out[r] = std::sqrt(kernels::table().dot(K, p, p));
+    }
   }
   static void argmax(Var logits, int32_t* pred) {
     const int64_t B = logits->shape()[0], K = logits->shape()[1];

@@ -63,6 +63,7 @@ struct TrainConfig {
   bool reuse_train_losses = true;   // mercury: training-forward losses also refresh the cache
   int64_t refresh_every = 1;        // mercury: score one group every N steps
   int64_t kf_presample = 3;
+  double kf_tau_th = -1;  // kf: IS once the variance-reduction EMA exceeds it (-1 auto, 0 always)
   double sb_beta = 1.0;
   int64_t eval_every = 0;              // also evaluate every N steps (0: per epoch only)
   double target_acc = 0;               // stop once test accuracy reaches this (0: never)
@@ -134,6 +135,10 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "mercury: the training pass's per-sample losses refresh the cache too (true/false)"},
       {"refresh_every", "mercury: score one group every N steps (1: every step)"},
       {"kf_presample", "kf: candidates scored per batch slot"},
+      {"kf_tau_th",
+       "kf: sample by importance once the EMA of the estimated variance reduction exceeds this, "
+       "uniformly before (-1: (kf_presample + 3) / 3, Katharopoulos & Fleuret's eq. 29; 0: "
+       "from the first step)"},
       {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
       {"eval_every", "also evaluate every N steps (0: once per epoch)"},
       {"target_acc", "stop when test accuracy reaches this fraction (0: never)"},
@@ -195,6 +200,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"reuse_train_losses", c.reuse_train_losses},
                         {"refresh_every", c.refresh_every},
                         {"kf_presample", c.kf_presample},
+                        {"kf_tau_th", c.kf_tau_th},
                         {"sb_beta", c.sb_beta},
                         {"eval_every", c.eval_every},
                         {"target_acc", c.target_acc},
@@ -284,6 +290,7 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.reuse_train_losses = j["reuse_train_losses"];
   c.refresh_every = j["refresh_every"];
   c.kf_presample = j["kf_presample"];
+  c.kf_tau_th = j["kf_tau_th"];
   c.sb_beta = j["sb_beta"];
   c.eval_every = j["eval_every"];
   c.target_acc = j["target_acc"];
@@ -343,6 +350,8 @@ inline void validate(const TrainConfig& c) {
        std::to_string(c.lambda));
   need(c.refresh_every >= 1, "refresh_every: expected >= 1", std::to_string(c.refresh_every));
   need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
+  need(c.kf_tau_th == -1 || c.kf_tau_th >= 0, "kf_tau_th: expected -1 (automatic) or >= 0",
+       std::to_string(c.kf_tau_th));
   need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));
   need(c.eval_every >= 0, "eval_every: expected >= 0", std::to_string(c.eval_every));
   need(c.target_acc >= 0 && c.target_acc <= 1, "target_acc: expected a fraction in [0, 1]",

@@ -190,6 +190,7 @@ class Trainer {
       pc.sampler.rank = cfg_.in_group == "rank";
       pc.train_mode_norm = cfg_.score_train_mode;
       pc.kf_presample = cfg_.kf_presample;
+      pc.kf_tau_th = cfg_.kf_tau_th;
       pc.sb_beta = cfg_.sb_beta;
       pc.reuse_train_losses = cfg_.reuse_train_losses;
       pc.refresh_every = cfg_.refresh_every;
@@ -287,18 +288,23 @@ class Trainer {
           timing_.score_s += plan_.score_seconds;
           timing_.scored += plan_.scored;
           timing_.ess_sum += importance::effective_sample_fraction(plan_.weights);
+          timing_.is_steps += plan_.importance;
         } else {
           timing_.ess_sum += 1.0;  // unweighted
         }
         const auto tc = clock::now();
         model_.params.zero_grad();
         float loss = 0;
+        const bool bounds = policy_ && policy_->wants_grad_bounds();
+        if (bounds) batch_bounds_.resize(static_cast<std::size_t>(count));
         for (int64_t m0 = 0; m0 < count; m0 += micro) {
           const int64_t mc = std::min(micro, count - m0);
           train_.gather(std::span<const int64_t>(idx + m0, mc), x.data(), y.data(), &augment_rng_);
           loss += engine_.grad(x.data(), y.data(), w ? w + m0 : nullptr, mc,
-                               policy_ ? batch_losses_.data() + m0 : nullptr, count);
+                               policy_ ? batch_losses_.data() + m0 : nullptr, count,
+                               bounds ? batch_bounds_.data() + m0 : nullptr);
         }
+        if (bounds) policy_->observe_bounds(std::span<const float>(batch_bounds_.data(), count));
         if (policy_) {
           policy_->observe(std::span<const int64_t>(idx, count),
                            std::span<const float>(batch_losses_.data(), count),
@@ -389,7 +395,8 @@ class Trainer {
           {"is_overhead", timing_.compute_s > 0 ? timing_.score_s / timing_.compute_s : 0.0},
           {"train_cpu_s", timing_.train_cpu_s},
           {"score_cpu_s", timing_.score_cpu_s},
-          {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0}};
+          {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0},
+          {"is_steps", timing_.is_steps}};
       if (bsp_) epoch_event.update(dist_fields());
       metrics_.write(epoch_event);
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
@@ -467,6 +474,7 @@ class Trainer {
     int64_t scored = 0;
     int64_t steps = 0;
     double ess_sum = 0;
+    int64_t is_steps = 0;  // steps whose batch was drawn by importance (kf: after its switch)
   };
   const Timing& timing() const { return timing_; }
   // Extra string metadata written into every checkpoint (e.g. the text vocabulary).
@@ -781,7 +789,7 @@ class Trainer {
   int64_t start_step_ = 0, start_epoch_ = 0, start_step_in_epoch_ = 0;
   clock::time_point last_progress_{};
   bool progress_shown_ = false;
-  std::vector<float> eval_x_, eval_loss_, batch_losses_;
+  std::vector<float> eval_x_, eval_loss_, batch_losses_, batch_bounds_;
   std::function<void(int64_t)> before_step_;
   std::vector<int32_t> eval_y_, eval_pred_;
   std::vector<int64_t> eval_idx_;

@@ -74,6 +74,8 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
                 "draw: expected iid or systematic, found 'stratified'");
   check_refused("train --sampler mercury --in-group gradnorm",
                 "in_group: expected loss or rank, found 'gradnorm'");
+  check_refused("train --sampler kf --kf-tau-th -0.5",
+                "kf_tau_th: expected -1 (automatic) or >= 0");
   check_refused("train --sampler mercury --in-group rank --lambda 0",
                 "lambda: expected > 0 with in_group rank");
   r = run("train --optimizer rmsprop --data-dir /nonexistent");

@@ -392,9 +392,13 @@ TEST_CASE("a policy restored from its saved state draws what the original draws"
     pc.group_size = 7;  // 50 = 7·7 + 1: the cycle ends in a short group
     pc.sb_history = 16;
     pc.seed = 42;
+    pc.kf_tau_th = 1.5;  // kf: τ crosses it at step 8, then hovers: both phases get restored
     auto a = make_policy(pc, *model, data, 50);
     BatchPlan pa, pb;
-    for (int it = 0; it < 9; ++it) a->next(it, pa);
+    for (int it = 0; it < 9; ++it) {
+      a->next(it, pa);
+      a->observe_bounds(std::vector<float>{9, 0, 0, 0, 0, 0, 0, 0});
+    }
     io::StateWriter w;
     a->save_state(w);
     pc.seed = 7;  // the state, not the seed, decides what comes next
@@ -402,12 +406,19 @@ TEST_CASE("a policy restored from its saved state draws what the original draws"
     io::StateReader r(w.bytes(), "test state");
     b->load_state(r);
     r.finish();
+    bool both_phases = false;
     for (int it = 9; it < 20; ++it) {
       a->next(it, pa);
       b->next(it, pb);
       CHECK(pa.indices == pb.indices);
       CHECK(pa.weights == pb.weights);
+      CHECK(pa.importance == pb.importance);
+      both_phases |= kind == SamplerKind::kf && pa.importance;
+      const std::vector<float> bounds{9, 0, 0, 0, 0, 0, 0, 0};
+      a->observe_bounds(bounds);
+      b->observe_bounds(bounds);
     }
+    if (kind == SamplerKind::kf) CHECK(both_phases);
     // The state belongs to 50 samples: a 40-sample policy refuses it.
     auto c = make_policy(pc, *model, data, 40);
     io::StateReader r40(w.bytes(), "test state");
@@ -447,6 +458,81 @@ TEST_CASE("a damaged cache state is refused, naming the field") {
   ImportanceCache e(6, 2, 1);
   e.load(trailing);
   CHECK_THROWS_WITH(trailing.finish(), doctest::Contains("1 trailing bytes"));
+}
+
+TEST_CASE("kf variance-reduction estimate: 1/sqrt(1 - |g-u|^2/|g|^2) = sqrt(n sum g^2)") {
+  CHECK(kf_variance_reduction(std::vector<float>(8, 0.3f)) == doctest::Approx(1.0));
+  CHECK(kf_variance_reduction(std::vector<float>{0, 0, 5, 0}) == doctest::Approx(2.0));
+  CHECK(kf_variance_reduction(std::vector<float>(4, 0.0f)) == 1.0);  // nothing to prefer
+  const std::vector<float> bad{1.0f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 1.0f};
+  CHECK(kf_variance_reduction(bad) == doctest::Approx(std::sqrt(4.0 * 0.5)));
+  std::mt19937_64 rng(5);
+  std::vector<float> v(37);
+  for (auto& x : v) x = std::uniform_real_distribution<float>(0.0f, 3.0f)(rng);
+  double z = 0;
+  for (float x : v) z += x;
+  double dev = 0, norm = 0;
+  const double u = 1.0 / 37;
+  for (float x : v) {
+    dev += (x / z - u) * (x / z - u);
+    norm += (x / z) * (x / z);
+  }
+  CHECK(kf_variance_reduction(v) == doctest::Approx(1.0 / std::sqrt(1.0 - dev / norm)));
+}
+
+TEST_CASE("kf samples uniformly until its variance-reduction EMA passes the threshold") {
+  auto model = tiny_model(3);
+  const auto data = tiny_images(50, 6);
+  PolicyConfig pc;
+  pc.kind = SamplerKind::kf;
+  pc.batch = 8;
+  pc.kf_presample = 3;  // threshold (3 + 3)/3 = 2
+  auto p = make_policy(pc, *model, data, 50);
+  auto& kf = dynamic_cast<PresamplePolicy&>(*p);
+  CHECK(kf.tau_threshold() == doctest::Approx(2.0));
+  CHECK(kf.wants_grad_bounds());
+  BatchPlan plan;
+  std::vector<int64_t> seen;
+  // Equal bounds: τ → 1 < 2, uniform batches forever (unweighted, nothing scored).
+  for (int it = 0; it < 30; ++it) {
+    p->next(it, plan);
+    CHECK(!plan.importance);
+    CHECK(plan.scored == 0);
+    CHECK(plan.weights.empty());
+    CHECK(plan.indices.size() == 8);
+    seen.insert(seen.end(), plan.indices.begin(), plan.indices.end());
+    p->observe_bounds(std::vector<float>(8, 0.5f));
+  }
+  CHECK(kf.tau() == doctest::Approx(1.0 - std::pow(0.9, 30)));
+  // The uniform batches walk shuffled epochs: the first 48 indices hold 48 distinct samples.
+  std::sort(seen.begin(), seen.begin() + 48);
+  CHECK(std::unique(seen.begin(), seen.begin() + 48) == seen.begin() + 48);
+  // One sample holding every bound: reduction sqrt(8) ≈ 2.83 per batch pushes τ over 2.
+  int uniform_steps = 0;
+  for (int it = 30; it < 60 && !plan.importance; ++it) {
+    p->next(it, plan);
+    if (plan.importance) break;
+    ++uniform_steps;
+    p->observe_bounds(std::vector<float>{4, 0, 0, 0, 0, 0, 0, 0});
+  }
+  CHECK(plan.importance);
+  CHECK(plan.scored == 24);  // presampled 3·8 candidates
+  CHECK(plan.weights.size() == 8);
+  CHECK(uniform_steps > 1);
+  CHECK(kf.tau() > 0);
+  // While importance sampling, the training-forward bounds do not move τ (the candidates do).
+  const double tau = kf.tau();
+  p->observe_bounds(std::vector<float>(8, 1.0f));
+  CHECK(kf.tau() == tau);
+  // Threshold 0: importance sampling from the first step; no training-forward bounds needed.
+  pc.kf_tau_th = 0;
+  auto q = make_policy(pc, *model, data, 50);
+  CHECK(!q->wants_grad_bounds());
+  q->next(0, plan);
+  CHECK(plan.importance);
+  CHECK(plan.scored == 24);
+  pc.kf_tau_th = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH(make_policy(pc, *model, data, 50), doctest::Contains("must be finite"));
 }
 
 TEST_CASE("refresh_every scores a group every N iterations only") {
