@@ -11,13 +11,14 @@
 # steps on one seed: its CPU time at the cap already exceeds the others' time to the target.
 #
 # Output: $OUT/<sampler>-s<seed>.jsonl, then `mercury report --target 0.90` →
-# $OUT/report/{accuracy_vs_steps.svg, accuracy_vs_time.svg, summary.json, groups.json} and the
-# per-sampler table (means over seeds, ratios against uniform) on stdout.
+# $OUT/report/{accuracy_vs_steps.svg, accuracy_vs_time.svg, rank_correlation.svg, summary.json,
+# groups.json, ...} and the per-sampler table (means over seeds, ratios against uniform) on stdout.
 #
 # Usage: bench/suites/importance_fmnist.sh [OUT]   (default runs/importance_fmnist)
 #   JOBS=2           runs two trainings at once (one thread each; CPU seconds stay per process)
 #   SEEDS="1 2 3 4 5"  seeds of every sampler (the issue asks for 3; 5 make the means steadier)
 #   BUDGET=4000 steps;  ABLATIONS=0 skips the one-seed ablations
+#   FRESH_SEEDS="1"  seeds of the freshness-frontier runs (fresh-M128, fresh-M512)
 #   MERCURY_BIN      the binary (default build/release/tools/mercury)
 # Finished runs (a "done" event in their file) are skipped, so an interrupted suite resumes.
 set -euo pipefail
@@ -61,6 +62,16 @@ if [ "${ABLATIONS:-1}" != 0 ]; then
   runs+=("ablation-rank-s1|$mercury --in-group rank --lambda 0.1 --seed 1 $b")
   runs+=("ablation-noreuse-s1|$mercury --reuse-train-losses false --seed 1 $b")
   runs+=("all-is-s1|--sampler all-is --weight-power 0.5 --seed 1 --max-steps 20 --eval-every 10")
+  # The freshness frontier: mercury with bigger groups, i.e. more samples scored per step
+  # (M 128 ≈ 0.7 and M 512 ≈ 2.7 training steps' worth), so the pool's losses are fresher and
+  # the in-group draw more selective (FRESH_SEEDS, default seed 1); and M 512 scored only
+  # every 16th step — as selective, as cheap as M 32, but stale.
+  for seed in ${FRESH_SEEDS:-1}; do
+    for M in 128 512; do
+      runs+=("fresh-M$M-s$seed|--sampler mercury --group-size $M --groups-per-batch 32 --draw systematic --weight-power 0.5 --seed $seed $b")
+    done
+  done
+  runs+=("stale-M512-s1|--sampler mercury --group-size 512 --refresh-every 16 --groups-per-batch 32 --draw systematic --weight-power 0.5 --seed 1 $b")
 fi
 
 one() {  # name|args
