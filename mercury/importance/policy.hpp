@@ -75,8 +75,8 @@ class BatchPolicy {
                        int64_t iteration) {
     (void)indices, (void)losses, (void)iteration;
   }
-  // Whether the policy wants the last-layer gradient-norm bounds of each trained batch (computed
-  // in the training forward: Engine::grad's `bounds`), passed to observe_bounds().
+  // Whether the policy wants the last-layer gradient-norm bounds of the batch its last next()
+  // drew (computed in the training forward: Engine::grad's `bounds`), passed to observe_bounds().
   virtual bool wants_grad_bounds() const { return false; }
   virtual void observe_bounds(std::span<const float> bounds) { (void)bounds; }
   // Checkpointing: everything next() depends on (cache, RNG and stream states), so that a
@@ -230,7 +230,8 @@ class PresamplePolicy final : public BatchPolicy {
         scorer_(model, data, cfg.score_chunk, nn::ScoreKind::grad_norm_bound),
         rng_(cfg.seed ^ 0x9E3779B9ull),
         tau_th_(cfg.kf_tau_th < 0 ? (static_cast<double>(cfg.kf_presample) + 3.0) / 3.0
-                                  : cfg.kf_tau_th) {
+                                  : cfg.kf_tau_th),
+        uniform_batch_(tau_th_ > 0) {
     if (cfg.kf_presample < 1) {
       throw std::invalid_argument("kf presample factor must be >= 1, got " +
                                   std::to_string(cfg.kf_presample));
@@ -242,7 +243,8 @@ class PresamplePolicy final : public BatchPolicy {
   }
   double tau() const { return tau_; }
   double tau_threshold() const { return tau_th_; }
-  bool wants_grad_bounds() const override { return tau_th_ > 0; }
+  // Only a uniform batch's bounds update τ: none are asked for while sampling by importance.
+  bool wants_grad_bounds() const override { return uniform_batch_; }
   void observe_bounds(std::span<const float> bounds) override {
     if (uniform_batch_) update_tau(bounds);
   }
@@ -323,7 +325,7 @@ class PresamplePolicy final : public BatchPolicy {
   std::mt19937_64 rng_;
   double tau_th_;
   double tau_ = 0;
-  bool uniform_batch_ = false;  // the last next() drew uniformly: observe_bounds() updates τ
+  bool uniform_batch_;  // the last (before any: the first) next() draws uniformly
   std::vector<int64_t> cand_;
   std::vector<float> score_;
   std::vector<double> cdf_;
