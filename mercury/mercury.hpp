@@ -50,5 +50,8 @@
 #include "mercury/tensor/thread_pool.hpp"
 #include "mercury/train/checkpoint.hpp"
 #include "mercury/train/config.hpp"
+#include "mercury/train/dist_setup.hpp"
+#include "mercury/train/probe.hpp"
+#include "mercury/train/report.hpp"
 #include "mercury/train/trainer.hpp"
 #include "models/registry.hpp"

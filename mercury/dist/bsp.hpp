@@ -41,12 +41,20 @@
 //   if any differ, every rank throws ReplicaMismatch listing all ranks' checksums. Returns the
 //   (common) checksum.
 // - broadcast_flag(flag, key, iteration): rank 0's flag, returned on every rank (a stop decision).
-// - Message types 16..20 (kGradPush, kParams, kInitialParams, kReplicaChecksum, kFlag); keys and
-//   iterations make each message of a step unique, so a fast rank may run ahead by a phase.
+// - gather_to_root(values, key, iteration): every rank's doubles (the same count on each) on
+//   rank 0, in rank order (rank 0 gets world × count values, the others nothing): a global
+//   train loss, per-rank counters.
+// - average_buffers(key, iteration): every rank ends with the mean of all ranks' buffers (BN
+//   running statistics), reduced on rank 0 in rank order like a gradient range, so every rank
+//   holds bitwise the same buffers. A no-op for a model without buffers.
+// - Message types 16..23 (kGradPush, kParams, kInitialParams, kReplicaChecksum, kFlag,
+//   kRankValues, kBuffers, kBufferMean); keys and iterations make each message of a step unique,
+//   so a fast rank may run ahead by a phase.
 // - Floats travel as raw little-endian bytes (the only byte order Mercury targets).
 // - Not thread-safe: one training thread per rank calls it; its buffers are sized up front.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstddef>
@@ -77,6 +85,9 @@ inline constexpr uint8_t kParams = net::kFirstAppType + 1;  // 17: a server's up
 inline constexpr uint8_t kInitialParams = net::kFirstAppType + 2;    // 18: rank 0's init
 inline constexpr uint8_t kReplicaChecksum = net::kFirstAppType + 3;  // 19: CRC32C of the slab
 inline constexpr uint8_t kFlag = net::kFirstAppType + 4;             // 20: rank 0's decision
+inline constexpr uint8_t kRankValues = net::kFirstAppType + 5;       // 21: doubles for rank 0
+inline constexpr uint8_t kBuffers = net::kFirstAppType + 6;          // 22: buffers for rank 0
+inline constexpr uint8_t kBufferMean = net::kFirstAppType + 7;       // 23: their mean, from 0
 
 // The replicas' parameter slabs differ (a bug or corruption, never expected).
 class ReplicaMismatch : public std::runtime_error {
@@ -313,6 +324,60 @@ class BspSync {
                                "byte, found " + std::to_string(m.payload.size()));
     }
     return m.payload[0] != std::byte{0};
+  }
+
+  std::vector<double> gather_to_root(std::span<const double> values, uint64_t key,
+                                     int64_t iteration) {
+    const uint64_t it = checked_iteration(iteration);
+    const std::size_t bytes = values.size() * sizeof(double);
+    if (rank_ != 0) {
+      send(0, kRankValues, key, it,
+           std::span<const std::byte>(reinterpret_cast<const std::byte*>(values.data()), bytes),
+           "values for rank 0");
+      return {};
+    }
+    std::vector<double> all(values.size() * static_cast<std::size_t>(world_));
+    std::copy(values.begin(), values.end(), all.begin());
+    const auto deadline = net::deadline_in(op_timeout_s_);
+    double idle = 0;
+    for (int r = 1; r < world_; ++r) {
+      const net::Message m = recv(r, kRankValues, key, it, deadline, "values from every rank",
+                                  static_cast<int64_t>(bytes), idle);
+      if (bytes) std::memcpy(all.data() + r * values.size(), m.payload.data(), bytes);
+    }
+    return all;
+  }
+
+  void average_buffers(uint64_t key, int64_t iteration) {
+    const int64_t n = params_.buffer_size();
+    if (n == 0 || world_ == 1) return;
+    const uint64_t it = checked_iteration(iteration);
+    float* b = params_.buffers();
+    const auto deadline = net::deadline_in(op_timeout_s_);
+    double idle = 0;
+    if (rank_ != 0) {
+      send(0, kBuffers, key, it, b, n, "buffer average (send)");
+      const net::Message m =
+          recv(0, kBufferMean, key, it, deadline, "buffer average (receive)", n * 4, idle);
+      std::memcpy(b, m.payload.data(), m.payload.size());
+      return;
+    }
+    std::vector<net::Message> in(static_cast<std::size_t>(world_));
+    std::vector<const float*> parts(static_cast<std::size_t>(world_), b);
+    for (int r = 1; r < world_; ++r) {
+      in[r] = recv(r, kBuffers, key, it, deadline, "buffer average (gather)", n * 4, idle);
+      parts[r] = reinterpret_cast<const float*>(in[r].payload.data());
+    }
+    const float w = static_cast<float>(world_);
+    for (int64_t i = 0; i < n; ++i) {  // rank order, as ShardServer::reduce
+      float sum = parts[0][i];
+      for (int r = 1; r < world_; ++r) sum += parts[r][i];
+      b[i] = sum / w;
+    }
+    const net::SharedPayload mean = share(b, n);
+    for (int r = 1; r < world_; ++r)
+      guarded("buffer average (broadcast)", iteration,
+              [&] { t_.send(r, kBufferMean, key, it, mean); });
   }
 
  private:

@@ -2,13 +2,14 @@
 // `mercury train --sampler uniform|mercury|all-is|kf|selective-backprop`.
 //
 // Contract
-// - next(iteration, plan) fills plan.indices (B local sample indices) and, for weighted
+// - next(iteration, plan) fills plan.indices (up to B local sample indices) and, for weighted
 //   samplers, plan.weights (the per-sample loss weights that make the gradient unbiased; empty
 //   means all ones). Scoring, when the sampler needs it, happens inside next() on the caller's
 //   thread with the policy's own Scorer (sequential pipeline; BACC moves it to a second thread).
 // - Deterministic for a given seed. Time spent scoring is reported in plan.score_seconds and
 //   the number of forward passes in plan.scored, so T_is/T_cp can be measured.
-// - uniform is not here: the trainer's epoch permutation is the uniform sampler.
+// - uniform is a policy like the others: epoch by epoch without replacement, a pure function of
+//   the iteration (no state to checkpoint).
 #pragma once
 
 #include <chrono>
@@ -53,6 +54,7 @@ struct PolicyConfig {
   int64_t sb_history = 1024;       // selective-backprop: losses remembered for percentiles
   bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
   int64_t refresh_every = 1;       // mercury: score one group every N iterations
+  int64_t epoch_slots = 0;         // uniform: sample slots per epoch (0: n; more: wrap around)
   uint64_t seed = 1;
 };
 
@@ -79,6 +81,10 @@ class BatchPolicy {
   // drew (computed in the training forward: Engine::grad's `bounds`), passed to observe_bounds().
   virtual bool wants_grad_bounds() const { return false; }
   virtual void observe_bounds(std::span<const float> bounds) { (void)bounds; }
+  // Whether observe() uses the per-sample losses (the trainer skips them otherwise).
+  virtual bool wants_losses() const { return true; }
+  // Whether save_state() writes anything (a stateless policy needs no checkpoint tensor).
+  virtual bool stateful() const { return true; }
   // Checkpointing: everything next() depends on (cache, RNG and stream states), so that a
   // resumed run draws exactly the batches the uninterrupted run would have drawn. load_state()
   // throws io::CheckpointError on a state that does not fit this policy (other dataset size,
@@ -86,6 +92,66 @@ class BatchPolicy {
   // (the trainer refuses the resume).
   virtual void save_state(io::StateWriter& w) const = 0;
   virtual void load_state(io::StateReader& r) = 0;
+};
+
+// The sample order of one epoch: a pure function of (seed, epoch).
+inline void epoch_permutation(uint64_t seed, int64_t epoch, std::vector<int64_t>& perm) {
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+  for (int64_t k = static_cast<int64_t>(perm.size()) - 1; k > 0; --k) {
+    std::uniform_int_distribution<int64_t> pick(0, k);
+    std::swap(perm[k], perm[pick(rng)]);
+  }
+}
+
+// Uniform sampling without replacement: iteration t trains slice s = t mod S of the permutation
+// of epoch e = t div S (epoch_permutation(seed, e)), S = ceil(slots / B) steps per epoch. With
+// more slots than samples (a partition smaller than the largest one of a distributed run) the
+// slice wraps around the permutation, as DistributedSampler pads. The last slice may be short.
+class UniformPolicy final : public BatchPolicy {
+ public:
+  UniformPolicy(const PolicyConfig& cfg, int64_t n)
+      : batch_(cfg.batch),
+        slots_(cfg.epoch_slots > 0 ? cfg.epoch_slots : n),
+        seed_(cfg.seed),
+        perm_(static_cast<std::size_t>(n)) {
+    if (n < 1 || batch_ < 1 || slots_ < n) {
+      throw std::invalid_argument(
+          "uniform sampler: expected n >= 1, batch >= 1 and slots >= n, "
+          "found n = " +
+          std::to_string(n) + ", batch = " + std::to_string(batch_) +
+          ", slots = " + std::to_string(slots_));
+    }
+  }
+  int64_t steps_per_epoch() const { return (slots_ + batch_ - 1) / batch_; }
+
+  void next(int64_t iteration, BatchPlan& plan) override {
+    const int64_t S = steps_per_epoch(), epoch = iteration / S, s = iteration % S;
+    if (epoch != perm_epoch_) {
+      epoch_permutation(seed_, epoch, perm_);
+      perm_epoch_ = epoch;
+    }
+    const int64_t n = static_cast<int64_t>(perm_.size());
+    const int64_t count = std::min(batch_, slots_ - s * batch_);
+    plan.indices.resize(static_cast<std::size_t>(count));
+    for (int64_t k = 0; k < count; ++k)
+      plan.indices[static_cast<std::size_t>(k)] =
+          perm_[static_cast<std::size_t>((s * batch_ + k) % n)];
+    plan.weights.clear();
+    plan.score_seconds = 0;
+    plan.scored = 0;
+    plan.importance = false;
+  }
+  bool wants_losses() const override { return false; }
+  bool stateful() const override { return false; }
+  void save_state(io::StateWriter&) const override {}
+  void load_state(io::StateReader&) override {}
+
+ private:
+  int64_t batch_, slots_;
+  uint64_t seed_;
+  std::vector<int64_t> perm_;
+  int64_t perm_epoch_ = -1;
 };
 
 namespace detail {
@@ -418,12 +484,12 @@ class SelectiveBackpropPolicy final : public BatchPolicy {
   std::size_t next_slot_ = 0;
 };
 
-// The policy for a sampler kind, or null for uniform (the trainer's epoch permutation).
+// The policy for a sampler kind.
 inline std::unique_ptr<BatchPolicy> make_policy(const PolicyConfig& cfg, nn::Model& model,
                                                 const data::Dataset& data, int64_t n) {
   switch (cfg.kind) {
     case SamplerKind::uniform:
-      return nullptr;
+      return std::make_unique<UniformPolicy>(cfg, n);
     case SamplerKind::mercury:
     case SamplerKind::all_is:
       return std::make_unique<GroupwisePolicy>(cfg, model, data, n);

@@ -6,8 +6,13 @@
 //   depend only on n and threads(), so per-chunk partial results reduced in chunk order are
 //   deterministic for a given thread count.
 // - Nested calls from inside a worker run inline (never two levels at once).
-// - set_threads() must not race with parallel_for(); threads() == 1 never starts a thread.
+// - Safe to call from several threads at once: one caller at a time owns the workers; a caller
+//   that finds them busy runs its chunks inline (same boundaries, so the same results) instead
+//   of waiting or overwriting the running job. set_threads() waits for the running job.
+// - threads() == 1 never starts a thread.
 // - Default thread count: MERCURY_THREADS if set (validated), else hardware concurrency.
+// - thread_pool() is the calling thread's pool: the process-wide one, or one bound to the thread
+//   with PoolBinding (BACC's scorer thread runs on its own worker budget that way).
 #pragma once
 
 #include <atomic>
@@ -32,7 +37,7 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int threads() const { return threads_; }
+  int threads() const { return threads_.load(std::memory_order_acquire); }
 
   // Serialised, and a no-op when the count is unchanged: several trainers in one process (ranks
   // as threads) may all ask for the same count at once.
@@ -40,24 +45,27 @@ class ThreadPool {
     if (n < 1)
       throw std::invalid_argument("ThreadPool: thread count must be >= 1, got " +
                                   std::to_string(n));
-    std::lock_guard<std::mutex> resize(resize_mu_);
-    if (started_ && n == threads_) return;
+    std::lock_guard<std::mutex> owner(job_mu_);
+    if (started_ && n == threads()) return;
     started_ = true;
     stop();
-    threads_ = n;
+    threads_.store(n, std::memory_order_release);
     stopping_ = false;
     for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { worker(t); });
   }
 
   // Number of chunks parallel_for(n) will use.
   int chunks_for(int64_t n) const {
-    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads_, n)));
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads(), n)));
   }
 
   void parallel_for(int64_t n, const ChunkFn& fn) {
     if (n <= 0) return;
     const int chunks = chunks_for(n);
-    if (chunks == 1 || in_worker()) {
+    std::unique_lock<std::mutex> owner(job_mu_, std::defer_lock);
+    const bool inline_run = chunks == 1 || in_worker();
+    if (inline_run || !owner.try_lock()) {
+      if (!inline_run) busy_calls_.fetch_add(1, std::memory_order_relaxed);
       // Inline: still honour the chunk split so reductions see the same boundaries.
       for (int c = 0; c < chunks; ++c) fn(bound(n, chunks, c), bound(n, chunks, c + 1), c);
       return;
@@ -78,6 +86,9 @@ class ThreadPool {
     done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
     job_ = nullptr;
   }
+
+  // Calls that ran inline because another caller owned the workers.
+  int64_t busy_calls() const { return busy_calls_.load(std::memory_order_relaxed); }
 
  private:
   static int64_t bound(int64_t n, int chunks, int c) { return n * c / chunks; }
@@ -122,10 +133,11 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int threads_ = 1;
+  std::atomic<int> threads_{1};
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::mutex resize_mu_;  // serialises set_threads()
+  std::mutex job_mu_;  // held by the caller that owns the workers, and by set_threads()
+  std::atomic<int64_t> busy_calls_{0};
   bool started_ = false;
   std::condition_variable cv_, done_cv_;
   const ChunkFn* job_ = nullptr;
@@ -152,10 +164,33 @@ inline int default_thread_count() {
   return hw ? static_cast<int>(hw) : 1;
 }
 
-// The process-wide pool.
+namespace detail {
+inline ThreadPool*& bound_pool() {
+  thread_local ThreadPool* pool = nullptr;
+  return pool;
+}
+}  // namespace detail
+
+// The calling thread's pool: the one bound by a live PoolBinding, else the process-wide pool.
 inline ThreadPool& thread_pool() {
+  if (ThreadPool* p = detail::bound_pool()) return *p;
   static ThreadPool pool(default_thread_count());
   return pool;
 }
+
+// Binds `pool` as thread_pool() of the constructing thread for the binding's lifetime (a
+// second thread's own worker budget, e.g. BACC's scorer). Not movable; nests.
+class PoolBinding {
+ public:
+  explicit PoolBinding(ThreadPool& pool) : previous_(detail::bound_pool()) {
+    detail::bound_pool() = &pool;
+  }
+  ~PoolBinding() { detail::bound_pool() = previous_; }
+  PoolBinding(const PoolBinding&) = delete;
+  PoolBinding& operator=(const PoolBinding&) = delete;
+
+ private:
+  ThreadPool* previous_;
+};
 
 }  // namespace mercury

@@ -434,7 +434,7 @@ std::vector<float> sequential_reference(const train::TrainConfig& cfg, int W, ui
     std::vector<std::vector<int64_t>> perm(W);
     for (int r = 0; r < W; ++r) {
       perm[r].resize(local[r]->size());
-      train::epoch_permutation(train::rank_seed(static_cast<uint64_t>(cfg.seed), r), epoch,
+      importance::epoch_permutation(train::rank_seed(static_cast<uint64_t>(cfg.seed), r), epoch,
                                perm[r]);
     }
     for (int64_t s = 0; s < steps; ++s, ++global_step) {
@@ -721,10 +721,6 @@ TEST_CASE("distributed mode refuses what it does not support, with the reason") 
   cfg.batch = 33;
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
                     doctest::Contains("batch: expected a multiple of the world size 2"));
-  cfg = dist_config();
-  cfg.sampler = "mercury";
-  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
-                    doctest::Contains("sampler: expected uniform"));
   cfg = dist_config();
   cfg.resume = "x.safetensors";
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),

@@ -1,0 +1,145 @@
+// mercury/train/report.hpp — what a training run tells the user: the log lines, the progress
+// line, and the JSON-lines metrics events (start, eval, target_reached, epoch, dist, done).
+//
+// Contract
+// - RunReport writes; it decides nothing. The trainer hands it the numbers (its Timing, the
+//   cursor, an evaluation) and the report formats them, so every event's fields are named in
+//   this one file.
+// - Timing is cumulative over the steps of this run (evaluation excluded). Wall times are per
+//   phase; CPU times are process CPU seconds (robust to a busy machine).
+// - The progress line is drawn only on a terminal (stderr) and at most every 250 ms.
+#pragma once
+
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "mercury/io/metrics.hpp"
+
+namespace mercury::train {
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_test_acc = 0;  // distributed: rank 0 only (other ranks do not evaluate)
+  double final_test_loss = 0;
+  double train_samples_per_s = 0;
+  int64_t peak_rss_bytes = 0;
+};
+
+// Cumulative time split of the steps run so far (evaluation excluded).
+struct Timing {
+  double compute_s = 0;    // forward + backward + optimizer
+  double score_s = 0;      // importance scoring (sequential pipeline)
+  double train_cpu_s = 0;  // CPU seconds of scoring + compute (robust to a busy machine)
+  double score_cpu_s = 0;
+  int64_t scored = 0;
+  int64_t steps = 0;
+  double ess_sum = 0;
+  int64_t is_steps = 0;  // steps whose batch was drawn by importance (kf: after its switch)
+
+  nlohmann::json fields() const {
+    return {{"train_s", compute_s + score_s},
+            {"compute_s", compute_s},
+            {"score_s", score_s},
+            {"train_cpu_s", train_cpu_s},
+            {"score_cpu_s", score_cpu_s}};
+  }
+};
+
+// CPU seconds used by this process (all threads): unlike wall time, not inflated when other
+// work shares the machine. Equals the training thread's CPU time when threads = 1.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+inline int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+class RunReport {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  RunReport(std::ostream& log, const std::string& metrics_path, bool progress)
+      : log_(log), metrics_(metrics_path), progress_(progress) {}
+
+  std::ostream& log() { return log_; }
+  io::MetricsWriter& metrics() { return metrics_; }
+
+  void eval(int64_t step, const EvalResult& ev, const Timing& t) {
+    nlohmann::json e = {
+        {"event", "eval"}, {"steps", step}, {"test_acc", ev.accuracy}, {"test_loss", ev.loss}};
+    e.update(t.fields());
+    metrics_.write(e);
+  }
+
+  void target_reached(double target, int64_t step, const EvalResult& ev, const Timing& t) {
+    nlohmann::json e = {{"event", "target_reached"},
+                        {"target_acc", target},
+                        {"test_acc", ev.accuracy},
+                        {"steps", step}};
+    e.update(t.fields());
+    metrics_.write(e);
+    log_ << "target accuracy " << target << " reached after " << step << " steps, "
+         << t.compute_s + t.score_s << " s of training\n";
+  }
+
+  // The epoch line on the log; the event's own fields are the caller's.
+  void epoch_line(int64_t epoch, double train_loss, const EvalResult& ev, double samples_per_s,
+                  double wall_s) {
+    clear_progress();
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %3lld  train_loss %.4f  test_loss %.4f  test_acc %6.2f%%  "
+                  "%.0f samples/s  %.1fs\n",
+                  static_cast<long long>(epoch), train_loss, ev.loss, 100.0 * ev.accuracy,
+                  samples_per_s, wall_s);
+    log_ << line << std::flush;
+  }
+
+  // "epoch e/E  step s/S  loss  samples/s  ETA" on a terminal. `done` steps took `elapsed_s`.
+  void progress(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, int64_t done,
+                double elapsed_s, double loss, int64_t samples_per_step) {
+    if (!progress_ || !isatty(2)) return;
+    const auto now = Clock::now();
+    if (now - last_progress_ < std::chrono::milliseconds(250) && step != steps) return;
+    last_progress_ = now;
+    const double per = done > 0 ? elapsed_s / static_cast<double>(done) : 0;
+    const double eta = per * static_cast<double>(steps - step);
+    std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  ETA %ds   ",
+                 static_cast<long long>(epoch), static_cast<long long>(epochs),
+                 static_cast<long long>(step), static_cast<long long>(steps), loss,
+                 per > 0 ? static_cast<double>(samples_per_step) / per : 0.0,
+                 static_cast<int>(eta));
+    shown_ = true;
+  }
+  void clear_progress() {
+    if (shown_) std::fprintf(stderr, "\r%100s\r", "");
+    shown_ = false;
+  }
+
+ private:
+  std::ostream& log_;
+  io::MetricsWriter metrics_;
+  bool progress_;
+  Clock::time_point last_progress_{};
+  bool shown_ = false;
+};
+
+}  // namespace mercury::train

@@ -1,0 +1,373 @@
+// Importance sampling in distributed training: the thread pool under two callers, the
+// size-weighted unbiased estimate over unequal partitions (exact enumeration), every sampler on
+// every rank (identical replicas, bitwise repeatable), the global train loss and BN statistics
+// averaged over ranks. Ranks run as threads over net::LocalHub with threads = 1.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "mercury/mercury.hpp"
+#include "net/local.hpp"
+#include "synthetic_data.hpp"
+
+using namespace mercury;
+using mercury::testing::synthetic_images;
+
+namespace {
+
+std::vector<float> slab(const float* p, int64_t n) {
+  return std::vector<float>(p, p + n);
+}
+
+// Runs fn(rank) on `world` threads; rethrows the first rank's exception.
+void run_ranks(int world, const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+train::TrainConfig config(const char* sampler) {
+  train::TrainConfig c;
+  c.model = "mlp";
+  c.epochs = 2;
+  c.batch = 16;
+  c.lr = 0.01;
+  c.threads = 1;
+  c.seed = 3;
+  c.progress = false;
+  c.eval_batch = 32;
+  c.op_timeout = 60;
+  c.sampler = sampler;
+  c.partition = "dirichlet";  // unequal parts
+  c.group_size = 12;
+  return c;
+}
+
+struct RankOut {
+  std::vector<float> weights, buffers;
+  train::TrainResult result;
+};
+
+std::vector<RankOut> train_ranks(const train::TrainConfig& cfg, int W, const data::Dataset& train,
+                                 const data::Dataset& test) {
+  net::LocalHub hub(W);
+  std::vector<RankOut> out(static_cast<std::size_t>(W));
+  thread_pool().set_threads(1);
+  run_ranks(W, [&](int r) {
+    auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(),
+                                    static_cast<uint64_t>(40 + r));
+    const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
+    std::ostringstream log;
+    train::Trainer trainer(cfg, *model, train, test, log, &ctx);
+    out[r].result = trainer.run();
+    out[r].weights = slab(model->params.values(), model->params.size());
+    out[r].buffers = slab(model->params.buffers(), model->params.buffer_size());
+  });
+  return out;
+}
+
+std::vector<nlohmann::json> events(const std::string& path, const char* kind) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["event"] == kind) v.push_back(j);
+  }
+  return v;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("mercury_test_dist_is_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+// ---- exact enumeration helpers (a tiny model whose gradients we can average exactly) --------
+
+data::ImageDataset tiny_images(int64_t n, uint64_t seed) {
+  data::ImageDataset d;
+  d.n = n;
+  d.channels = 1;
+  d.height = d.width = 4;
+  d.classes = 3;
+  d.name = "tiny";
+  std::mt19937_64 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    d.labels.push_back(static_cast<int32_t>(rng() % 3));
+    for (int p = 0; p < 16; ++p) d.pixels.push_back(static_cast<uint8_t>(rng() % 256));
+  }
+  return d;
+}
+
+std::unique_ptr<nn::Model> tiny_model(uint64_t seed) {
+  auto m = std::make_unique<nn::Model>();
+  m->name = "tiny";
+  m->sample_shape = Shape{1, 4, 4};
+  m->num_classes = 3;
+  auto net = std::make_unique<nn::Sequential>();
+  net->add<nn::Flatten>();
+  net->add<nn::Linear>(m->params, "fc1", 16, 5);
+  net->add<nn::Act>(nn::Activation::tanh);
+  net->add<nn::Linear>(m->params, "fc2", 5, 3);
+  m->net = std::move(net);
+  m->params.finalize(seed);
+  return m;
+}
+
+// The gradient slab of engine.grad over samples `idx` of `d` with loss weights `w` (or none).
+std::vector<double> gradient(nn::Model& m, nn::Engine& e, const data::Dataset& d,
+                             const std::vector<int64_t>& idx, const float* w) {
+  std::vector<float> x(idx.size() * 16);
+  std::vector<int32_t> y(idx.size());
+  d.gather(idx, x.data(), y.data(), nullptr);
+  m.params.zero_grad();
+  e.grad(x.data(), y.data(), w, static_cast<int64_t>(idx.size()));
+  return std::vector<double>(m.params.grads(), m.params.grads() + m.params.size());
+}
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double scale = 0, diff = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    scale = std::max(scale, std::abs(b[k]));
+    diff = std::max(diff, std::abs(a[k] - b[k]));
+  }
+  return diff / scale;
+}
+
+}  // namespace
+
+TEST_CASE("thread pool: a second caller runs inline while the first owns the workers") {
+  ThreadPool pool(2);
+  std::promise<void> first_inside, second_done;
+  auto second_finished = second_done.get_future();
+  std::vector<int64_t> a(1000, 0), b(1000, 0);
+  std::vector<std::pair<int64_t, int64_t>> b_bounds(2);
+  std::thread first([&] {
+    pool.parallel_for(1000, [&](int64_t i0, int64_t i1, int c) {
+      if (c == 0) {  // the caller's chunk: hold the workers until the second call has finished
+        first_inside.set_value();
+        second_finished.wait();
+      }
+      for (int64_t i = i0; i < i1; ++i) a[i] += i;
+    });
+  });
+  first_inside.get_future().wait();
+  pool.parallel_for(1000, [&](int64_t i0, int64_t i1, int c) {
+    b_bounds[c] = {i0, i1};
+    for (int64_t i = i0; i < i1; ++i) b[i] += 2 * i;
+  });
+  second_done.set_value();
+  first.join();
+  CHECK(pool.busy_calls() == 1);  // the second call found the workers busy
+  for (int64_t i = 0; i < 1000; ++i) {
+    REQUIRE(a[i] == i);
+    REQUIRE(b[i] == 2 * i);
+  }
+  // Inline runs keep the chunk boundaries, so per-chunk reductions stay deterministic.
+  CHECK(b_bounds[0] == std::make_pair<int64_t, int64_t>(0, 500));
+  CHECK(b_bounds[1] == std::make_pair<int64_t, int64_t>(500, 1000));
+}
+
+TEST_CASE("thread pool: a binding gives one thread its own pool, others keep the process pool") {
+  ThreadPool& shared = thread_pool();
+  ThreadPool own(1);
+  std::thread t([&] {
+    CHECK(&thread_pool() == &shared);
+    {
+      PoolBinding bind(own);
+      CHECK(&thread_pool() == &own);
+      CHECK(thread_pool().threads() == 1);
+    }
+    CHECK(&thread_pool() == &shared);
+  });
+  t.join();
+  CHECK(&thread_pool() == &shared);
+}
+
+TEST_CASE("rank weight scale is W·N_k/N, exactly 1 for equal parts") {
+  CHECK(train::rank_weight_scale({5, 5, 5, 5}, 2) == 1.0);
+  CHECK(train::rank_weight_scale({3, 5}, 0) == doctest::Approx(0.75));
+  CHECK(train::rank_weight_scale({3, 5}, 1) == doctest::Approx(1.25));
+  importance::BatchPlan plan;
+  plan.indices = {0, 1};
+  train::scale_weights(plan, 1.0);
+  CHECK(plan.weights.empty());  // untouched: an unweighted batch stays unweighted
+  train::scale_weights(plan, 0.5);
+  CHECK(plan.weights == std::vector<float>{0.5f, 0.5f});
+  plan.weights = {2.0f, 4.0f};
+  train::scale_weights(plan, 0.25);
+  CHECK(plan.weights == std::vector<float>{0.5f, 1.0f});
+}
+
+TEST_CASE("unequal partitions: the mean of scaled rank estimates is the full-data gradient") {
+  // Exact enumeration: two ranks own 4 and 9 of 13 samples. Each draws one slot by group-wise
+  // importance sampling (exact weights) from its own cache; the shard servers average the two
+  // gradients. The expectation over every (group, member) outcome must be the full-data mean
+  // gradient with the W·N_k/N scale, and must differ from it without.
+  auto model = tiny_model(3);
+  nn::Engine eng(*model);
+  const auto data = tiny_images(13, 4);
+  const std::vector<std::vector<int64_t>> parts = {{0, 3, 7, 11}, {1, 2, 4, 5, 6, 8, 9, 10, 12}};
+  const std::vector<int64_t> sizes = {4, 9};
+  std::vector<double> scaled(static_cast<std::size_t>(model->params.size()), 0.0);
+  std::vector<double> plain(scaled.size(), 0.0);
+  for (int k = 0; k < 2; ++k) {
+    const data::Subset local(data, parts[k]);
+    importance::ImportanceCache cache(sizes[k], 3, 10 + k);  // groups of 3 (and a rest)
+    std::mt19937_64 rng(20 + k);
+    for (int64_t it = 0; it * 3 < sizes[k]; ++it) {  // distinct losses, distinct recencies
+      const auto g = cache.next_group(3);
+      std::vector<float> s(g.size());
+      for (float& v : s) v = std::uniform_real_distribution<float>(0.1f, 3.0f)(rng);
+      cache.refresh(s, it);
+    }
+    importance::SamplerConfig sc;
+    sc.beta = 0.6;
+    sc.weighting = importance::Weighting::exact;
+    importance::GroupSampler sampler(sc);
+    const auto pi = sampler.group_probabilities(cache);
+    const double scale = train::rank_weight_scale(sizes, k);
+    for (std::size_t gi = 0; gi < cache.groups().size(); ++gi) {
+      const auto& g = cache.groups()[gi];
+      const auto q = sampler.in_group_probabilities(cache, g);
+      const auto members = cache.members(g);
+      for (std::size_t j = 0; j < members.size(); ++j) {
+        importance::BatchPlan plan;  // the slot as the trainer would see it
+        plan.indices = {members[j]};
+        plan.weights = {static_cast<float>(
+            sampler.slot_weight(g.size, static_cast<double>(sizes[k]), pi[gi], q[j]))};
+        const auto raw = gradient(*model, eng, local, plan.indices, plan.weights.data());
+        train::scale_weights(plan, scale);
+        const auto sg = gradient(*model, eng, local, plan.indices, plan.weights.data());
+        const double p = pi[gi] * q[j];  // probability of this outcome on rank k
+        for (std::size_t i = 0; i < scaled.size(); ++i) {
+          scaled[i] += 0.5 * p * sg[i];  // the shard servers' mean over W = 2 ranks
+          plain[i] += 0.5 * p * raw[i];
+        }
+      }
+    }
+  }
+  std::vector<int64_t> all(13);
+  std::iota(all.begin(), all.end(), int64_t{0});
+  const auto full = gradient(*model, eng, data, all, nullptr);
+  CHECK(max_rel_diff(scaled, full) < 1e-5);
+  CHECK(max_rel_diff(plain, full) > 1e-2);  // the plain mean of means over-weights rank 0
+}
+
+TEST_CASE("every sampler on 3 ranks: identical replicas, bitwise repeatable, unequal parts") {
+  const auto train = synthetic_images(120, 31), test = synthetic_images(32, 32);
+  for (const char* sampler : {"mercury", "all-is", "kf", "selective-backprop"}) {
+    CAPTURE(sampler);
+    auto cfg = config(sampler);
+    cfg.batch = 12;
+    cfg.kf_tau_th = 0;  // kf: importance sampling from the first step
+    cfg.metrics = temp_path(std::string(sampler) + ".jsonl");
+    const auto a = train_ranks(cfg, 3, train, test);
+    const auto b = train_ranks(cfg, 3, train, test);
+    for (int r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      CHECK(a[r].weights == a[0].weights);
+      CHECK(b[r].weights == a[r].weights);
+      CHECK(a[r].result.steps == a[0].result.steps);
+    }
+    const auto init = models::make_model("mlp", Shape{1, 28, 28}, 10, 40);
+    CHECK(a[0].weights != slab(init->params.values(), init->params.size()));  // it did train
+    // Every rank kept its own cache over its own, unequal part and scaled its weights.
+    std::vector<int64_t> sizes;
+    double scale_sum = 0;
+    for (int r = 0; r < 3; ++r) {
+      const auto start = events(train::dist_metrics_path(cfg.metrics, r), "start");
+      REQUIRE(start.size() == 2);  // two runs appended to the same file
+      sizes = start[0]["partition_sizes"].get<std::vector<int64_t>>();
+      CHECK(start[0]["config"]["sampler"] == sampler);
+      scale_sum += start[0]["weight_scale"].get<double>();
+      CHECK(start[0]["weight_scale"].get<double>() ==
+            doctest::Approx(3.0 * sizes[r] / std::accumulate(sizes.begin(), sizes.end(), 0.0)));
+    }
+    CHECK(sizes[0] != sizes[1]);
+    CHECK(scale_sum == doctest::Approx(3.0));
+    const auto epochs = events(cfg.metrics, "epoch");
+    REQUIRE(epochs.size() == 4);
+    CHECK(std::isfinite(epochs[1]["train_loss"].get<double>()));
+    if (std::string(sampler) != "selective-backprop")
+      CHECK(epochs[1]["is_steps"].get<int64_t>() > 0);
+    for (int r = 0; r < 3; ++r) std::filesystem::remove(train::dist_metrics_path(cfg.metrics, r));
+  }
+}
+
+TEST_CASE("the epoch's train loss is the mean over every rank's steps") {
+  const auto train = synthetic_images(64, 33), test = synthetic_images(16, 34);
+  auto cfg = config("mercury");
+  cfg.epochs = 1;
+  cfg.metrics = temp_path("loss.jsonl");
+  // The run, as `mercury train` does it (rank 0 logs the epoch).
+  (void)train_ranks(cfg, 2, train, test);
+  const auto epochs = events(cfg.metrics, "epoch");
+  REQUIRE(epochs.size() == 1);
+  // The same run stepped by hand (same init on both ranks, so the initial broadcast that run()
+  // does changes nothing): every rank's per-step losses.
+  cfg.metrics.clear();
+  net::LocalHub hub(2);
+  std::vector<std::vector<double>> losses(2);
+  run_ranks(2, [&](int r) {
+    auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 40);
+    const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), 2)};
+    std::ostringstream log;
+    train::Trainer t(cfg, *model, train, test, log, &ctx);
+    for (int64_t s = 0; s < t.steps_per_epoch(); ++s) losses[r].push_back(t.step().loss);
+  });
+  REQUIRE(losses[0].size() == losses[1].size());
+  double sum = 0;
+  for (const auto& l : losses) sum += std::accumulate(l.begin(), l.end(), 0.0);
+  const double global = sum / static_cast<double>(2 * losses[0].size());
+  const double rank0 = std::accumulate(losses[0].begin(), losses[0].end(), 0.0) /
+                       static_cast<double>(losses[0].size());
+  CHECK(epochs[0]["train_loss"].get<double>() == doctest::Approx(global).epsilon(1e-12));
+  CHECK(std::abs(global - rank0) > 1e-6);  // the check can tell the global from rank 0's
+  std::filesystem::remove(temp_path("loss.jsonl"));
+  std::filesystem::remove(train::dist_metrics_path(temp_path("loss.jsonl"), 1));
+}
+
+TEST_CASE("BN running statistics are averaged over ranks before evaluation and checkpoints") {
+  const auto train = synthetic_images(48, 35), test = synthetic_images(16, 36);
+  auto cfg = config("mercury");
+  cfg.model = "resnet8";
+  cfg.epochs = 1;
+  cfg.batch = 8;
+  cfg.group_size = 8;
+  cfg.max_steps = 3;
+  cfg.checkpoint = temp_path("bn.safetensors");
+  const auto runs = train_ranks(cfg, 2, train, test);
+  REQUIRE(!runs[0].buffers.empty());
+  CHECK(runs[0].buffers == runs[1].buffers);  // each rank saw other data: equal only if averaged
+  const auto init = models::make_model("resnet8", Shape{1, 28, 28}, 10, 40);
+  CHECK(runs[0].buffers != slab(init->params.buffers(), init->params.buffer_size()));
+  // Rank 0's checkpoint holds the averaged statistics.
+  auto loaded = models::make_model("resnet8", Shape{1, 28, 28}, 10, 1);
+  optim::Optimizer opt(train::Trainer::optimizer_config(cfg), 0);  // moments stay sharded
+  (void)train::load_checkpoint(cfg.checkpoint, *loaded, opt);
+  CHECK(slab(loaded->params.buffers(), loaded->params.buffer_size()) == runs[0].buffers);
+  std::filesystem::remove(cfg.checkpoint);
+}
