@@ -47,9 +47,13 @@
 // - average_buffers(key, iteration): every rank ends with the mean of all ranks' buffers (BN
 //   running statistics), reduced on rank 0 in rank order like a gradient range, so every rank
 //   holds bitwise the same buffers. A no-op for a model without buffers.
-// - Message types 16..23 (kGradPush, kParams, kInitialParams, kReplicaChecksum, kFlag,
-//   kRankValues, kBuffers, kBufferMean); keys and iterations make each message of a step unique,
-//   so a fast rank may run ahead by a phase.
+// - gather_blobs(bytes, key, iteration): every rank's byte blob (any size, at most the
+//   transport's message limit) on rank 0, in rank order; the others get nothing (checkpoint
+//   state). scatter_blobs(blobs, key, iteration): rank 0's blobs[r] delivered to rank r
+//   (resume state); rank 0 passes world blobs, the others pass nothing.
+// - Message types 16..25 (kGradPush, kParams, kInitialParams, kReplicaChecksum, kFlag,
+//   kRankValues, kBuffers, kBufferMean, kBlobToRoot, kBlobFromRoot); keys and iterations make
+//   each message of a step unique, so a fast rank may run ahead by a phase.
 // - Floats travel as raw little-endian bytes (the only byte order Mercury targets).
 // - Not thread-safe: one training thread per rank calls it; its buffers are sized up front.
 #pragma once
@@ -88,6 +92,8 @@ inline constexpr uint8_t kFlag = net::kFirstAppType + 4;             // 20: rank
 inline constexpr uint8_t kRankValues = net::kFirstAppType + 5;       // 21: doubles for rank 0
 inline constexpr uint8_t kBuffers = net::kFirstAppType + 6;          // 22: buffers for rank 0
 inline constexpr uint8_t kBufferMean = net::kFirstAppType + 7;       // 23: their mean, from 0
+inline constexpr uint8_t kBlobToRoot = net::kFirstAppType + 8;       // 24: state for rank 0
+inline constexpr uint8_t kBlobFromRoot = net::kFirstAppType + 9;     // 25: state from rank 0
 
 // The replicas' parameter slabs differ (a bug or corruption, never expected).
 class ReplicaMismatch : public std::runtime_error {
@@ -346,6 +352,43 @@ class BspSync {
       if (bytes) std::memcpy(all.data() + r * values.size(), m.payload.data(), bytes);
     }
     return all;
+  }
+
+  std::vector<std::vector<std::byte>> gather_blobs(std::span<const std::byte> mine, uint64_t key,
+                                                   int64_t iteration) {
+    const uint64_t it = checked_iteration(iteration);
+    if (rank_ != 0) {
+      send(0, kBlobToRoot, key, it, mine, "state for rank 0");
+      return {};
+    }
+    std::vector<std::vector<std::byte>> all(static_cast<std::size_t>(world_));
+    all[0].assign(mine.begin(), mine.end());
+    const auto deadline = net::deadline_in(op_timeout_s_);
+    double idle = 0;
+    for (int r = 1; r < world_; ++r) {
+      const net::Message m =
+          recv(r, kBlobToRoot, key, it, deadline, "state from every rank", -1, idle);
+      all[r].assign(m.payload.data(), m.payload.data() + m.payload.size());
+    }
+    return all;
+  }
+
+  std::vector<std::byte> scatter_blobs(const std::vector<std::vector<std::byte>>& blobs,
+                                       uint64_t key, int64_t iteration) {
+    const uint64_t it = checked_iteration(iteration);
+    if (rank_ == 0) {
+      if (blobs.size() != static_cast<std::size_t>(world_)) {
+        throw std::invalid_argument("BspSync::scatter_blobs: expected " + std::to_string(world_) +
+                                    " blobs, found " + std::to_string(blobs.size()));
+      }
+      for (int r = 1; r < world_; ++r)
+        send(r, kBlobFromRoot, key, it, blobs[r], "state for a rank");
+      return blobs[0];
+    }
+    double idle = 0;
+    const net::Message m = recv(0, kBlobFromRoot, key, it, net::deadline_in(op_timeout_s_),
+                                "state from rank 0", -1, idle);
+    return std::vector<std::byte>(m.payload.data(), m.payload.data() + m.payload.size());
   }
 
   void average_buffers(uint64_t key, int64_t iteration) {

@@ -66,12 +66,20 @@ inline void save_checkpoint(const std::string& path, const nn::Model& model,
 // The importance sampler's state (mercury/importance/policy.hpp) as one U8 tensor.
 inline constexpr const char* kSamplerStateTensor = "mercury.sampler.state";
 
+// A distributed run's checkpoint holds each rank's own state (RNGs, sampler) as one U8 tensor
+// per rank; the optimizer moments of every shard are gathered into the usual full slabs.
+inline std::string rank_state_tensor(int rank) {
+  return "mercury.rank" + std::to_string(rank) + ".state";
+}
+
 struct LoadedState {
   Cursor cursor;
   std::string rng_state;
   std::string config_json;
   bool has_sampler_state = false;
   std::vector<std::byte> sampler_state;
+  std::vector<std::vector<std::byte>> rank_states;  // rank_state_tensor(0), (1), ... while present
+  int64_t dist_world = 0;  // metadata mercury.dist.world (0: a single-device checkpoint)
 };
 
 inline std::string where(const io::SafetensorsFile& f) {
@@ -148,17 +156,24 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
   s.cursor.global_step = meta_int(f, "mercury.global_step");
   s.rng_state = meta_str(f, "mercury.rng");
   s.config_json = meta_str(f, "mercury.config");
-  if (const io::SafetensorsEntry* e = f.find(kSamplerStateTensor)) {
+  auto u8 = [&](const std::string& name, std::vector<std::byte>& out) {
+    const io::SafetensorsEntry* e = f.find(name);
+    if (!e) return false;
     if (e->dtype != "U8" || e->shape.size() != 1) {
-      throw io::CheckpointError(where(f) + "tensor '" + kSamplerStateTensor +
+      throw io::CheckpointError(where(f) + "tensor '" + name +
                                 "': expected a 1-D U8 tensor, found " + e->dtype + " with " +
                                 std::to_string(e->shape.size()) + " dims");
     }
     const auto bytes = f.bytes(*e);
-    s.has_sampler_state = true;
-    s.sampler_state.resize(bytes.size());
-    if (!bytes.empty()) std::memcpy(s.sampler_state.data(), bytes.data(), bytes.size());
-  }
+    out.resize(bytes.size());
+    if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+    return true;
+  };
+  if (f.metadata().count("mercury.dist.world")) s.dist_world = meta_int(f, "mercury.dist.world");
+  s.has_sampler_state = u8(kSamplerStateTensor, s.sampler_state);
+  for (std::vector<std::byte> blob;
+       u8(rank_state_tensor(static_cast<int>(s.rank_states.size())), blob);)
+    s.rank_states.push_back(std::move(blob));
   return s;
 }
 

@@ -110,12 +110,6 @@ inline int64_t check_dist_config(const TrainConfig& c, int world) {
   auto refuse = [](const std::string& what) {
     throw std::invalid_argument("distributed training: " + what);
   };
-  if (!c.resume.empty()) {
-    refuse(
-        "resume: not supported yet (the optimizer moments are sharded over the ranks and "
-        "checkpoints hold the weights only), found resume = '" +
-        c.resume + "'");
-  }
   if (c.batch % world != 0) {
     refuse("batch: expected a multiple of the world size " + std::to_string(world) +
            " (batch is the global batch; each rank computes batch / world samples), found " +

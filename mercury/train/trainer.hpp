@@ -36,17 +36,20 @@
 //   With world = 1 the run equals the single-device run bit for bit.
 // - BN running statistics (model buffers) are averaged over the ranks (rank order, bitwise the
 //   same everywhere) before every evaluation and checkpoint.
-// - Rank 0 alone evaluates, logs epoch lines, writes eval/epoch events and checkpoints (weights,
-//   buffers and cursor; the optimizer moments stay sharded and are not saved). The epoch's
+// - Rank 0 alone evaluates, logs epoch lines and writes eval/epoch events. The epoch's
 //   train_loss is the global one: the mean over every rank's steps. With target_acc, rank 0's
 //   stop decision is broadcast at every evaluation point, so all ranks stop after the same step.
+// - Checkpoints are collective: rank 0 writes one file holding the weights, the averaged
+//   buffers, every shard's optimizer moments (gathered from the shard owners into the usual full
+//   slabs) and each rank's RNGs and sampler state. Resume reads it on rank 0 only, which sends
+//   every rank its shard's moments and its own state; the weights follow in the initial
+//   broadcast. Resume is bit-exact for every sampler; the world size and the split must match.
 // - Metrics: rank 0 writes cfg.metrics, rank r > 0 writes dist_metrics_path(cfg.metrics, r);
 //   every rank adds a "dist" event per epoch with its compute_s (forward + backward), comm_s,
 //   idle_s, update_s, BSP payload bytes (see dist/bsp.hpp) and the transport's cumulative link
 //   bytes (link_bytes_sent/received).
-// - Not supported yet (refused with a message): resume. Ranks that share one process
-//   (net::LocalHub) should use threads = 1: the pool is process-wide and serves one caller at a
-//   time (the others run their chunks inline).
+// - Ranks that share one process (net::LocalHub) should use threads = 1: the pool is
+//   process-wide and serves one caller at a time (the others run their chunks inline).
 #pragma once
 
 #include <algorithm>
@@ -137,7 +140,7 @@ class Trainer {
     x_.resize(static_cast<std::size_t>(batch_ * S));
     y_.resize(static_cast<std::size_t>(batch_));
     batch_losses_.resize(static_cast<std::size_t>(batch_));
-    if (!cfg_.resume.empty()) resume(cfg_.resume);
+    if (!cfg_.resume.empty() && !bsp_) resume(cfg_.resume);  // distributed: in run()
   }
 
   static optim::OptimizerConfig optimizer_config(const TrainConfig& c) {
@@ -192,6 +195,7 @@ class Trainer {
 
   TrainResult run() {
     write_start();
+    if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step);
     const auto t0 = clock::now();
     TrainResult result;
@@ -259,13 +263,15 @@ class Trainer {
     extra_metadata_ = std::move(m);
   }
 
-  // Single device: the complete state. Distributed: the weights, buffers and cursor (rank 0's
-  // replica); the optimizer moments stay sharded over the ranks and are not included.
+  // The complete state, for an exact resume. Distributed: collective (every rank calls it at the
+  // same step); rank 0 writes one file with the weights and buffers (averaged BN statistics),
+  // every shard's optimizer moments gathered from its owner into the usual full slabs, and each
+  // rank's own RNGs and sampler state as a U8 tensor per rank (rank_state_tensor).
   void save(const std::string& path) {
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
+    std::vector<io::TensorRef> extra_tensors;
     if (!bsp_) {
-      std::vector<io::TensorRef> extra_tensors;
       io::StateWriter state;
       if (policy_->stateful()) {
         policy_->save_state(state);
@@ -278,11 +284,34 @@ class Trainer {
                       extra_tensors);
       return;
     }
+    sync_buffers();
+    const dist::ShardServer& server = bsp_->server();
+    io::StateWriter mine;
+    mine.vec(own_state());
+    mine.pod<int64_t>(server.steps());
+    for (const auto& [name, t] : server.state())
+      mine.vec(std::vector<float>(t.data, t.data + t.numel()));
+    const auto all = bsp_->gather_blobs(mine.bytes(), 0, cursor_.global_step);
+    if (rank_ != 0) return;
+    optim::Optimizer& full = full_optimizer();
+    std::vector<std::vector<std::byte>> own(static_cast<std::size_t>(world_));
+    for (int r = 0; r < world_; ++r) {
+      io::StateReader in(all[r], "checkpoint state from rank " + std::to_string(r));
+      own[r] = in.vec<std::byte>("rank state");
+      full.set_steps(in.pod<int64_t>("optimizer steps"));
+      const dist::ShardRange range = bsp_->plan().range(r);
+      for (const auto& [name, t] : full.state()) {
+        const auto part = in.vec<float>("optimizer moments", range.size());
+        std::copy(part.begin(), part.end(), t.data + range.begin);
+      }
+      in.finish();
+      extra_tensors.push_back(
+          {rank_state_tensor(r), "U8", {static_cast<int64_t>(own[r].size())}, own[r].data()});
+    }
     auto meta = extra_metadata_;
     meta["mercury.dist.world"] = std::to_string(world_);
-    meta["mercury.dist.optimizer_state"] = "sharded over ranks, not saved";
-    opt_.set_steps(bsp_->server().steps());
-    save_checkpoint(path, model_, opt_, cursor_, rng.str(), to_json(cfg_).dump(), meta);
+    save_checkpoint(path, model_, full, cursor_, rng.str(), to_json(cfg_).dump(), meta,
+                    extra_tensors);
   }
 
  private:
@@ -375,8 +404,7 @@ class Trainer {
     if (step == 1 + start_step_) report_memory();
     if (cfg_.checkpoint_every && step % cfg_.checkpoint_every == 0 && !cfg_.checkpoint.empty() &&
         cursor_.step_in_epoch < steps_per_epoch()) {
-      sync_buffers();
-      if (rank_ == 0) save(cfg_.checkpoint);
+      save(cfg_.checkpoint);  // distributed: every rank takes part
     }
     const int64_t done =
         cursor_.step_in_epoch - (e.index == start_epoch_ ? start_step_in_epoch_ : 0);
@@ -408,7 +436,10 @@ class Trainer {
     const double train_loss = global_train_loss(e);
     if (bsp_) write_dist(e.index + 1);
     sync_buffers();
-    if (rank_ != 0) return agree_on_stop(stop, kStopKeyEpoch);
+    if (rank_ != 0) {  // rank 0 evaluates and writes; the others hand it their state
+      if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
+      return agree_on_stop(stop, kStopKeyEpoch);
+    }
     const EvalResult ev = evaluate();
     report_.epoch_line(e.index + 1, train_loss, ev, sps, wall_s);
     nlohmann::json event = {
@@ -561,26 +592,51 @@ class Trainer {
     report_.metrics().write(e);
   }
 
-  void resume(const std::string& path) {
-    LoadedState s = load_checkpoint(path, model_, opt_);
-    // The data order depends on these; resuming with other values would not continue the run.
+  // Loads `path` into the model (weights, buffers) and `opt` (moments, steps) after checking that
+  // it continues this run: the fields that fix the data order (and, distributed, the split)
+  // must match, the cursor must fit the epoch.
+  LoadedState load_and_check(const std::string& path, optim::Optimizer& opt) {
+    LoadedState s = load_checkpoint(path, model_, opt);
     const TrainConfig saved = config_from_json(nlohmann::json::parse(s.config_json), {},
                                                "checkpoint '" + path + "' config");
-    auto same = [&](const char* key, int64_t a, int64_t b) {
-      if (a != b) {
-        throw std::invalid_argument("resume from '" + path + "': " + key + " was " +
-                                    std::to_string(b) + " in the checkpoint, now " +
-                                    std::to_string(a) + " (it fixes the data order)");
-      }
+    auto differs = [&](const char* key, const std::string& was, const std::string& now) {
+      throw std::invalid_argument("resume from '" + path + "': " + key + " was " + was +
+                                  " in the checkpoint, now " + now + " (it fixes the data order)");
+    };
+    auto same = [&](const char* key, auto a, auto b) {
+      if (a != b) differs(key, nlohmann::json(b).dump(), nlohmann::json(a).dump());
     };
     same("seed", cfg_.seed, saved.seed);
     same("batch", cfg_.batch, saved.batch);
     same("train_limit", cfg_.train_limit, saved.train_limit);
-    if (saved.sampler != cfg_.sampler) {
-      throw std::invalid_argument("resume from '" + path + "': sampler was " + saved.sampler +
-                                  " in the checkpoint, now " + cfg_.sampler +
-                                  " (it fixes the data order)");
+    if (saved.sampler != cfg_.sampler) differs("sampler", saved.sampler, cfg_.sampler);
+    if (bsp_) {
+      if (s.dist_world != world_) {
+        differs("world size",
+                s.dist_world ? std::to_string(s.dist_world) : "1 (a single-device run)",
+                std::to_string(world_));
+      }
+      if (saved.partition != cfg_.partition) differs("partition", saved.partition, cfg_.partition);
+      same("dirichlet_alpha", cfg_.dirichlet_alpha, saved.dirichlet_alpha);
+      same("shards_per_device", cfg_.shards_per_device, saved.shards_per_device);
+      if (s.rank_states.size() != static_cast<std::size_t>(world_)) {
+        throw std::invalid_argument(
+            "resume from '" + path + "': expected the state of " + std::to_string(world_) +
+            " ranks (tensors mercury.rank<r>.state), found " +
+            std::to_string(s.rank_states.size()) +
+            " (a checkpoint written by a single device or an older mercury)");
+      }
     }
+    if (s.cursor.step_in_epoch > steps_per_epoch()) {
+      throw std::invalid_argument("resume from '" + path + "': cursor step " +
+                                  std::to_string(s.cursor.step_in_epoch) + " exceeds " +
+                                  std::to_string(steps_per_epoch()) + " steps per epoch");
+    }
+    return s;
+  }
+
+  void resume(const std::string& path) {
+    LoadedState s = load_and_check(path, opt_);
     if (policy_->stateful()) {
       if (!s.has_sampler_state) {
         throw std::invalid_argument("resume from '" + path + "': the checkpoint has no '" +
@@ -597,17 +653,100 @@ class Trainer {
     if (rng.fail()) {
       throw std::invalid_argument("resume from '" + path + "': RNG state in metadata is corrupt");
     }
-    if (s.cursor.step_in_epoch > steps_per_epoch()) {
-      throw std::invalid_argument("resume from '" + path + "': cursor step " +
-                                  std::to_string(s.cursor.step_in_epoch) + " exceeds " +
-                                  std::to_string(steps_per_epoch()) + " steps per epoch");
+    resumed_at(path, s.cursor);
+  }
+
+  // Distributed resume (collective, before the initial broadcast): rank 0 alone reads the file
+  // (the others need not have it), keeps the weights and buffers for the broadcast, and sends
+  // every rank its cursor, the moments of the shard it serves, and its own RNG and sampler
+  // state. A checkpoint rank 0 refuses is refused on every rank, with rank 0's reason.
+  void resume_distributed(const std::string& path) {
+    std::vector<std::vector<std::byte>> blobs;
+    std::exception_ptr refused;
+    if (rank_ == 0) {
+      try {
+        const LoadedState s = load_and_check(path, full_optimizer());
+        for (int r = 0; r < world_; ++r) {
+          io::StateWriter w;
+          w.pod<uint8_t>(1);
+          w.pod(s.cursor.epoch);
+          w.pod(s.cursor.step_in_epoch);
+          w.pod(s.cursor.global_step);
+          w.pod<int64_t>(full_optimizer().steps());
+          const dist::ShardRange range = bsp_->plan().range(r);
+          for (const auto& [name, t] : full_optimizer().state())
+            w.vec(std::vector<float>(t.data + range.begin, t.data + range.end));
+          w.vec(s.rank_states[r]);
+          blobs.push_back(w.bytes());
+        }
+      } catch (const std::exception& e) {
+        refused = std::current_exception();
+        io::StateWriter w;
+        w.pod<uint8_t>(0);
+        w.str(e.what());
+        blobs.assign(static_cast<std::size_t>(world_), w.bytes());
+      }
     }
-    cursor_ = s.cursor;
+    const std::vector<std::byte> mine = bsp_->scatter_blobs(blobs, 1, cursor_.global_step);
+    if (refused) std::rethrow_exception(refused);
+    const std::string what = "rank " + std::to_string(rank_) + ": resume state from rank 0";
+    io::StateReader in(mine, what);
+    if (in.pod<uint8_t>("status") == 0) {
+      throw std::invalid_argument("rank " + std::to_string(rank_) +
+                                  ": rank 0 refused the resume: " + in.str("reason"));
+    }
+    Cursor c;
+    c.epoch = in.pod<int64_t>("epoch");
+    c.step_in_epoch = in.pod<int64_t>("step in epoch");
+    c.global_step = in.pod<int64_t>("global step");
+    dist::ShardServer& server = bsp_->server();
+    server.set_steps(in.pod<int64_t>("optimizer steps"));
+    for (const auto& [name, t] : server.state()) {
+      const auto part = in.vec<float>("optimizer moments", t.numel());
+      std::copy(part.begin(), part.end(), t.data);
+    }
+    const auto own = in.vec<std::byte>("rank state");
+    in.finish();
+    restore_own_state(own, what);
+    resumed_at(path, c);
+  }
+
+  // This rank's RNGs and sampler state (a distributed checkpoint keeps one per rank).
+  std::vector<std::byte> own_state() {
+    io::StateWriter w;
+    w.rng(engine_.rng());
+    w.rng(augment_rng_);
+    io::StateWriter policy;
+    policy_->save_state(policy);
+    w.vec(policy.bytes());
+    return w.bytes();
+  }
+  void restore_own_state(std::span<const std::byte> bytes, const std::string& what) {
+    io::StateReader r(bytes, what);
+    r.rng("dropout rng", engine_.rng());
+    r.rng("augmentation rng", augment_rng_);
+    const auto policy = r.vec<std::byte>("sampler state");
+    r.finish();
+    io::StateReader p(policy, what + ": " + cfg_.sampler + " sampler state");
+    policy_->load_state(p);
+    p.finish();
+  }
+
+  void resumed_at(const std::string& path, const Cursor& c) {
+    cursor_ = c;
     start_step_ = cursor_.global_step;
     start_epoch_ = cursor_.epoch;
     start_step_in_epoch_ = cursor_.step_in_epoch;
     report_.log() << "resumed from " << path << " at epoch " << cursor_.epoch + 1 << ", step "
                   << cursor_.global_step << "\n";
+  }
+
+  // Rank 0 of a distributed run: an optimizer over the whole slab, to assemble the shards'
+  // moments for a checkpoint and to split them on resume.
+  optim::Optimizer& full_optimizer() {
+    if (!full_opt_)
+      full_opt_ = std::make_unique<optim::Optimizer>(optimizer_config(cfg_), model_.params.size());
+    return *full_opt_;
   }
 
   void report_memory() {
@@ -642,6 +781,7 @@ class Trainer {
   int64_t n_epoch_ = 0;  // sample slots per epoch (distributed: the largest partition)
   double weight_scale_ = 1.0;
   std::unique_ptr<dist::BspSync> bsp_;
+  std::unique_ptr<optim::Optimizer> full_opt_;  // distributed, rank 0: see full_optimizer()
   int64_t buffers_synced_at_ = -1;
   int64_t start_step_ = 0, start_epoch_ = 0, start_step_in_epoch_ = 0;
   std::vector<float> x_, batch_losses_, batch_bounds_;

@@ -722,10 +722,6 @@ TEST_CASE("distributed mode refuses what it does not support, with the reason") 
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
                     doctest::Contains("batch: expected a multiple of the world size 2"));
   cfg = dist_config();
-  cfg.resume = "x.safetensors";
-  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
-                    doctest::Contains("resume: not supported yet"));
-  cfg = dist_config();
   cfg.micro_batch = 20;
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
                     doctest::Contains("micro_batch: expected 0..local batch (batch / world = 16)"));

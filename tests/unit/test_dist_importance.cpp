@@ -30,8 +30,8 @@ std::vector<float> slab(const float* p, int64_t n) {
   return std::vector<float>(p, p + n);
 }
 
-// Runs fn(rank) on `world` threads; rethrows the first rank's exception.
-void run_ranks(int world, const std::function<void(int)>& fn) {
+// Runs fn(rank) on `world` threads; returns each rank's exception (null if it returned).
+std::vector<std::exception_ptr> rank_errors(int world, const std::function<void(int)>& fn) {
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
@@ -44,7 +44,12 @@ void run_ranks(int world, const std::function<void(int)>& fn) {
     });
   }
   for (auto& t : threads) t.join();
-  for (auto& e : errors)
+  return errors;
+}
+
+// Runs fn(rank) on `world` threads; rethrows the first rank's exception.
+void run_ranks(int world, const std::function<void(int)>& fn) {
+  for (auto& e : rank_errors(world, fn))
     if (e) std::rethrow_exception(e);
 }
 
@@ -369,5 +374,77 @@ TEST_CASE("BN running statistics are averaged over ranks before evaluation and c
   optim::Optimizer opt(train::Trainer::optimizer_config(cfg), 0);  // moments stay sharded
   (void)train::load_checkpoint(cfg.checkpoint, *loaded, opt);
   CHECK(slab(loaded->params.buffers(), loaded->params.buffer_size()) == runs[0].buffers);
+  std::filesystem::remove(cfg.checkpoint);
+}
+
+TEST_CASE("distributed resume continues bit for bit: uniform and every sampler") {
+  const auto train = synthetic_images(90, 37), test = synthetic_images(16, 38);
+  for (const char* sampler : {"uniform", "mercury", "all-is", "kf", "selective-backprop"}) {
+    CAPTURE(sampler);
+    auto cfg = config(sampler);
+    cfg.batch = 12;
+    cfg.kf_tau_th = 0;
+    cfg.optimizer = "adam";  // moments that must come back from their shard owners
+    cfg.checkpoint = temp_path(std::string("resume-") + sampler + ".safetensors");
+    const auto whole = train_ranks(cfg, 3, train, test);
+    auto first = cfg;
+    first.max_steps = 11;  // stops mid-epoch 2 (10 steps per epoch) and checkpoints there
+    const auto part = train_ranks(first, 3, train, test);
+    CHECK(part[0].result.steps == 11);
+    CHECK(part[0].weights != whole[0].weights);
+    auto second = cfg;
+    second.resume = cfg.checkpoint;
+    const auto resumed = train_ranks(second, 3, train, test);
+    for (int r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      CHECK(resumed[r].result.steps == whole[r].result.steps);
+      CHECK(resumed[r].weights == whole[r].weights);
+    }
+    std::filesystem::remove(cfg.checkpoint);
+  }
+}
+
+TEST_CASE("distributed resume refuses another world size or a single-device checkpoint") {
+  const auto train = synthetic_images(48, 39), test = synthetic_images(16, 40);
+  auto cfg = config("mercury");
+  cfg.epochs = 1;
+  cfg.checkpoint = temp_path("world.safetensors");
+  (void)train_ranks(cfg, 2, train, test);
+  auto resume_on = [&](int W) {
+    auto c = cfg;
+    c.checkpoint.clear();
+    c.resume = cfg.checkpoint;
+    net::LocalHub hub(W);
+    return rank_errors(W, [&](int r) {
+      auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+      const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
+      std::ostringstream log;
+      train::Trainer(c, *model, train, test, log, &ctx).run();
+    });
+  };
+  auto message = [](const std::exception_ptr& e) -> std::string {
+    if (!e) return "(no error)";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      return x.what();
+    }
+  };
+  auto errors = resume_on(4);
+  CHECK(message(errors[0]).find("world size was 2 in the checkpoint, now 4") != std::string::npos);
+  for (int r = 1; r < 4; ++r) {
+    CAPTURE(r);
+    CHECK(message(errors[r]).find("rank 0 refused the resume") != std::string::npos);
+    CHECK(message(errors[r]).find("world size was 2") != std::string::npos);
+  }
+  // A single-device checkpoint: no per-rank state, and no world size.
+  {
+    auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+    std::ostringstream log;
+    train::Trainer(cfg, *model, train, test, log).run();
+  }
+  errors = resume_on(2);
+  CHECK(message(errors[0]).find("world size was 1 (a single-device run)") != std::string::npos);
+  CHECK(message(errors[1]).find("rank 0 refused the resume") != std::string::npos);
   std::filesystem::remove(cfg.checkpoint);
 }
