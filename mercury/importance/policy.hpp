@@ -44,17 +44,19 @@ inline SamplerKind parse_sampler(const std::string& s) {
 struct PolicyConfig {
   SamplerKind kind = SamplerKind::mercury;
   int64_t batch = 64;
-  int64_t group_size = 0;          // M; 0: 10 × batch
-  SamplerConfig sampler;           // d, β, λ, weighting
-  int64_t score_chunk = 320;       // forward batch used for scoring
-  bool train_mode_norm = false;    // score with batch statistics (METHOD: eval mode is ours)
-  int64_t kf_presample = 3;        // kf: candidates per batch slot
-  double kf_tau_th = -1;           // kf: IS once τ > this (< 0: (kf_presample + 3)/3; 0: always)
-  double sb_beta = 1.0;            // selective-backprop: keep probability = percentile^β
-  int64_t sb_history = 1024;       // selective-backprop: losses remembered for percentiles
-  bool reuse_train_losses = true;  // mercury: training-forward losses refresh the cache too
-  int64_t refresh_every = 1;       // mercury: score one group every N iterations
-  int64_t epoch_slots = 0;         // uniform: sample slots per epoch (0: n; more: wrap around)
+  int64_t group_size = 0;           // M; 0: 10 × batch
+  SamplerConfig sampler;            // d, β, λ, weighting
+  int64_t score_chunk = 320;        // forward batch used for scoring
+  bool train_mode_norm = false;     // score with batch statistics (METHOD: eval mode is ours)
+  int64_t kf_presample = 3;         // kf: candidates per batch slot
+  double kf_tau_th = -1;            // kf: IS once τ > this (< 0: (kf_presample + 3)/3; 0: always)
+  double sb_beta = 1.0;             // selective-backprop: keep probability = percentile^β
+  int64_t sb_history = 1024;        // selective-backprop: losses remembered for percentiles
+  bool reuse_train_losses = true;   // mercury: training-forward losses refresh the cache too
+  int64_t refresh_every = 1;        // mercury: score one group every N iterations
+  int64_t epoch_slots = 0;          // uniform: sample slots per epoch (0: n; more: wrap around)
+  bool background_scoring = false;  // mercury: groups are scored elsewhere (BACC's scorer
+                                    // thread) and handed in with refresh(); next() only draws
   uint64_t seed = 1;
 };
 
@@ -218,8 +220,10 @@ class GroupwisePolicy final : public BatchPolicy {
     plan.score_seconds = 0;
     plan.scored = 0;
     // all-IS rescoring everything every step is its definition; mercury may skip iterations.
-    if (all_ || cfg_.refresh_every <= 1 || iteration % cfg_.refresh_every == 0 ||
-        cache_.refreshes() == 0) {
+    if (cfg_.background_scoring) {
+      // BACC: the scorer thread refreshes groups between draws.
+    } else if (all_ || cfg_.refresh_every <= 1 || iteration % cfg_.refresh_every == 0 ||
+               cache_.refreshes() == 0) {
       const auto t0 = detail::Clock::now();
       const auto group = cache_.next_group(group_size_);
       scores_.resize(group.size());
@@ -233,6 +237,12 @@ class GroupwisePolicy final : public BatchPolicy {
     plan.weights.assign(draw_.weights.begin(), draw_.weights.end());
   }
   const ImportanceCache* cache() const override { return &cache_; }
+  // Background scoring (BACC): the next samples of the visiting order to score (at most m; fewer
+  // at the end of a cycle), and their scores, a prefix of them, once computed.
+  std::span<const int64_t> candidates(int64_t m) const { return cache_.next_group(m); }
+  void refresh(std::span<const float> scores, int64_t iteration) {
+    cache_.refresh(scores, iteration);
+  }
   void observe(std::span<const int64_t> indices, std::span<const float> losses,
                int64_t iteration) override {
     if (!cfg_.reuse_train_losses) return;

@@ -6,8 +6,9 @@
 //   mode (no tape, eval-mode normalisation unless train_mode_norm): weights, gradients, BN
 //   running statistics and optimizer state are never written.
 // - A Scorer owns its Engine (tape, arena) and batch buffers: one Scorer per thread. With a
-//   weight snapshot (set_snapshot) it reads that copy instead of the live parameter slab, so a
-//   scoring thread can run while the training thread updates the weights.
+//   weight snapshot (set_snapshot) it reads that copy instead of the live parameter slab (and a
+//   buffer snapshot instead of the live BN statistics), so a scoring thread can run while the
+//   training thread updates the weights.
 // - Allocation-free after the first call with the largest chunk.
 #pragma once
 
@@ -30,8 +31,11 @@ class Scorer {
   }
 
   void set_train_mode_norm(bool on) { opts_.train_mode_norm = on; }
-  // Parameter snapshot with the model's slab layout (null: live weights).
-  void set_snapshot(const float* weights) { opts_.weights = weights; }
+  // Parameter (and buffer) snapshots with the model's slab layouts (null: the live slabs).
+  void set_snapshot(const float* weights, const float* buffers = nullptr) {
+    opts_.weights = weights;
+    opts_.buffers = buffers;
+  }
 
   void score(std::span<const int64_t> indices, float* out) {
     const int64_t S = data_.sample_numel();

@@ -33,6 +33,7 @@ enum class ScoreKind {
 struct ScoreOptions {
   bool train_mode_norm = false;    // reproduce train-mode BN statistics (stats not written)
   const float* weights = nullptr;  // parameter snapshot (same layout) or null = live slab
+  const float* buffers = nullptr;  // buffer (BN running statistics) snapshot or null = live
   ScoreKind kind = ScoreKind::loss;
 };
 
@@ -46,10 +47,11 @@ class Engine {
     tape_.reset();
     NoGradGuard ng(tape_);
     scratch_buffers_.resize(static_cast<std::size_t>(model_.params.buffer_size()));
-    float* buffers = nullptr;
+    // Eval mode only reads the buffers, so a snapshot is used in place.
+    float* buffers = const_cast<float*>(o.buffers);
     if (o.train_mode_norm) {  // batch statistics; running-stat updates go to a throwaway copy
-      std::copy(model_.params.buffers(), model_.params.buffers() + model_.params.buffer_size(),
-                scratch_buffers_.begin());
+      const float* from = o.buffers ? o.buffers : model_.params.buffers();
+      std::copy(from, from + model_.params.buffer_size(), scratch_buffers_.begin());
       buffers = scratch_buffers_.data();
     }
     Context ctx{tape_, model_.params, o.train_mode_norm, &rng_, o.weights, buffers};

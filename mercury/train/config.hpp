@@ -75,6 +75,12 @@ struct TrainConfig {
   int64_t shards_per_device = 2;    // shards: label-sorted shards per rank
   double op_timeout = 300;          // seconds a rank waits for one phase of a step
   int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
+  // The step pipeline (BACC: mercury/importance/worker.hpp).
+  std::string pipeline = "auto";   // auto (bacc for a distributed mercury run) | sequential | bacc
+  int64_t scorer_threads = 1;      // bacc: the scorer thread's own worker budget
+  int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
+  int64_t bacc_max_group = 8192;   // bacc: most samples scored in one aggregation window
+  std::string replay_group_sizes;  // bacc: a metrics file whose "bacc" events fix each step's group
 };
 
 // (key, help) for every field, in the order --help shows them.
@@ -152,6 +158,18 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "rank's compute and rank 0's evaluation)"},
       {"replica_check_every",
        "distributed: check every N steps that all ranks hold identical weights (0: off)"},
+      {"pipeline",
+       "step pipeline: auto (bacc for a distributed mercury run, else sequential) | sequential "
+       "(score, then compute, then aggregate) | bacc (a scorer thread scores the next group "
+       "while the aggregation holds the link; group_size > 0 fixes the group, 0 adapts it)"},
+      {"scorer_threads", "bacc: worker threads of the scorer thread's own pool"},
+      {"bacc_chunk",
+       "bacc: samples per scoring chunk; scoring stops at the first chunk boundary "
+       "after the aggregation"},
+      {"bacc_max_group", "bacc: most samples scored in one aggregation window"},
+      {"replay_group_sizes",
+       "bacc: repeat the group sizes an earlier run logged (its metrics file; rank r reads its "
+       "own .rank<r> file) bit for bit"},
   };
   return h;
 }
@@ -209,7 +227,12 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"dirichlet_alpha", c.dirichlet_alpha},
                         {"shards_per_device", c.shards_per_device},
                         {"op_timeout", c.op_timeout},
-                        {"replica_check_every", c.replica_check_every}};
+                        {"replica_check_every", c.replica_check_every},
+                        {"pipeline", c.pipeline},
+                        {"scorer_threads", c.scorer_threads},
+                        {"bacc_chunk", c.bacc_chunk},
+                        {"bacc_max_group", c.bacc_max_group},
+                        {"replay_group_sizes", c.replay_group_sizes}};
 }
 
 inline const char* json_type_name(const nlohmann::json& v) {
@@ -300,6 +323,11 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.shards_per_device = j["shards_per_device"];
   c.op_timeout = j["op_timeout"];
   c.replica_check_every = j["replica_check_every"];
+  c.pipeline = j["pipeline"];
+  c.scorer_threads = j["scorer_threads"];
+  c.bacc_chunk = j["bacc_chunk"];
+  c.bacc_max_group = j["bacc_max_group"];
+  c.replay_group_sizes = j["replay_group_sizes"];
   return c;
 }
 
@@ -368,6 +396,19 @@ inline void validate(const TrainConfig& c) {
        std::to_string(c.op_timeout));
   need(c.replica_check_every >= 0, "replica_check_every: expected >= 0",
        std::to_string(c.replica_check_every));
+  need(c.pipeline == "auto" || c.pipeline == "sequential" || c.pipeline == "bacc",
+       "pipeline: expected auto, sequential or bacc", "'" + c.pipeline + "'");
+  need(c.pipeline != "bacc" || c.sampler == "mercury",
+       "pipeline bacc: expected sampler mercury (the group-wise sampler; the others score inside "
+       "their draw)",
+       "sampler '" + c.sampler + "'");
+  need(c.scorer_threads >= 1 && c.scorer_threads <= 1024, "scorer_threads: expected 1..1024",
+       std::to_string(c.scorer_threads));
+  need(c.bacc_chunk >= 1 && c.bacc_chunk <= 65536, "bacc_chunk: expected 1..65536",
+       std::to_string(c.bacc_chunk));
+  need(c.bacc_max_group >= c.bacc_chunk && c.bacc_max_group <= (int64_t{1} << 24),
+       "bacc_max_group: expected bacc_chunk.." + std::to_string(int64_t{1} << 24),
+       std::to_string(c.bacc_max_group));
 }
 
 }  // namespace mercury::train

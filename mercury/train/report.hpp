@@ -16,7 +16,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -40,8 +44,14 @@ struct TrainResult {
 
 // Cumulative time split of the steps run so far (evaluation excluded).
 struct Timing {
-  double compute_s = 0;    // forward + backward + optimizer
-  double score_s = 0;      // importance scoring (sequential pipeline)
+  double compute_s = 0;  // forward + backward + optimizer
+  double score_s = 0;    // importance scoring (sequential pipeline)
+  // BACC: the scorer thread's time hidden behind the aggregation, the training thread's time
+  // waiting for it (plus the snapshot copy), its busy wall and CPU time.
+  double score_hidden_s = 0;
+  double score_exposed_s = 0;
+  double scorer_busy_s = 0;
+  double scorer_cpu_s = 0;
   double train_cpu_s = 0;  // CPU seconds of scoring + compute (robust to a busy machine)
   double score_cpu_s = 0;
   int64_t scored = 0;
@@ -72,6 +82,40 @@ inline int64_t peak_rss_bytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
+// The group size of every step of a BACC run, from the "bacc" events of its metrics log
+// (`--replay-group-sizes`). Throws std::invalid_argument naming the file, the line and what was
+// expected on anything else than a regular file of JSON lines.
+inline std::map<int64_t, int64_t> read_group_sizes(const std::string& path) {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("replay_group_sizes '" + path + "': " + what);
+  };
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) fail("cannot open: no such file");
+  if (!std::filesystem::is_regular_file(st))
+    fail("expected a regular file (a metrics log), found another kind of file");
+  std::ifstream in(path);
+  if (!in) fail("cannot open for reading");
+  std::map<int64_t, int64_t> sizes;
+  int64_t line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    const std::string at = "line " + std::to_string(line_no) + ": ";
+    if (j.is_discarded() || !j.is_object())
+      fail(at + "expected a JSON object, found '" + line.substr(0, 80) + "'");
+    if (j.value("event", "") != "bacc") continue;
+    if (!j.contains("steps") || !j["steps"].is_number_integer() || !j.contains("group") ||
+        !j["group"].is_number_integer() || j["steps"].get<int64_t>() < 0 ||
+        j["group"].get<int64_t>() < 0)
+      fail(at + "expected a bacc event with integer steps >= 0 and group >= 0");
+    sizes[j["steps"].get<int64_t>()] = j["group"].get<int64_t>();
+  }
+  if (sizes.empty()) fail("expected \"bacc\" events (a metrics log of a bacc run), found none");
+  return sizes;
+}
+
 class RunReport {
  public:
   using Clock = std::chrono::steady_clock;
@@ -87,6 +131,19 @@ class RunReport {
         {"event", "eval"}, {"steps", step}, {"test_acc", ev.accuracy}, {"test_loss", ev.loss}};
     e.update(t.fields());
     metrics_.write(e);
+  }
+
+  // One BACC aggregation window: the group scored and where the scorer's time went.
+  void bacc_step(int64_t step, int64_t group, double busy_s, double cpu_s, double hidden_s,
+                 double exposed_s, double aggregate_s) {
+    metrics_.write({{"event", "bacc"},
+                    {"steps", step},
+                    {"group", group},
+                    {"busy_s", busy_s},
+                    {"cpu_s", cpu_s},
+                    {"hidden_s", hidden_s},
+                    {"exposed_s", exposed_s},
+                    {"aggregate_s", aggregate_s}});
   }
 
   void target_reached(double target, int64_t step, const EvalResult& ev, const Timing& t) {

@@ -7,8 +7,17 @@
 // - step() is one iteration of the algorithm: the batch policy chooses a batch (scoring first
 //   when the sampler needs fresh importance), the engine computes its weighted gradient, the
 //   per-sample losses go back to the policy, and the update is applied (the local optimizer, or
-//   BSP aggregation with the sharded optimizer). Every sampler, uniform included, is a
+//   BSP aggregation with the sharded optimizer). Every sampler, uniform included, is an
 //   importance::BatchPolicy.
+// - Pipelines: sequential (score → compute → aggregate, on the training thread) or BACC
+//   (--pipeline bacc; the default for a distributed mercury run): the group-wise policy only
+//   draws, and a ScoringWorker thread scores the next candidates of the cache's visiting order
+//   while the aggregation runs, with a copy of the weights and BN statistics as they were before
+//   the update; after the aggregation the scored prefix refreshes the cache at that iteration,
+//   so the next step's draw sees it. group_size 0 adapts the group to the aggregation's length
+//   (it stops at the first chunk boundary after it); group_size > 0 scores exactly that many
+//   (deterministic); --replay-group-sizes repeats an adaptive run's logged sizes bit for bit.
+//   Each window logs a "bacc" event (group, busy, CPU, hidden, exposed, aggregation seconds).
 // - Deterministic: the model init, the per-epoch shuffle (a pure function of seed and epoch),
 //   the samplers and dropout (RNGs saved in checkpoints) depend only on the config; with
 //   threads = 1 two runs give bit-identical weights, and save → load → continue equals an
@@ -71,6 +80,7 @@
 #include "mercury/dist/shard_plan.hpp"
 #include "mercury/importance/policy.hpp"
 #include "mercury/importance/stats.hpp"
+#include "mercury/importance/worker.hpp"
 #include "mercury/nn/engine.hpp"
 #include "mercury/optim/optimizer.hpp"
 #include "mercury/optim/schedule.hpp"
@@ -132,7 +142,10 @@ class Trainer {
     schedule_.step_size = cfg_.step_size;
     schedule_.gamma = static_cast<float>(cfg_.gamma);
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
+    bacc_ =
+        cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury");
     policy_ = importance::make_policy(policy_config(), model_, train_, n_train_);
+    if (bacc_) setup_bacc();
     probe_ =
         std::make_unique<ImportanceProbe>(cfg_.importance_stats_every, model_, train_, n_train_,
                                           static_cast<uint64_t>(cfg_.seed), report_.metrics());
@@ -182,11 +195,18 @@ class Trainer {
     if (bsp_) {  // compute ends with the local gradient; BspSync times comm / idle / update
       timing_.compute_s += seconds_since(t0);
       timing_.train_cpu_s += process_cpu_seconds() - cpu0;
+      const bool window = worker_ && open_window(it);
+      const auto ta = clock::now();
       bsp_->step(lr, it);
+      if (window) close_window(it, seconds_since(ta));
     } else {
+      const bool window = worker_ && open_window(it);
+      const auto ta = clock::now();
       opt_.step(model_.params.values(), model_.params.grads(), lr);
+      const double aggregate_s = seconds_since(ta);
       timing_.compute_s += seconds_since(t0);
       timing_.train_cpu_s += process_cpu_seconds() - cpu0;
+      if (window) close_window(it, aggregate_s);
     }
     ++timing_.steps;
     ++cursor_.global_step;
@@ -352,6 +372,7 @@ class Trainer {
     pc.reuse_train_losses = cfg_.reuse_train_losses;
     pc.refresh_every = cfg_.refresh_every;
     pc.epoch_slots = n_epoch_;
+    pc.background_scoring = bacc_;
     pc.seed = seed();
     return pc;
   }
@@ -367,6 +388,73 @@ class Trainer {
     timing_.is_steps += plan_.importance;
     scale_weights(plan_, weight_scale_);
     timing_.ess_sum += importance::effective_sample_fraction(plan_.weights);
+  }
+
+  // BACC: the group-wise policy draws only; a ScoringWorker scores the next group while the
+  // aggregation runs.
+  void setup_bacc() {
+    if (cfg_.sampler != "mercury") {
+      throw std::invalid_argument("pipeline bacc: expected sampler mercury, found '" +
+                                  cfg_.sampler + "'");
+    }
+    if (cfg_.group_size > cfg_.bacc_max_group) {
+      throw std::invalid_argument(
+          "group_size: expected at most bacc_max_group (" + std::to_string(cfg_.bacc_max_group) +
+          ") with the bacc pipeline, found " + std::to_string(cfg_.group_size));
+    }
+    groupwise_ = dynamic_cast<importance::GroupwisePolicy*>(policy_.get());
+    if (!groupwise_) throw std::logic_error("pipeline bacc: the mercury policy is not group-wise");
+    importance::WorkerConfig wc;
+    wc.chunk = cfg_.bacc_chunk;
+    wc.max_group = cfg_.bacc_max_group;
+    wc.threads = static_cast<int>(cfg_.scorer_threads);
+    wc.train_mode_norm = cfg_.score_train_mode;
+    worker_ = std::make_unique<importance::ScoringWorker>(model_, train_, wc);
+    if (!cfg_.replay_group_sizes.empty()) {
+      replay_path_ =
+          bsp_ ? dist_metrics_path(cfg_.replay_group_sizes, rank_) : cfg_.replay_group_sizes;
+      replay_ = read_group_sizes(replay_path_);
+    }
+  }
+
+  // Hands the scorer the weights and buffers as they are before the update and the next
+  // candidates of the cache's visiting order. Returns false when the step scores nothing (a
+  // replayed group of 0).
+  bool open_window(int64_t it) {
+    int64_t target = cfg_.group_size;  // 0: adaptive
+    if (!replay_path_.empty()) {
+      const auto found = replay_.find(it);
+      if (found == replay_.end()) {
+        throw std::invalid_argument("replay_group_sizes '" + replay_path_ +
+                                    "': expected a bacc event for step " + std::to_string(it) +
+                                    ", found none (a log of another run?)");
+      }
+      target = found->second;
+      if (target == 0) {
+        report_.bacc_step(it, 0, 0, 0, 0, 0, 0);
+        return false;
+      }
+    }
+    const auto t0 = clock::now();
+    worker_->set_snapshot(model_.params.values(), model_.params.buffers());
+    worker_->open(groupwise_->candidates(cfg_.bacc_max_group), target);
+    window_setup_s_ = seconds_since(t0);
+    return true;
+  }
+
+  // Ends the window (the scorer stops at its next chunk boundary, or finishes a fixed group),
+  // refreshes the cache with the scored prefix at iteration `it`, and logs the window.
+  void close_window(int64_t it, double aggregate_s) {
+    const importance::WindowStats st = worker_->close();
+    if (st.scored > 0)
+      groupwise_->refresh(worker_->scores().first(static_cast<std::size_t>(st.scored)), it);
+    const double exposed = st.exposed_s + window_setup_s_;
+    timing_.scored += st.scored;
+    timing_.score_hidden_s += st.hidden_s;
+    timing_.score_exposed_s += exposed;
+    timing_.scorer_busy_s += st.busy_s;
+    timing_.scorer_cpu_s += st.cpu_s;
+    report_.bacc_step(it, st.scored, st.busy_s, st.cpu_s, st.hidden_s, exposed, aggregate_s);
   }
 
   // Forward + backward of the chosen batch (in micro-batches), its mean weighted loss returned;
@@ -460,7 +548,12 @@ class Trainer {
         {"train_cpu_s", timing_.train_cpu_s},
         {"score_cpu_s", timing_.score_cpu_s},
         {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0},
-        {"is_steps", timing_.is_steps}};
+        {"is_steps", timing_.is_steps},
+        {"pipeline", bacc_ ? "bacc" : "sequential"},
+        {"score_hidden_s", timing_.score_hidden_s},
+        {"score_exposed_s", timing_.score_exposed_s},
+        {"scorer_busy_s", timing_.scorer_busy_s},
+        {"scorer_cpu_s", timing_.scorer_cpu_s}};
     if (bsp_) event.update(dist_fields());
     report_.metrics().write(event);
     if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
@@ -514,11 +607,19 @@ class Trainer {
                             {"train_samples", n_train_},
                             {"test_samples", n_test_},
                             {"kernels", kernels::isa_name(kernels::table().isa)},
+                            {"pipeline", bacc_ ? "bacc" : "sequential"},
                             {"config", to_json(cfg_)}};
     std::ostream& log = report_.log();
     log << "model " << model_.name << ": " << model_.params.count() << " parameters; " << n_train_
         << " train / " << n_test_ << " test samples; kernels "
-        << kernels::isa_name(kernels::table().isa) << "; threads " << cfg_.threads << "\n";
+        << kernels::isa_name(kernels::table().isa) << "; threads " << cfg_.threads;
+    if (bacc_) {
+      log << "; bacc pipeline (scorer thread: " << cfg_.scorer_threads << " thread(s), "
+          << (cfg_.group_size > 0 ? "group of " + std::to_string(cfg_.group_size)
+                                  : std::string("adaptive group"))
+          << ", chunks of " << cfg_.bacc_chunk << ")";
+    }
+    log << "\n";
     if (bsp_) {
       const dist::ShardRange mine = bsp_->plan().range(rank_);
       start.update({{"rank", rank_},
@@ -587,6 +688,9 @@ class Trainer {
                         {"epoch", epoch},
                         {"steps", cursor_.global_step},
                         {"compute_s", timing_.compute_s},
+                        {"score_hidden_s", timing_.score_hidden_s},
+                        {"score_exposed_s", timing_.score_exposed_s},
+                        {"scored_samples", timing_.scored},
                         {"local_train_samples", n_train_}};
     e.update(dist_fields());
     report_.metrics().write(e);
@@ -792,6 +896,12 @@ class Trainer {
   std::function<void(int64_t)> before_step_;
   std::unique_ptr<importance::BatchPolicy> policy_;
   importance::BatchPlan plan_;
+  bool bacc_ = false;
+  importance::GroupwisePolicy* groupwise_ = nullptr;   // bacc: policy_ as the group-wise policy
+  std::unique_ptr<importance::ScoringWorker> worker_;  // bacc: the scorer thread
+  std::string replay_path_;                            // bacc: --replay-group-sizes (this rank's)
+  std::map<int64_t, int64_t> replay_;                  // step → group size to score
+  double window_setup_s_ = 0;
   std::unique_ptr<ImportanceProbe> probe_;
   Timing timing_;
   std::map<std::string, std::string> extra_metadata_;

@@ -155,68 +155,82 @@ void kill_rank(Rank& rank) {
 }  // namespace
 
 TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across repeated runs") {
-  TempDir d;
-  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
-  const int W = 4, batch = 64, steps = 6;
-  std::vector<std::string> ckpt;
-  for (int run = 0; run < 2; ++run) {
-    ckpt.push_back(d.file("run" + std::to_string(run) + ".safetensors"));
-    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
-    const auto args = train_args(d, batch, steps);
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--checkpoint", ckpt.back()});
-    const auto r = tools::run_process(argv, 120);
-    INFO(r.out, r.err);
-    check_no_tsan_report(r.out + r.err, "mercury launch");
-    REQUIRE(r.ok());
-    CHECK(r.out.find("[rank 3]") != std::string::npos);
-  }
+  // Uniform sync SGD, and Mercury with BACC's fixed group over unequal parts.
+  const std::vector<std::string> mercury_args = {"--sampler",   "mercury",      "--pipeline",
+                                                 "bacc",        "--group-size", "40",
+                                                 "--partition", "dirichlet"};
+  for (const bool importance : {false, true}) {
+    CAPTURE(importance);
+    TempDir d;
+    write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
+    const int W = 4, batch = 64, steps = 6;
+    std::vector<std::string> ckpt;
+    for (int run = 0; run < 2; ++run) {
+      ckpt.push_back(d.file("run" + std::to_string(run) + ".safetensors"));
+      std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
+      const auto args = train_args(d, batch, steps);
+      argv.insert(argv.end(), args.begin(), args.end());
+      argv.insert(argv.end(), {"--checkpoint", ckpt.back()});
+      if (importance) argv.insert(argv.end(), mercury_args.begin(), mercury_args.end());
+      const auto r = tools::run_process(argv, 120);
+      INFO(r.out, r.err);
+      check_no_tsan_report(r.out + r.err, "mercury launch");
+      REQUIRE(r.ok());
+      CHECK(r.out.find("[rank 3]") != std::string::npos);
+    }
 
-  // The same ranks as threads over a LocalHub, in this process.
-  data::DatasetOptions dopt;
-  dopt.name = "fashion-mnist";
-  dopt.dir = d.path().string();
-  const data::LoadedData data = data::load_dataset(dopt);
-  train::TrainConfig cfg;
-  cfg.model = "mlp";
-  cfg.data_dir = d.path().string();
-  cfg.batch = batch;
-  cfg.epochs = 2;
-  cfg.max_steps = steps;
-  cfg.threads = 1;
-  cfg.progress = false;
-  cfg.test_limit = 64;
-  net::LocalHub hub(W);
-  std::vector<std::unique_ptr<nn::Model>> models;
-  for (int r = 0; r < W; ++r) {
-    models.push_back(
-        models::make_model("mlp", data.train->sample_shape(), data.train->num_classes(), 1, {}));
-  }
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(W);
-  for (int r = 0; r < W; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        std::ostringstream log;
-        const train::DistContext ctx{hub.transport(r),
-                                     dist::ShardPlan(models[r]->params.size(), W)};
-        train::Trainer t(cfg, *models[r], *data.train, *data.test, log, &ctx);
-        t.run();
-        hub.transport(r).close(net::deadline_in(10));
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (const auto& e : errors) CHECK(e == "");
+    // The same ranks as threads over a LocalHub, in this process.
+    data::DatasetOptions dopt;
+    dopt.name = "fashion-mnist";
+    dopt.dir = d.path().string();
+    const data::LoadedData data = data::load_dataset(dopt);
+    train::TrainConfig cfg;
+    cfg.model = "mlp";
+    cfg.data_dir = d.path().string();
+    cfg.batch = batch;
+    cfg.epochs = 2;
+    cfg.max_steps = steps;
+    cfg.threads = 1;
+    cfg.progress = false;
+    cfg.test_limit = 64;
+    if (importance) {
+      cfg.sampler = "mercury";
+      cfg.pipeline = "bacc";
+      cfg.group_size = 40;
+      cfg.partition = "dirichlet";
+    }
+    net::LocalHub hub(W);
+    std::vector<std::unique_ptr<nn::Model>> models;
+    for (int r = 0; r < W; ++r) {
+      models.push_back(
+          models::make_model("mlp", data.train->sample_shape(), data.train->num_classes(), 1, {}));
+    }
+    std::vector<std::thread> threads;
+    std::vector<std::string> errors(W);
+    for (int r = 0; r < W; ++r) {
+      threads.emplace_back([&, r] {
+        try {
+          std::ostringstream log;
+          const train::DistContext ctx{hub.transport(r),
+                                       dist::ShardPlan(models[r]->params.size(), W)};
+          train::Trainer t(cfg, *models[r], *data.train, *data.test, log, &ctx);
+          t.run();
+          hub.transport(r).close(net::deadline_in(10));
+        } catch (const std::exception& e) {
+          errors[r] = e.what();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (const auto& e : errors) CHECK(e == "");
 
-  const auto first = checkpoint_params(ckpt[0], *models[0]);
-  CHECK(first == checkpoint_params(ckpt[1], *models[0]));  // repeated multi-process runs
-  for (const auto& p : models[0]->params.params()) {
-    const auto* v = reinterpret_cast<const uint8_t*>(models[0]->params.values() + p.offset);
-    const std::vector<uint8_t> threaded(v, v + p.shape.numel() * 4);
-    CHECK_MESSAGE(first.at(p.name) == threaded, "tensor " << p.name);
+    const auto first = checkpoint_params(ckpt[0], *models[0]);
+    CHECK(first == checkpoint_params(ckpt[1], *models[0]));  // repeated multi-process runs
+    for (const auto& p : models[0]->params.params()) {
+      const auto* v = reinterpret_cast<const uint8_t*>(models[0]->params.values() + p.offset);
+      const std::vector<uint8_t> threaded(v, v + p.shape.numel() * 4);
+      CHECK_MESSAGE(first.at(p.name) == threaded, "tensor " << p.name);
+    }
   }
 }
 

@@ -20,9 +20,12 @@
 
 #include "mercury/mercury.hpp"
 #include "net/local.hpp"
+#include "ranks_as_threads.hpp"
 #include "synthetic_data.hpp"
 
 using namespace mercury;
+using mercury::testing::require_no_errors;
+using mercury::testing::run_ranks;
 using mercury::testing::synthetic_images;
 using namespace std::chrono_literals;
 
@@ -42,34 +45,6 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
           ("mercury_test_dist_" + std::to_string(::getpid()) + "_" + name))
       .string();
-}
-
-// Runs fn(rank) on `world` threads; returns each rank's exception (null if it returned).
-std::vector<std::exception_ptr> run_ranks(int world, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
-void require_no_errors(const std::vector<std::exception_ptr>& errors) {
-  for (std::size_t r = 0; r < errors.size(); ++r) {
-    if (!errors[r]) continue;
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const std::exception& e) {
-      FAIL("rank " << r << " threw: " << std::string(e.what()));
-    }
-  }
 }
 
 train::TrainConfig dist_config() {
@@ -435,7 +410,7 @@ std::vector<float> sequential_reference(const train::TrainConfig& cfg, int W, ui
     for (int r = 0; r < W; ++r) {
       perm[r].resize(local[r]->size());
       importance::epoch_permutation(train::rank_seed(static_cast<uint64_t>(cfg.seed), r), epoch,
-                               perm[r]);
+                                    perm[r]);
     }
     for (int64_t s = 0; s < steps; ++s, ++global_step) {
       const int64_t count = std::min(B, largest - s * B);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -19,6 +20,7 @@
 
 #include "mercury/mercury.hpp"
 #include "net/local.hpp"
+#include "ranks_as_threads.hpp"
 #include "synthetic_data.hpp"
 
 using namespace mercury;
@@ -30,26 +32,9 @@ std::vector<float> slab(const float* p, int64_t n) {
   return std::vector<float>(p, p + n);
 }
 
-// Runs fn(rank) on `world` threads; returns each rank's exception (null if it returned).
-std::vector<std::exception_ptr> rank_errors(int world, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
 // Runs fn(rank) on `world` threads; rethrows the first rank's exception.
-void run_ranks(int world, const std::function<void(int)>& fn) {
-  for (auto& e : rank_errors(world, fn))
+void run_all(int world, const std::function<void(int)>& fn) {
+  for (auto& e : mercury::testing::run_ranks(world, fn))
     if (e) std::rethrow_exception(e);
 }
 
@@ -75,15 +60,51 @@ struct RankOut {
   train::TrainResult result;
 };
 
+// A transport whose parameter pulls take a few milliseconds (varying by iteration): an
+// aggregation long enough for BACC's scorer to score a few chunks.
+class SlowTransport final : public net::Transport {
+ public:
+  explicit SlowTransport(net::Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int world() const override { return inner_.world(); }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t it, std::span<const std::byte> payload,
+            net::Priority p) override {
+    inner_.send(dst, type, key, it, payload, p);
+  }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t it, net::Payload&& payload,
+            net::Priority p) override {
+    inner_.send(dst, type, key, it, std::move(payload), p);
+  }
+  void send(int dst, uint8_t type, uint64_t key, uint64_t it, net::SharedPayload payload,
+            net::Priority p) override {
+    inner_.send(dst, type, key, it, std::move(payload), p);
+  }
+  net::Payload allocate(std::size_t bytes) override { return inner_.allocate(bytes); }
+  net::Message recv(int src, uint8_t type, uint64_t key, uint64_t it,
+                    net::Deadline deadline) override {
+    if (type == dist::kParams)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 + (it * 7 + rank()) % 4));
+    return inner_.recv(src, type, key, it, deadline);
+  }
+  void flush(net::Deadline d) override { inner_.flush(d); }
+  void close(net::Deadline d) override { inner_.close(d); }
+  net::LinkStats stats(int peer) const override { return inner_.stats(peer); }
+
+ private:
+  net::Transport& inner_;
+};
+
 std::vector<RankOut> train_ranks(const train::TrainConfig& cfg, int W, const data::Dataset& train,
-                                 const data::Dataset& test) {
+                                 const data::Dataset& test, bool slow = false) {
   net::LocalHub hub(W);
   std::vector<RankOut> out(static_cast<std::size_t>(W));
   thread_pool().set_threads(1);
-  run_ranks(W, [&](int r) {
+  run_all(W, [&](int r) {
     auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(),
                                     static_cast<uint64_t>(40 + r));
-    const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
+    SlowTransport slowed(hub.transport(r));
+    net::Transport& t = slow ? static_cast<net::Transport&>(slowed) : hub.transport(r);
+    const train::DistContext ctx{t, dist::ShardPlan(model->params.size(), W)};
     std::ostringstream log;
     train::Trainer trainer(cfg, *model, train, test, log, &ctx);
     out[r].result = trainer.run();
@@ -336,7 +357,7 @@ TEST_CASE("the epoch's train loss is the mean over every rank's steps") {
   cfg.metrics.clear();
   net::LocalHub hub(2);
   std::vector<std::vector<double>> losses(2);
-  run_ranks(2, [&](int r) {
+  run_all(2, [&](int r) {
     auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 40);
     const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), 2)};
     std::ostringstream log;
@@ -415,27 +436,21 @@ TEST_CASE("distributed resume refuses another world size or a single-device chec
     c.checkpoint.clear();
     c.resume = cfg.checkpoint;
     net::LocalHub hub(W);
-    return rank_errors(W, [&](int r) {
+    return mercury::testing::run_ranks(W, [&](int r) {
       auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
       const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
       std::ostringstream log;
       train::Trainer(c, *model, train, test, log, &ctx).run();
     });
   };
-  auto message = [](const std::exception_ptr& e) -> std::string {
-    if (!e) return "(no error)";
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      return x.what();
-    }
-  };
   auto errors = resume_on(4);
-  CHECK(message(errors[0]).find("world size was 2 in the checkpoint, now 4") != std::string::npos);
+  CHECK(mercury::testing::error_message(errors[0]).find(
+            "world size was 2 in the checkpoint, now 4") != std::string::npos);
   for (int r = 1; r < 4; ++r) {
     CAPTURE(r);
-    CHECK(message(errors[r]).find("rank 0 refused the resume") != std::string::npos);
-    CHECK(message(errors[r]).find("world size was 2") != std::string::npos);
+    CHECK(mercury::testing::error_message(errors[r]).find("rank 0 refused the resume") !=
+          std::string::npos);
+    CHECK(mercury::testing::error_message(errors[r]).find("world size was 2") != std::string::npos);
   }
   // A single-device checkpoint: no per-rank state, and no world size.
   {
@@ -444,7 +459,116 @@ TEST_CASE("distributed resume refuses another world size or a single-device chec
     train::Trainer(cfg, *model, train, test, log).run();
   }
   errors = resume_on(2);
-  CHECK(message(errors[0]).find("world size was 1 (a single-device run)") != std::string::npos);
-  CHECK(message(errors[1]).find("rank 0 refused the resume") != std::string::npos);
+  CHECK(mercury::testing::error_message(errors[0]).find("world size was 1 (a single-device run)") !=
+        std::string::npos);
+  CHECK(mercury::testing::error_message(errors[1]).find("rank 0 refused the resume") !=
+        std::string::npos);
   std::filesystem::remove(cfg.checkpoint);
+}
+
+TEST_CASE(
+    "BACC with a fixed group: every window scores it, bitwise repeatable, time split logged") {
+  const auto train = synthetic_images(120, 44), test = synthetic_images(16, 45);
+  auto cfg = config("mercury");
+  cfg.pipeline = "bacc";
+  cfg.batch = 12;
+  cfg.group_size = 10;
+  cfg.bacc_chunk = 4;
+  cfg.metrics = temp_path("bacc-fixed.jsonl");
+  const auto a = train_ranks(cfg, 3, train, test, true);
+  const auto b = train_ranks(cfg, 3, train, test);  // another timing: the same weights
+  for (int r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(a[r].weights == a[0].weights);
+    CHECK(b[r].weights == a[r].weights);
+    const std::string path = train::dist_metrics_path(cfg.metrics, r);
+    const auto windows = events(path, "bacc");
+    const auto start = events(path, "start");
+    REQUIRE(start.size() == 2);
+    const int64_t local = start[0]["train_samples"].get<int64_t>();
+    REQUIRE(windows.size() == 2 * static_cast<std::size_t>(a[r].result.steps));
+    // Groups follow the cache's visiting order: 10 at a time, the rest at the end of a cycle.
+    int64_t cursor = 0, scored = 0;
+    for (std::size_t k = 0; k < windows.size() / 2; ++k) {
+      const int64_t want = std::min<int64_t>(10, local - cursor);
+      CHECK(windows[k]["group"].get<int64_t>() == want);
+      CHECK(windows[k]["steps"].get<int64_t>() == static_cast<int64_t>(k));
+      CHECK(windows[k]["hidden_s"].get<double>() >= 0);
+      CHECK(windows[k]["exposed_s"].get<double>() >= 0);
+      cursor = (cursor + want) % local;
+      scored += want;
+    }
+    const auto dist_events = events(path, "dist");
+    REQUIRE(dist_events.size() == 4);
+    CHECK(dist_events[1]["scored_samples"].get<int64_t>() == scored);
+    CHECK(dist_events[1]["score_hidden_s"].get<double>() > 0);
+  }
+  const auto epochs = events(cfg.metrics, "epoch");
+  REQUIRE(!epochs.empty());
+  CHECK(epochs[0]["pipeline"] == "bacc");
+  CHECK(epochs[0]["score_s"].get<double>() == 0);  // nothing scored on the training thread
+  CHECK(epochs[0]["scorer_busy_s"].get<double>() > 0);
+  for (int r = 0; r < 3; ++r) std::filesystem::remove(train::dist_metrics_path(cfg.metrics, r));
+}
+
+TEST_CASE("adaptive BACC: group sizes follow the aggregation and replay bit for bit") {
+  const auto train = synthetic_images(160, 46), test = synthetic_images(16, 47);
+  auto cfg = config("mercury");
+  cfg.group_size = 0;  // adaptive; pipeline auto is bacc for a distributed mercury run
+  cfg.bacc_chunk = 2;
+  cfg.metrics = temp_path("bacc-adaptive.jsonl");
+  const auto adaptive = train_ranks(cfg, 2, train, test, true);
+  auto replay = cfg;
+  replay.replay_group_sizes = cfg.metrics;
+  replay.metrics = temp_path("bacc-replay.jsonl");
+  const auto repeated = train_ranks(replay, 2, train, test);  // unshaped: other windows
+  int64_t total = 0;
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(repeated[r].weights == adaptive[r].weights);
+    const auto logged = events(train::dist_metrics_path(cfg.metrics, r), "bacc");
+    const auto again = events(train::dist_metrics_path(replay.metrics, r), "bacc");
+    REQUIRE(logged.size() == again.size());
+    for (std::size_t k = 0; k < logged.size(); ++k) {
+      CHECK(again[k]["group"] == logged[k]["group"]);
+      total += logged[k]["group"].get<int64_t>();
+    }
+  }
+  CHECK(total > 0);  // the slowed aggregation left time to score
+  CHECK(adaptive[0].weights == adaptive[1].weights);
+  // A log without bacc events, or of another run, is refused with the file and step named.
+  auto wrong = cfg;
+  wrong.metrics.clear();
+  wrong.replay_group_sizes = temp_path("no-such.jsonl");
+  CHECK_THROWS_WITH(train_ranks(wrong, 2, train, test), doctest::Contains("no such file"));
+  wrong.epochs = 4;
+  wrong.replay_group_sizes = cfg.metrics;
+  CHECK_THROWS_WITH(train_ranks(wrong, 2, train, test),
+                    doctest::Contains("expected a bacc event for step"));
+  for (const auto& p : {cfg.metrics, replay.metrics})
+    for (int r = 0; r < 2; ++r) std::filesystem::remove(train::dist_metrics_path(p, r));
+}
+
+TEST_CASE("pipeline settings are checked: bacc needs mercury, group within the window cap") {
+  auto cfg = config("kf");
+  cfg.pipeline = "bacc";
+  CHECK_THROWS_WITH(train::validate(cfg), doctest::Contains("pipeline bacc: expected sampler "
+                                                            "mercury"));
+  cfg = config("mercury");
+  cfg.pipeline = "overlap";
+  CHECK_THROWS_WITH(train::validate(cfg),
+                    doctest::Contains("pipeline: expected auto, sequential or bacc, found "
+                                      "'overlap'"));
+  cfg.pipeline = "bacc";
+  cfg.bacc_chunk = 64;
+  cfg.bacc_max_group = 32;
+  CHECK_THROWS_WITH(train::validate(cfg), doctest::Contains("bacc_max_group: expected"));
+  const auto train = synthetic_images(40, 48), test = synthetic_images(8, 49);
+  cfg = config("mercury");
+  cfg.pipeline = "bacc";
+  cfg.group_size = 9000;
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+  std::ostringstream log;
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log),
+                    doctest::Contains("group_size: expected at most bacc_max_group (8192)"));
 }
