@@ -232,8 +232,11 @@ int main(int argc, char** argv) {
     std::string flag = "--" + key;
     for (char& c : flag)
       if (c == '_') c = '-';
-    flag_options[key] = train->add_option(flag, flag_values[key],
-                                          help + " (default: " + defaults[key].dump() + ")");
+    // A flag given twice takes its last value, so wrappers (tools/demo) can set defaults that
+    // the user's own flags override.
+    flag_options[key] =
+        train->add_option(flag, flag_values[key], help + " (default: " + defaults[key].dump() + ")")
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
 
   auto* data = app.add_subcommand("data", "produce or verify the datasets usable offline");

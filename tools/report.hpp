@@ -229,11 +229,13 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
     if (!by.count(g)) order.push_back(g);
     by[g].push_back(&row);
   }
-  static const char* kTimed[] = {"steps_to_target", "train_cpu_s_to_target",
-                                 "steps_to_target_smoothed", "train_cpu_s_to_target_smoothed"};
+  static const char* kTimed[] = {"steps_to_target",          "train_cpu_s_to_target",
+                                 "steps_to_target_smoothed", "train_cpu_s_to_target_smoothed",
+                                 "wall_s_to_target",         "wall_s_to_target_smoothed"};
   static const char* kRatio[] = {"steps_to_target",          "train_cpu_s_to_target",
                                  "steps_to_target_smoothed", "train_cpu_s_to_target_smoothed",
-                                 "steps_to_target_curve",    "train_cpu_s_to_target_curve"};
+                                 "steps_to_target_curve",    "train_cpu_s_to_target_curve",
+                                 "wall_s_to_target",         "wall_s_to_target_smoothed"};
   nlohmann::json out = nlohmann::json::array();
   for (const auto& g : order) {
     const auto& rows = by[g];
@@ -293,12 +295,14 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
   };
   char line[400];
   std::snprintf(line, sizeof line,
-                "%-24s %5s | %7s %6s %7s %6s | %7s %6s %7s %6s | %7s %6s %7s %6s | %9s %7s %8s\n",
+                "%-24s %5s | %7s %6s %7s %6s | %7s %6s %7s %6s | %7s %6s %7s %6s | %7s %6s %7s "
+                "%6s | %9s %7s %8s\n",
                 "group", "runs", "steps", "x", "CPU s", "x", "steps~", "x", "CPU s~", "x",
-                "steps=", "x", "CPU s=", "x", "final acc", "last 5", "T_is/T_cp");
+                "steps=", "x", "CPU s=", "x", "wall s", "x", "wall s~", "x", "final acc", "last 5",
+                "T_is/T_cp");
   log << "to target: first evaluation at or above it (mean over runs) | ~: first time the mean "
-         "of the last 3 evaluations is | =: first step the seed-averaged curve is; x = uniform "
-         "/ this\n"
+         "of the last 3 evaluations is | =: first step the seed-averaged curve is | wall: "
+         "training wall clock (evaluations excluded); x = uniform / this\n"
       << line;
   for (const auto& r : out) {
     std::string cells;
@@ -309,7 +313,7 @@ inline nlohmann::json pool_groups(const nlohmann::json& summary, std::ostream& l
                     num(r, std::string("mean_") + k, steps ? "%.0f" : "%.1f").c_str(),
                     num(r, std::string("uniform_over_this_") + k, "%.2f").c_str());
       cells += cell;
-      if (k == kRatio[1] || k == kRatio[3]) cells += " |";
+      if (k == kRatio[1] || k == kRatio[3] || k == kRatio[5]) cells += " |";
     }
     std::snprintf(line, sizeof line, "%-24s %2d/%-2d |%s | %9s %7s %8s\n",
                   r["group"].get<std::string>().c_str(), r["reached_target"].get<int>(),
@@ -372,7 +376,8 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
           if (target > 0 && !row.contains("steps_to_target" + sfx) && acc >= target) {
             row["target_acc"] = target;
             row["steps_to_target" + sfx] = e["steps"];
-            for (const char* k : {"train_s", "score_s", "compute_s", "train_cpu_s", "score_cpu_s"})
+            for (const char* k :
+                 {"wall_s", "train_s", "score_s", "compute_s", "train_cpu_s", "score_cpu_s"})
               if (e.contains(k)) row[std::string(k) + "_to_target" + sfx] = e[k];
           }
         }

@@ -58,13 +58,13 @@ struct Timing {
   int64_t steps = 0;
   double ess_sum = 0;
   int64_t is_steps = 0;  // steps whose batch was drawn by importance (kf: after its switch)
+  // Wall-clock seconds of training since the run started, evaluations excluded, as of the
+  // latest evaluation (distributed: rank 0's, communication and waiting included).
+  double wall_s = 0;
 
   nlohmann::json fields() const {
-    return {{"train_s", compute_s + score_s},
-            {"compute_s", compute_s},
-            {"score_s", score_s},
-            {"train_cpu_s", train_cpu_s},
-            {"score_cpu_s", score_cpu_s}};
+    return {{"wall_s", wall_s},   {"train_s", compute_s + score_s}, {"compute_s", compute_s},
+            {"score_s", score_s}, {"train_cpu_s", train_cpu_s},     {"score_cpu_s", score_cpu_s}};
   }
 };
 

@@ -218,6 +218,7 @@ class Trainer {
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step);
     const auto t0 = clock::now();
+    run_t0_ = t0;
     TrainResult result;
     double train_seconds = 0;
     int64_t samples_done = 0;
@@ -507,9 +508,11 @@ class Trainer {
       if (rank_ == 0) {
         const auto pause = clock::now();
         report_.clear_progress();
+        timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
         const EvalResult ev = evaluate();
         report_.eval(step, ev, timing_);
         e.start += clock::now() - pause;  // evaluation is not training time
+        eval_pause_s_ += seconds_since(pause);
         stop = target_reached(ev);
       }
       stop = agree_on_stop(stop, kStopKeyEval);
@@ -528,7 +531,10 @@ class Trainer {
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       return agree_on_stop(stop, kStopKeyEpoch);
     }
+    const auto pause = clock::now();
+    timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
     const EvalResult ev = evaluate();
+    eval_pause_s_ += seconds_since(pause);
     report_.epoch_line(e.index + 1, train_loss, ev, sps, wall_s);
     nlohmann::json event = {
         {"event", "epoch"},
@@ -902,6 +908,8 @@ class Trainer {
   std::string replay_path_;                            // bacc: --replay-group-sizes (this rank's)
   std::map<int64_t, int64_t> replay_;                  // step → group size to score
   double window_setup_s_ = 0;
+  clock::time_point run_t0_{};
+  double eval_pause_s_ = 0;  // rank 0: evaluation time, excluded from Timing::wall_s
   std::unique_ptr<ImportanceProbe> probe_;
   Timing timing_;
   std::map<std::string, std::string> extra_metadata_;

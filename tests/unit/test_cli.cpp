@@ -124,8 +124,8 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
   const std::string ck = (d.path / "ck.safetensors").string();
   const std::string metrics = (d.path / "m.jsonl").string();
   const std::string cfg = d.file("cfg.json", "{\"model\": \"mlp\", \"batch\": 16, \"epochs\": 1}");
-  auto r = run("train --config " + cfg + " --epochs 2 --threads 1 --data-dir " + d.path.string() +
-               " --metrics " + metrics + " --checkpoint " + ck);
+  auto r = run("train --config " + cfg + " --epochs 5 --threads 1 --epochs 2 --data-dir " +
+               d.path.string() + " --metrics " + metrics + " --checkpoint " + ck);
   INFO(r.output);
   REQUIRE(r.code == 0);
   std::ifstream in(metrics);
@@ -141,7 +141,7 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
         CHECK(j.contains(k));
     }
   }
-  CHECK(epochs == 2);  // the flag overrode the config's "epochs": 1
+  CHECK(epochs == 2);  // the last flag overrode the first and the config's "epochs": 1
   r = run("inspect " + ck);
   CHECK(r.code == 0);
   CHECK(r.output.find("fc1.weight  F32 [256,784]") != std::string::npos);
