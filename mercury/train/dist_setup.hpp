@@ -105,6 +105,40 @@ inline LocalData local_partition(const TrainConfig& c, const data::Dataset& full
   return out;
 }
 
+// The part of a config every rank of a run must share: everything but the per-device knobs
+// (paths, thread budgets, progress, evaluation-only settings of rank 0, timeouts), and of those
+// paths only whether they are set where that changes the protocol (resume, replay).
+inline nlohmann::json shared_config(const TrainConfig& c) {
+  nlohmann::json j = to_json(c);
+  for (const char* local :
+       {"data_dir", "threads", "checkpoint", "resume", "metrics", "progress", "eval_batch",
+        "test_limit", "op_timeout", "scorer_threads", "bacc_chunk", "replay_group_sizes"})
+    j.erase(local);
+  j["resume (set)"] = !c.resume.empty();
+  j["replay_group_sizes (set)"] = !c.replay_group_sizes.empty();
+  return j;
+}
+
+// "" when rank `theirs_rank`'s shared config equals ours, else the first differing field named.
+inline std::string config_mismatch(const nlohmann::json& ours, const nlohmann::json& theirs,
+                                   int theirs_rank) {
+  for (const auto& [key, value] : ours.items()) {
+    const auto it = theirs.find(key);
+    const std::string found = it == theirs.end() ? "nothing" : it->dump();
+    if (it == theirs.end() || *it != value) {
+      return "training config field '" + key + "': rank 0 has " + value.dump() + ", rank " +
+             std::to_string(theirs_rank) + " has " + found +
+             " (every rank must run the same training settings; only paths, thread budgets, "
+             "timeouts and rank 0's evaluation settings may differ)";
+    }
+  }
+  for (const auto& [key, value] : theirs.items())
+    if (!ours.contains(key))
+      return "training config field '" + key + "': rank " + std::to_string(theirs_rank) + " has " +
+             value.dump() + ", rank 0 has nothing (another mercury version?)";
+  return {};
+}
+
 // The local batch (batch / world) after checking what only distributed runs require.
 inline int64_t check_dist_config(const TrainConfig& c, int world) {
   auto refuse = [](const std::string& what) {

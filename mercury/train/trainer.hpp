@@ -215,6 +215,7 @@ class Trainer {
 
   TrainResult run() {
     write_start();
+    if (bsp_) check_same_config();
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step);
     const auto t0 = clock::now();
@@ -764,6 +765,37 @@ class Trainer {
       throw std::invalid_argument("resume from '" + path + "': RNG state in metadata is corrupt");
     }
     resumed_at(path, s.cursor);
+  }
+
+  // Collective, before anything else of a distributed run: rank 0 compares every rank's shared
+  // config (shared_config) with its own; on a difference every rank throws, naming the field.
+  void check_same_config() {
+    const std::string mine = shared_config(cfg_).dump();
+    const auto all = bsp_->gather_blobs(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(mine.data()), mine.size()), 2,
+        cursor_.global_step);
+    std::vector<std::vector<std::byte>> verdicts;
+    if (rank_ == 0) {
+      const nlohmann::json ours = nlohmann::json::parse(mine);
+      std::string verdict;
+      for (int r = 1; r < world_ && verdict.empty(); ++r) {
+        const auto theirs = nlohmann::json::parse(
+            std::string(reinterpret_cast<const char*>(all[r].data()), all[r].size()), nullptr,
+            false);
+        verdict = theirs.is_discarded()
+                      ? "rank " + std::to_string(r) + " sent a malformed training config"
+                      : config_mismatch(ours, theirs, r);
+      }
+      const auto* v = reinterpret_cast<const std::byte*>(verdict.data());
+      verdicts.assign(static_cast<std::size_t>(world_),
+                      std::vector<std::byte>(v, v + verdict.size()));
+    }
+    const auto verdict = bsp_->scatter_blobs(verdicts, 2, cursor_.global_step);
+    if (!verdict.empty()) {
+      throw std::invalid_argument(
+          "rank " + std::to_string(rank_) + ": distributed training refused: " +
+          std::string(reinterpret_cast<const char*>(verdict.data()), verdict.size()));
+    }
   }
 
   // Distributed resume (collective, before the initial broadcast): rank 0 alone reads the file

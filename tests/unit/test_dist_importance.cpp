@@ -572,3 +572,46 @@ TEST_CASE("pipeline settings are checked: bacc needs mercury, group within the w
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log),
                     doctest::Contains("group_size: expected at most bacc_max_group (8192)"));
 }
+
+TEST_CASE("ranks with different sampler or pipeline settings are refused, naming the field") {
+  const auto train = synthetic_images(48, 50), test = synthetic_images(16, 51);
+  auto run_with = [&](const std::function<void(train::TrainConfig&, int)>& edit) {
+    net::LocalHub hub(2);
+    return mercury::testing::run_ranks(2, [&](int r) {
+      auto c = config("mercury");
+      c.epochs = 1;
+      edit(c, r);
+      auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+      const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), 2)};
+      std::ostringstream log;
+      train::Trainer(c, *model, train, test, log, &ctx).run();
+    });
+  };
+  auto errors = run_with([](train::TrainConfig& c, int r) {
+    if (r == 1) c.sampler = "uniform";
+  });
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(mercury::testing::error_message(errors[r]).find(
+              "training config field 'sampler': rank 0 has \"mercury\", rank 1 has \"uniform\"") !=
+          std::string::npos);
+  }
+  errors = run_with([](train::TrainConfig& c, int r) {
+    if (r == 1) c.pipeline = "sequential";
+  });
+  CHECK(mercury::testing::error_message(errors[1]).find("field 'pipeline'") != std::string::npos);
+  errors = run_with([](train::TrainConfig& c, int r) {
+    if (r == 1) c.group_size = 24;
+  });
+  CHECK(mercury::testing::error_message(errors[0]).find("field 'group_size'") != std::string::npos);
+  // Per-device knobs may differ.
+  errors = run_with([](train::TrainConfig& c, int r) {
+    if (r == 1) {
+      c.scorer_threads = 2;
+      c.bacc_chunk = 8;
+      c.op_timeout = 90;
+    }
+  });
+  CHECK_FALSE(errors[0]);
+  CHECK_FALSE(errors[1]);
+}
