@@ -34,6 +34,9 @@
 //   bytes_sent/bytes_received are the payload bytes of this rank's step() messages, exactly
 //   (per-step deltas of Transport::stats would misattribute bytes that arrive in the background;
 //   link_traffic() gives those cumulative wire totals, frame headers included on a Mesh).
+// - The start-up collectives (broadcast_initial_params, gather_blobs, scatter_blobs) take an
+//   optional timeout_s for the wait, since ranks reach the start at different times (process
+//   start, data loading); 0 uses op_timeout like every other phase.
 // - broadcast_initial_params(iteration): rank 0's parameter values and buffers go to every rank,
 //   so all start identical whatever their init seeds. The message carries rank 0's layout hash,
 //   plan hash and slab sizes; a mismatch throws std::runtime_error naming both values.
@@ -225,7 +228,7 @@ class BspSync {
     total_.bytes_received += last_.bytes_received;
   }
 
-  void broadcast_initial_params(int64_t iteration = 0) {
+  void broadcast_initial_params(int64_t iteration = 0, double timeout_s = 0) {
     const uint64_t it = checked_iteration(iteration);
     const std::vector<uint64_t> header = init_header();
     const std::size_t head_bytes = header.size() * sizeof(uint64_t);
@@ -247,7 +250,7 @@ class BspSync {
       return;
     }
     double idle = 0;
-    const net::Message m = recv(0, kInitialParams, 0, it, net::deadline_in(op_timeout_s_),
+    const net::Message m = recv(0, kInitialParams, 0, it, net::deadline_in(limit(timeout_s)),
                                 "initial parameters", -1, idle);
     std::vector<uint64_t> theirs(header.size());
     if (m.payload.size() >= head_bytes) std::memcpy(theirs.data(), m.payload.data(), head_bytes);
@@ -355,7 +358,7 @@ class BspSync {
   }
 
   std::vector<std::vector<std::byte>> gather_blobs(std::span<const std::byte> mine, uint64_t key,
-                                                   int64_t iteration) {
+                                                   int64_t iteration, double timeout_s = 0) {
     const uint64_t it = checked_iteration(iteration);
     if (rank_ != 0) {
       send(0, kBlobToRoot, key, it, mine, "state for rank 0");
@@ -363,7 +366,7 @@ class BspSync {
     }
     std::vector<std::vector<std::byte>> all(static_cast<std::size_t>(world_));
     all[0].assign(mine.begin(), mine.end());
-    const auto deadline = net::deadline_in(op_timeout_s_);
+    const auto deadline = net::deadline_in(limit(timeout_s));
     double idle = 0;
     for (int r = 1; r < world_; ++r) {
       const net::Message m =
@@ -374,7 +377,7 @@ class BspSync {
   }
 
   std::vector<std::byte> scatter_blobs(const std::vector<std::vector<std::byte>>& blobs,
-                                       uint64_t key, int64_t iteration) {
+                                       uint64_t key, int64_t iteration, double timeout_s = 0) {
     const uint64_t it = checked_iteration(iteration);
     if (rank_ == 0) {
       if (blobs.size() != static_cast<std::size_t>(world_)) {
@@ -386,7 +389,7 @@ class BspSync {
       return blobs[0];
     }
     double idle = 0;
-    const net::Message m = recv(0, kBlobFromRoot, key, it, net::deadline_in(op_timeout_s_),
+    const net::Message m = recv(0, kBlobFromRoot, key, it, net::deadline_in(limit(timeout_s)),
                                 "state from rank 0", -1, idle);
     return std::vector<std::byte>(m.payload.data(), m.payload.data() + m.payload.size());
   }
@@ -425,6 +428,9 @@ class BspSync {
 
  private:
   using Clock = net::Clock;
+  // A call's deadline: its own (startup phases, where ranks arrive at different times), else
+  // op_timeout.
+  double limit(double timeout_s) const { return timeout_s > 0 ? timeout_s : op_timeout_s_; }
   static double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
   static const ShardPlan& checked(const ShardPlan& plan, const net::Transport& t,

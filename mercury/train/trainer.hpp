@@ -217,7 +217,7 @@ class Trainer {
     write_start();
     if (bsp_) check_same_config();
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
-    if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step);
+    if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step, startup_timeout());
     const auto t0 = clock::now();
     run_t0_ = t0;
     TrainResult result;
@@ -767,13 +767,17 @@ class Trainer {
     resumed_at(path, s.cursor);
   }
 
+  // The deadline of the start-up collectives: ranks arrive at different times (process start,
+  // partitioning, rank 0 reading a checkpoint), so at least a minute, or op_timeout if longer.
+  double startup_timeout() const { return std::max(cfg_.op_timeout, 60.0); }
+
   // Collective, before anything else of a distributed run: rank 0 compares every rank's shared
   // config (shared_config) with its own; on a difference every rank throws, naming the field.
   void check_same_config() {
     const std::string mine = shared_config(cfg_).dump();
     const auto all = bsp_->gather_blobs(
         std::span<const std::byte>(reinterpret_cast<const std::byte*>(mine.data()), mine.size()), 2,
-        cursor_.global_step);
+        cursor_.global_step, startup_timeout());
     std::vector<std::vector<std::byte>> verdicts;
     if (rank_ == 0) {
       const nlohmann::json ours = nlohmann::json::parse(mine);
@@ -790,7 +794,7 @@ class Trainer {
       verdicts.assign(static_cast<std::size_t>(world_),
                       std::vector<std::byte>(v, v + verdict.size()));
     }
-    const auto verdict = bsp_->scatter_blobs(verdicts, 2, cursor_.global_step);
+    const auto verdict = bsp_->scatter_blobs(verdicts, 2, cursor_.global_step, startup_timeout());
     if (!verdict.empty()) {
       throw std::invalid_argument(
           "rank " + std::to_string(rank_) + ": distributed training refused: " +
@@ -829,7 +833,8 @@ class Trainer {
         blobs.assign(static_cast<std::size_t>(world_), w.bytes());
       }
     }
-    const std::vector<std::byte> mine = bsp_->scatter_blobs(blobs, 1, cursor_.global_step);
+    const std::vector<std::byte> mine =
+        bsp_->scatter_blobs(blobs, 1, cursor_.global_step, startup_timeout());
     if (refused) std::rethrow_exception(refused);
     const std::string what = "rank " + std::to_string(rank_) + ": resume state from rank 0";
     io::StateReader in(mine, what);
