@@ -21,6 +21,8 @@
 // - WindowStats: busy_s (S's wall time scoring), cpu_s (S's thread CPU time), exposed_s (T's
 //   wait in close(): scoring the aggregation did not hide), hidden_s = max(0, busy − exposed).
 // - S runs on its own thread pool of `threads` workers (PoolBinding), never the process pool.
+// - Destroying the worker with a window open (T unwinding from a failed aggregation) stops S at
+//   its next chunk boundary, even for a fixed group, and joins it.
 // - Scoring is forward-only in eval mode (train_mode_norm: batch statistics on a copy); it never
 //   writes weights, gradients, BN statistics or optimizer state.
 #pragma once
@@ -78,7 +80,11 @@ class ScoringWorker {
     scorer_.set_snapshot(weights_.data(), buffers_.empty() ? nullptr : buffers_.data());
     thread_ = std::thread([this] { loop(); });
   }
+  // Stops a running window at its next chunk boundary (the training thread may be unwinding
+  // from a failed aggregation), then joins.
   ~ScoringWorker() {
+    close_.store(true, std::memory_order_release);
+    stopping_.store(true, std::memory_order_release);
     state_.store(kStop, std::memory_order_release);
     state_.notify_all();
     thread_.join();
@@ -132,7 +138,7 @@ class ScoringWorker {
   }
 
   std::span<const float> scores() const { return {scores_.data(), scores_.size()}; }
-  // Whether close() has been called for the open window (tests synchronise on it).
+  // Whether close() (or the destructor) has ended the open window (tests synchronise on it).
   bool closing() const { return close_.load(std::memory_order_acquire); }
 
  private:
@@ -182,6 +188,7 @@ class ScoringWorker {
     try {
       for (int64_t done = 0; done < goal;) {
         if (target_ == 0 && close_.load(std::memory_order_acquire)) break;
+        if (stopping_.load(std::memory_order_acquire)) break;
         const int64_t c = std::min(cfg_.chunk, goal - done);
         scorer_.score(
             std::span<const int64_t>(candidates_.data() + done, static_cast<std::size_t>(c)),
@@ -211,6 +218,7 @@ class ScoringWorker {
   std::exception_ptr error_;
   std::atomic<uint32_t> state_{kIdle};
   std::atomic<bool> close_{false};
+  std::atomic<bool> stopping_{false};  // the destructor runs: even a fixed group stops
   std::thread thread_;
 };
 

@@ -161,3 +161,30 @@ TEST_CASE("scoring worker: misuse and a failing scorer are reported, never hang"
   worker.open(std::vector<int64_t>{0, 1}, 2);  // the worker is usable again
   CHECK(worker.close().scored == 2);
 }
+
+TEST_CASE("scoring worker: destroyed with a window open, it stops at the next chunk boundary") {
+  const auto data = synthetic_images(64, 44);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 8);
+  importance::WorkerConfig wc;
+  wc.chunk = 4;
+  wc.max_group = 64;
+  std::promise<void> started;
+  std::atomic<int64_t> last{0};
+  std::atomic<bool> first{true};
+  importance::ScoringWorker* self = nullptr;
+  wc.after_chunk = [&](int64_t done) {
+    last = done;
+    if (first.exchange(false)) {
+      started.set_value();
+      while (!self->closing()) std::this_thread::yield();  // until the destructor has begun
+    }
+  };
+  {
+    importance::ScoringWorker worker(*model, data, wc);
+    self = &worker;
+    worker.set_snapshot(model->params.values(), model->params.buffers());
+    worker.open(iota(64), 64);  // a fixed group: only the destructor can cut it short
+    started.get_future().wait();
+  }                         // as when the training thread throws out of the aggregation
+  CHECK(last.load() == 4);  // the chunk running when the destructor began was the last
+}
