@@ -15,7 +15,9 @@
 # Usage: bench/suites/bacc_fmnist.sh [OUT]          (default runs/bacc_fmnist)
 #   RANKS="4 2"  BANDWIDTHS="10mbps"  SEEDS="1 2 3"  BUDGET=1200 steps  EVAL=50
 #   VARIANTS="uniform mercury"  (also: mercury-seq = the sequential pipeline with a fixed group
-#                                of 1024; mercury-fixed = BACC with a fixed group of 1024)
+#                                of 1024; mercury-fixed = BACC with a fixed group of 1024;
+#                                mercury-b01 = BACC adaptive with the recency temperature fixed
+#                                at beta 0.1 instead of 4/D)
 #   MERCURY_BIN (default build/release/tools/mercury)
 # Finished runs (a "done" event in rank 0's file) are skipped, so an interrupted suite resumes.
 # On a 2-core machine 4 ranks share 2 cores (with BACC, 4 training and 4 scorer threads): each
@@ -38,6 +40,7 @@ variant_flags() {
     mercury) echo "${mercury[*]}" ;;
     mercury-seq) echo "${mercury[*]} --pipeline sequential --group-size 1024" ;;
     mercury-fixed) echo "${mercury[*]} --pipeline bacc --group-size 1024" ;;
+    mercury-b01) echo "${mercury[*]} --beta 0.1" ;;
     *) echo "bacc_fmnist.sh: unknown variant '$1'" >&2; exit 2 ;;
   esac
 }
@@ -45,12 +48,10 @@ for ranks in ${RANKS:-4 2}; do
   for bw in ${BANDWIDTHS:-10mbps}; do
     dir="$out/w$ranks-$bw"
     mkdir -p "$dir"
-    files=()
     for seed in ${SEEDS:-1 2 3}; do
       for v in ${VARIANTS:-uniform mercury}; do
         flags=$(variant_flags "$v")
         name="$v-s$seed"
-        files+=("$dir/$name.jsonl")
         if grep -q '"event":"done"' "$dir/$name.jsonl" 2>/dev/null; then
           echo "== $dir/$name: done, skipped"
           continue
@@ -66,6 +67,8 @@ for ranks in ${RANKS:-4 2}; do
           { echo "bacc_fmnist.sh: $dir/$name failed, see $dir/$name.log" >&2; exit 1; }
       done
     done
-    "$bin" report --target 0.90 --out "$dir/report" "${files[@]}"
+    # The report covers every finished run of the setting, also those of earlier VARIANTS.
+    mapfile -t all < <(ls "$dir"/*-s[0-9]*.jsonl | grep -v '\.rank[0-9]*\.jsonl$')
+    "$bin" report --target 0.90 --out "$dir/report" "${all[@]}"
   done
 done
