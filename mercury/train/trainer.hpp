@@ -774,13 +774,13 @@ class Trainer {
   // Collective, before anything else of a distributed run: rank 0 compares every rank's shared
   // config (shared_config) with its own; on a difference every rank throws, naming the field.
   void check_same_config() {
-    const std::string mine = shared_config(cfg_).dump();
+    const nlohmann::json ours = shared_config(cfg_);
+    const std::string mine = ours.dump();
     const auto all = bsp_->gather_blobs(
         std::span<const std::byte>(reinterpret_cast<const std::byte*>(mine.data()), mine.size()), 2,
         cursor_.global_step, startup_timeout());
     std::vector<std::vector<std::byte>> verdicts;
     if (rank_ == 0) {
-      const nlohmann::json ours = nlohmann::json::parse(mine);
       std::string verdict;
       for (int r = 1; r < world_ && verdict.empty(); ++r) {
         const auto theirs = nlohmann::json::parse(
