@@ -119,7 +119,8 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
   }
   net::Mesh mesh(mc);
   mesh.start();
-  train::DistContext ctx{mesh, plan, [&](int64_t iteration) {
+  train::DistContext ctx{mesh, plan,
+                         [&](int64_t iteration) {
                            if (!fault || !fault->fires(env.rank, static_cast<uint64_t>(iteration)))
                              return;
                            if (net::execute_process_fault(*fault)) return;
@@ -129,7 +130,9 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
                              mesh.flush(net::deadline_in(env.op_timeout_s));
                              mesh.corrupt_next_frame_for_testing();
                            }
-                         }};
+                         },
+                         // The rank keeps its own partition's copy; the full set goes.
+                         [&] { d.train.reset(); }};
   train::Trainer trainer(cfg, model, *d.train, *d.test, std::cout, &ctx);
   trainer.set_checkpoint_metadata(d.metadata);
   trainer.run();

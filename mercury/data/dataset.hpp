@@ -23,11 +23,19 @@
 //   load_idx_pair(images, labels, num_classes) reads an N x H x W ubyte image file and an N ubyte
 //   label file (plain or gzip) and checks that the counts agree and every label is below
 //   num_classes; failures throw DataError naming the file, the record index and the label.
+//   Moving samples between devices (resharding; data/local_store.hpp): a dataset that supports
+//   it stores each sample in raw_sample_bytes() > 0 bytes (its compact stored form: pixels,
+//   token ids, PCM); copy_of(indices) returns a dataset of the same kind owning copies of those
+//   samples only (sample k = indices[k]); read_raw/write_raw copy one sample's stored bytes out
+//   and in (write_raw with its label). write_raw is the one mutating call: the owner must not
+//   run it while another thread gathers. The defaults refuse (raw_sample_bytes() == 0).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -88,6 +96,70 @@ class Dataset {
   virtual void gather(std::span<const int64_t> indices, float* x, int32_t* y,
                       std::mt19937_64* augment_rng) const = 0;
   int64_t sample_numel() const { return sample_shape().numel(); }
+
+  // Resharding support (see the contract above). Defaults: not supported.
+  virtual int64_t raw_sample_bytes() const { return 0; }
+  virtual std::unique_ptr<Dataset> copy_of(std::span<const int64_t> indices) const {
+    (void)indices;
+    throw std::logic_error(describe() + " cannot copy samples out (no stored form)");
+  }
+  virtual void read_raw(int64_t index, std::span<std::byte> out) const {
+    (void)index, (void)out;
+    throw std::logic_error(describe() + " cannot read raw samples");
+  }
+  virtual void write_raw(int64_t index, std::span<const std::byte> raw, int32_t label) {
+    (void)index, (void)raw, (void)label;
+    throw std::logic_error(describe() + " cannot write raw samples");
+  }
+
+ protected:
+  // Checks of the raw-sample calls, shared by the implementations.
+  void check_raw(const char* what, int64_t index, std::size_t bytes) const {
+    if (index < 0 || index >= size()) {
+      throw std::out_of_range(describe() + ": " + what + " of sample " + std::to_string(index) +
+                              ", expected 0.." + std::to_string(size() - 1));
+    }
+    if (bytes != static_cast<std::size_t>(raw_sample_bytes())) {
+      throw std::invalid_argument(describe() + ": " + what + " of " + std::to_string(bytes) +
+                                  " bytes, expected " + std::to_string(raw_sample_bytes()));
+    }
+  }
+  void check_label(int32_t label) const {
+    if (label < 0 || label >= num_classes()) {
+      throw std::invalid_argument(describe() + ": label " + std::to_string(label) +
+                                  ", expected 0.." + std::to_string(num_classes() - 1));
+    }
+  }
+  // The same dataset kind's vector fields, restricted to `indices` (`per` values per sample).
+  template <class T>
+  std::vector<T> pick_rows(const std::vector<T>& all, std::span<const int64_t> indices,
+                           int64_t per) const {
+    std::vector<T> out;
+    out.reserve(indices.size() * static_cast<std::size_t>(per));
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      const int64_t i = indices[k];
+      if (i < 0 || i >= size()) {
+        throw std::out_of_range(describe() + ": copy_of position " + std::to_string(k) +
+                                " has index " + std::to_string(i) + ", expected 0.." +
+                                std::to_string(size() - 1));
+      }
+      out.insert(out.end(), all.begin() + i * per, all.begin() + (i + 1) * per);
+    }
+    return out;
+  }
+  template <class T>
+  void raw_out(const std::vector<T>& all, int64_t index, std::span<std::byte> out) const {
+    check_raw("read_raw", index, out.size());
+    std::memcpy(out.data(), all.data() + index * (raw_sample_bytes() / int64_t(sizeof(T))),
+                out.size());
+  }
+  template <class T>
+  void raw_in(std::vector<T>& all, int64_t index, std::span<const std::byte> raw, int32_t label) {
+    check_raw("write_raw", index, raw.size());
+    check_label(label);
+    std::memcpy(all.data() + index * (raw_sample_bytes() / int64_t(sizeof(T))), raw.data(),
+                raw.size());
+  }
 };
 
 struct ImageDataset final : Dataset {
@@ -118,6 +190,30 @@ struct ImageDataset final : Dataset {
     if (augment.hflip) text += ", train hflip";
     return text + ")";
   }
+  int64_t raw_sample_bytes() const override { return image_size(); }
+  std::unique_ptr<Dataset> copy_of(std::span<const int64_t> indices) const override {
+    auto d = std::make_unique<ImageDataset>();
+    d->n = static_cast<int64_t>(indices.size());
+    d->channels = channels;
+    d->height = height;
+    d->width = width;
+    d->classes = classes;
+    d->pixels = pick_rows(pixels, indices, image_size());
+    d->labels = pick_rows(labels, indices, 1);
+    d->name = name;
+    d->mean = mean;
+    d->stddev = stddev;
+    d->augment = augment;
+    return d;
+  }
+  void read_raw(int64_t index, std::span<std::byte> out) const override {
+    raw_out(pixels, index, out);
+  }
+  void write_raw(int64_t index, std::span<const std::byte> raw, int32_t label) override {
+    raw_in(pixels, index, raw, label);
+    labels[static_cast<size_t>(index)] = label;
+  }
+
   void gather(std::span<const int64_t> indices, float* x, int32_t* y,
               std::mt19937_64* augment_rng) const override {
     // One value broadcasts to every channel; no allocation (this runs every step).

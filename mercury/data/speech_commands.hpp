@@ -246,6 +246,34 @@ struct SpeechDataset final : Dataset {
     return audio.data() + index * features->options().clip_samples;
   }
 
+  std::size_t audio_count() const { return static_cast<std::size_t>(n); }
+  int64_t raw_sample_bytes() const override {
+    return features->options().clip_samples * int64_t(sizeof(int16_t));
+  }
+  std::unique_ptr<Dataset> copy_of(std::span<const int64_t> indices) const override {
+    auto d = std::make_unique<SpeechDataset>();
+    d->n = static_cast<int64_t>(indices.size());
+    d->audio = pick_rows(audio, indices, features->options().clip_samples);
+    d->labels = pick_rows(labels, indices, 1);
+    if (paths.size() == audio_count()) d->paths = pick_rows(paths, indices, 1);
+    d->class_names = class_names;
+    d->features = features;
+    d->noise = noise;
+    d->augment = augment;
+    d->feature_mean = feature_mean;
+    d->feature_std = feature_std;
+    d->name = name;
+    return d;
+  }
+  void read_raw(int64_t index, std::span<std::byte> out) const override {
+    raw_out(audio, index, out);
+  }
+  void write_raw(int64_t index, std::span<const std::byte> raw, int32_t label) override {
+    raw_in(audio, index, raw, label);
+    labels[static_cast<size_t>(index)] = label;
+    if (paths.size() == audio_count()) paths[static_cast<size_t>(index)] = "(resharded)";
+  }
+
   void gather(std::span<const int64_t> indices, float* x, int32_t* y,
               std::mt19937_64* augment_rng) const override {
     const int64_t per_sample = features->numel();

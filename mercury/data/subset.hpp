@@ -10,6 +10,8 @@
 //   order, with the same augmentation RNG: no allocation, the same result as gathering the
 //   mapped indices from base directly (datasets gather sample by sample). Like every Dataset,
 //   const and safe to call concurrently into different buffers.
+// - Raw samples (resharding) are read from the base; copy_of maps the indices and copies from the
+//   base; write_raw is refused (a view owns nothing).
 #pragma once
 
 #include <algorithm>
@@ -56,6 +58,17 @@ class Subset final : public Dataset {
       base_.gather(std::span<const int64_t>(mapped, c), x + static_cast<int64_t>(b) * per_sample,
                    y + b, augment_rng);
     }
+  }
+
+  // Raw samples come from the base (a view cannot be written).
+  int64_t raw_sample_bytes() const override { return base_.raw_sample_bytes(); }
+  std::unique_ptr<Dataset> copy_of(std::span<const int64_t> indices) const override {
+    std::vector<int64_t> mapped(indices.size());
+    for (std::size_t k = 0; k < indices.size(); ++k) mapped[k] = map(indices[k], k);
+    return base_.copy_of(mapped);
+  }
+  void read_raw(int64_t index, std::span<std::byte> out) const override {
+    base_.read_raw(map(index, 0), out);
   }
 
   const Dataset& base() const { return base_; }

@@ -394,6 +394,25 @@ struct TextDataset final : Dataset {
     return name + " (" + std::to_string(n) + " texts, " + std::to_string(max_length) +
            " tokens each, " + std::to_string(classes) + " classes)";
   }
+  int64_t raw_sample_bytes() const override { return max_length * int64_t(sizeof(int32_t)); }
+  std::unique_ptr<Dataset> copy_of(std::span<const int64_t> indices) const override {
+    auto d = std::make_unique<TextDataset>();
+    d->n = static_cast<int64_t>(indices.size());
+    d->max_length = max_length;
+    d->classes = classes;
+    d->ids = pick_rows(ids, indices, max_length);
+    d->labels = pick_rows(labels, indices, 1);
+    d->name = name;
+    return d;
+  }
+  void read_raw(int64_t index, std::span<std::byte> out) const override {
+    raw_out(ids, index, out);
+  }
+  void write_raw(int64_t index, std::span<const std::byte> raw, int32_t label) override {
+    raw_in(ids, index, raw, label);
+    labels[static_cast<size_t>(index)] = label;
+  }
+
   void gather(std::span<const int64_t> indices, float* x, int32_t* y,
               std::mt19937_64* /*no text augmentation*/) const override {
     for (size_t b = 0; b < indices.size(); ++b) {

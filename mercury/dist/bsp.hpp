@@ -131,6 +131,8 @@ class BspSync {
   int rank() const { return rank_; }
   int world() const { return world_; }
   const ShardPlan& plan() const { return plan_; }
+  // The transport the engine runs over (other traffic of the run, e.g. resharding, shares it).
+  net::Transport& transport() { return t_; }
   ShardServer& server() { return server_; }
   const ShardServer& server() const { return server_; }
   double op_timeout() const { return op_timeout_s_; }

@@ -136,8 +136,45 @@ class ImportanceCache {
     refreshed_[i] = iteration;
   }
 
-  // Replaces a sample's importance as unknown (a sample that arrived by resharding).
+  // Replaces a sample's importance as unknown.
   void forget(int64_t index) { refreshed_[static_cast<std::size_t>(index)] = -1; }
+
+  // Samples that arrived by resharding into these slots: each takes its group's mean importance
+  // (the mean over the group's members as they were before the arrivals) and the group's refresh
+  // iteration, so it is "unknown" (the prior) in a never-scored group, until the group is
+  // refreshed again.
+  void arrived(std::span<const int64_t> slots) {
+    if (position_.size() != order_.size()) {
+      position_.resize(order_.size());
+      for (std::size_t p = 0; p < order_.size(); ++p)
+        position_[static_cast<std::size_t>(order_[p])] = static_cast<int64_t>(p);
+    }
+    group_mean_.assign(groups_.size(), std::numeric_limits<double>::quiet_NaN());
+    arrived_group_.resize(slots.size());
+    for (std::size_t k = 0; k < slots.size(); ++k) {  // every mean before any write
+      const int64_t slot = slots[k];
+      if (slot < 0 || slot >= size()) {
+        throw std::out_of_range("ImportanceCache::arrived: slot " + std::to_string(slot) +
+                                ", expected 0.." + std::to_string(size() - 1));
+      }
+      const int64_t p = position_[static_cast<std::size_t>(slot)];
+      const auto it = std::upper_bound(groups_.begin(), groups_.end(), p,
+                                       [](int64_t v, const Group& g) { return v < g.start; });
+      const auto g = static_cast<std::size_t>(it - groups_.begin() - 1);
+      arrived_group_[k] = g;
+      if (std::isnan(group_mean_[g])) {
+        double sum = 0;
+        for (int64_t m : members(groups_[g])) sum += importance(m);
+        group_mean_[g] = sum / static_cast<double>(groups_[g].size);
+      }
+    }
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      const auto i = static_cast<std::size_t>(slots[k]);
+      const Group& g = groups_[arrived_group_[k]];
+      loss_[i] = static_cast<float>(group_mean_[arrived_group_[k]]);
+      refreshed_[i] = g.refreshed;
+    }
+  }
 
   // Checkpointing: the complete state (losses, refresh iterations, visiting order, groups,
   // cursor, EMA, counters). load() requires the same number of samples and validates the
@@ -197,6 +234,7 @@ class ImportanceCache {
     loss_ = std::move(loss);
     refreshed_ = std::move(refreshed);
     order_ = std::move(order);
+    position_.clear();  // rebuilt on demand
     groups_ = std::move(groups);
     cursor_ = cursor;
   }
@@ -232,7 +270,10 @@ class ImportanceCache {
   std::vector<float> loss_;
   std::vector<int64_t> refreshed_;
   std::vector<int64_t> order_;
+  std::vector<int64_t> position_;  // inverse of order_ (built by arrived())
   std::vector<Group> groups_, scratch_;
+  std::vector<double> group_mean_;
+  std::vector<std::size_t> arrived_group_;
   int64_t cursor_ = 0;
   int64_t refreshes_ = 0;
   int64_t nonfinite_ = 0;

@@ -79,6 +79,9 @@ class BatchPolicy {
                        int64_t iteration) {
     (void)indices, (void)losses, (void)iteration;
   }
+  // Resharding put other samples into these local slots (their sizes and positions unchanged):
+  // a policy with per-sample state treats them as new. Default: nothing to update.
+  virtual void samples_replaced(std::span<const int64_t> slots) { (void)slots; }
   // Whether the policy wants the last-layer gradient-norm bounds of the batch its last next()
   // drew (computed in the training forward: Engine::grad's `bounds`), passed to observe_bounds().
   virtual bool wants_grad_bounds() const { return false; }
@@ -237,6 +240,7 @@ class GroupwisePolicy final : public BatchPolicy {
     plan.weights.assign(draw_.weights.begin(), draw_.weights.end());
   }
   const ImportanceCache* cache() const override { return &cache_; }
+  void samples_replaced(std::span<const int64_t> slots) override { cache_.arrived(slots); }
   // Background scoring (BACC): the next samples of the visiting order to score (at most m; fewer
   // at the end of a cycle), and their scores, a prefix of them, once computed.
   std::span<const int64_t> candidates(int64_t m) const { return cache_.next_group(m); }

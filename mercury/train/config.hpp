@@ -8,8 +8,10 @@
 //   expected type and what was found; validate() checks ranges.
 #pragma once
 
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -81,7 +83,27 @@ struct TrainConfig {
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
   int64_t bacc_max_group = 8192;   // bacc: most samples scored in one aggregation window
   std::string replay_group_sizes;  // bacc: a metrics file whose "bacc" events fix each step's group
+  // Resharding (distributed; mercury/dist/reshard.hpp).
+  std::string reshard = "off";        // off | random | importance
+  double reshard_budget = 0.5;        // fraction of a full reshuffle moved per epoch
+  std::string reshard_share = "all";  // this device: all | none | N (most samples sent per epoch)
 };
+
+// reshard_share as a per-epoch cap: -1 = all, else the count ("none" = 0). Throws
+// std::invalid_argument on anything else.
+inline int64_t parse_reshard_share(const std::string& s) {
+  if (s == "all") return -1;
+  if (s == "none") return 0;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end || errno || v < 0 || s[0] == '-' || s[0] == '+' || s[0] == ' ') {
+    throw std::invalid_argument(
+        "reshard_share: expected all, none or a sample count >= 0 sent per epoch, found '" + s +
+        "'");
+  }
+  return v;
+}
 
 // (key, help) for every field, in the order --help shows them.
 inline const std::vector<std::pair<std::string, std::string>>& train_config_help() {
@@ -170,6 +192,15 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"replay_group_sizes",
        "bacc: repeat the group sizes an earlier run logged (its metrics file; rank r reads its "
        "own .rank<r> file) bit for bit"},
+      {"reshard",
+       "distributed: swap raw samples between ranks during training: off | random | importance "
+       "(picks high-importance samples; needs sampler mercury or all-is)"},
+      {"reshard_budget",
+       "distributed: samples moved per epoch as a fraction of a full reshuffle (N (W-1)/W), in "
+       "[0, 1]"},
+      {"reshard_share",
+       "distributed, this device: all | none | N: the most samples this device gives away per "
+       "epoch (it still trains; a pair swaps what both sides allow)"},
   };
   return h;
 }
@@ -232,7 +263,10 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"scorer_threads", c.scorer_threads},
                         {"bacc_chunk", c.bacc_chunk},
                         {"bacc_max_group", c.bacc_max_group},
-                        {"replay_group_sizes", c.replay_group_sizes}};
+                        {"replay_group_sizes", c.replay_group_sizes},
+                        {"reshard", c.reshard},
+                        {"reshard_budget", c.reshard_budget},
+                        {"reshard_share", c.reshard_share}};
 }
 
 inline const char* json_type_name(const nlohmann::json& v) {
@@ -328,6 +362,9 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.bacc_chunk = j["bacc_chunk"];
   c.bacc_max_group = j["bacc_max_group"];
   c.replay_group_sizes = j["replay_group_sizes"];
+  c.reshard = j["reshard"];
+  c.reshard_budget = j["reshard_budget"];
+  c.reshard_share = j["reshard_share"];
   return c;
 }
 
@@ -409,6 +446,15 @@ inline void validate(const TrainConfig& c) {
   need(c.bacc_max_group >= c.bacc_chunk && c.bacc_max_group <= (int64_t{1} << 24),
        "bacc_max_group: expected bacc_chunk.." + std::to_string(int64_t{1} << 24),
        std::to_string(c.bacc_max_group));
+  need(c.reshard == "off" || c.reshard == "random" || c.reshard == "importance",
+       "reshard: expected off, random or importance", "'" + c.reshard + "'");
+  need(c.reshard != "importance" || c.sampler == "mercury" || c.sampler == "all-is",
+       "reshard importance: expected sampler mercury or all-is (it picks by their importance "
+       "cache; use reshard random with other samplers)",
+       "sampler '" + c.sampler + "'");
+  need(c.reshard_budget >= 0 && c.reshard_budget <= 1,
+       "reshard_budget: expected a fraction in [0, 1]", std::to_string(c.reshard_budget));
+  (void)parse_reshard_share(c.reshard_share);
 }
 
 }  // namespace mercury::train

@@ -4,8 +4,9 @@
 //
 // Contract
 // - Every rank computes the same split: data::partition of the first train_limit samples with
-//   cfg.partition (iid | dirichlet | shards) seeded by cfg.seed; LocalData holds this rank's part
-//   as a data::Subset and every rank's part size.
+//   cfg.partition (iid | dirichlet | shards) seeded by cfg.seed; LocalData holds a copy of this
+//   rank's part (a data::LocalStore: only its own samples, which resharding edits) and every
+//   rank's part size.
 // - rank_seed(seed, rank): the seed of a rank's own streams (shuffle, dropout, augmentation,
 //   sampler); rank 0 keeps the run's seed, so a world-1 run equals the single-device run.
 // - rank_weight_scale(sizes, rank): the factor W·N_k/N on rank k's loss weights that makes the
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "mercury/data/local_store.hpp"
 #include "mercury/data/partition.hpp"
 #include "mercury/data/subset.hpp"
 #include "mercury/dist/shard_plan.hpp"
@@ -39,9 +41,13 @@ namespace mercury::train {
 struct DistContext {
   net::Transport& transport;
   dist::ShardPlan plan;
-  // Called at the start of every step with its global iteration (fault injection in tests:
-  // MERCURY_FAULT). Optional.
+  // Called at the start of every step with its global iteration, after the step's reshard
+  // samples (if any) were handed to the transport (fault injection: MERCURY_FAULT). Optional.
   std::function<void(int64_t iteration)> before_step;
+  // Called once the trainer no longer reads the full training set it was given (it holds its own
+  // partition; after a distributed resume restored it): the caller may free the dataset, as a
+  // device keeps only its own samples. Optional.
+  std::function<void()> release_dataset;
 };
 
 inline uint64_t rank_seed(uint64_t seed, int rank) {
@@ -75,8 +81,8 @@ inline void scale_weights(importance::BatchPlan& plan, double scale) {
 }
 
 struct LocalData {
-  std::unique_ptr<data::Subset> part;  // this rank's samples
-  std::vector<int64_t> sizes;          // every rank's part size
+  std::unique_ptr<data::LocalStore> part;  // this rank's samples (its own copy)
+  std::vector<int64_t> sizes;              // every rank's part size
 };
 
 inline LocalData local_partition(const TrainConfig& c, const data::Dataset& full, int rank,
@@ -98,10 +104,11 @@ inline LocalData local_partition(const TrainConfig& c, const data::Dataset& full
   }
   LocalData out;
   for (const auto& d : part.devices) out.sizes.push_back(static_cast<int64_t>(d.size()));
-  out.part =
-      std::make_unique<data::Subset>(full, std::move(part.devices[static_cast<std::size_t>(rank)]),
-                                     "rank " + std::to_string(rank) + "/" + std::to_string(world) +
-                                         " " + c.partition + " partition");
+  // Indices into the first n samples are indices into `full` (the head is the identity prefix).
+  out.part = std::make_unique<data::LocalStore>(
+      full, std::move(part.devices[static_cast<std::size_t>(rank)]),
+      "rank " + std::to_string(rank) + "/" + std::to_string(world) + " " + c.partition +
+          " partition");
   return out;
 }
 
@@ -110,9 +117,9 @@ inline LocalData local_partition(const TrainConfig& c, const data::Dataset& full
 // paths only whether they are set where that changes the protocol (resume, replay).
 inline nlohmann::json shared_config(const TrainConfig& c) {
   nlohmann::json j = to_json(c);
-  for (const char* local :
-       {"data_dir", "threads", "checkpoint", "resume", "metrics", "progress", "eval_batch",
-        "test_limit", "op_timeout", "scorer_threads", "bacc_chunk", "replay_group_sizes"})
+  for (const char* local : {"data_dir", "threads", "checkpoint", "resume", "metrics", "progress",
+                            "eval_batch", "test_limit", "op_timeout", "scorer_threads",
+                            "bacc_chunk", "replay_group_sizes", "reshard_share"})
     j.erase(local);
   j["resume (set)"] = !c.resume.empty();
   j["replay_group_sizes (set)"] = !c.replay_group_sizes.empty();

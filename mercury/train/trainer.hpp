@@ -57,6 +57,13 @@
 //   every rank adds a "dist" event per epoch with its compute_s (forward + backward), comm_s,
 //   idle_s, update_s, BSP payload bytes (see dist/bsp.hpp) and the transport's cumulative link
 //   bytes (link_bytes_sent/received).
+// - Data a rank holds: a copy of its own part (data::LocalStore); once run() has restored a
+//   resumed partition it calls DistContext::release_dataset so the caller can free the full set.
+// - Resharding (--reshard random|importance, dist/reshard.hpp): at the start of each step the
+//   rank sends its pair partner this step's share of samples (low priority, under the compute);
+//   after the aggregation it puts the partner's samples into the slots it sent, and the policy
+//   treats them as new (group-mean importance). Applied at step boundaries only: bitwise
+//   reproducible, and the partition (every rank's sample ids) is part of the checkpoint.
 // - Ranks that share one process (net::LocalHub) should use threads = 1: the pool is
 //   process-wide and serves one caller at a time (the others run their chunks inline).
 #pragma once
@@ -65,6 +72,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,6 +85,7 @@
 
 #include "mercury/data/dataset.hpp"
 #include "mercury/dist/bsp.hpp"
+#include "mercury/dist/reshard.hpp"
 #include "mercury/dist/shard_plan.hpp"
 #include "mercury/importance/policy.hpp"
 #include "mercury/importance/stats.hpp"
@@ -104,6 +113,7 @@ class Trainer {
         world_(dist ? dist->transport.world() : 1),
         model_(model),
         local_(dist ? local_partition(cfg_, train, rank_, world_) : LocalData{}),
+        full_train_(dist ? &train : nullptr),
         train_(local_.part ? *local_.part : train),
         test_(test),
         engine_(model, seed()),
@@ -124,9 +134,16 @@ class Trainer {
       n_train_ = train_.size();  // the partition already honours train_limit
       n_epoch_ = *std::max_element(local_.sizes.begin(), local_.sizes.end());
       before_step_ = dist->before_step;
+      release_dataset_ = dist->release_dataset;
       bsp_ = std::make_unique<dist::BspSync>(dist->transport, dist->plan, model_.params,
                                              optimizer_config(cfg_), cfg_.op_timeout);
       if (cfg_.sampler != "uniform") weight_scale_ = rank_weight_scale(local_.sizes, rank_);
+    }
+    if (!dist && cfg_.reshard != "off") {
+      throw std::invalid_argument(
+          "reshard: expected off on a single device (resharding swaps "
+          "samples between ranks), found '" +
+          cfg_.reshard + "'");
     }
     for (const data::Dataset* d : {&train_, &test_}) {
       if (d->sample_shape() != model_.sample_shape || d->num_classes() != model_.num_classes) {
@@ -176,6 +193,10 @@ class Trainer {
   // The factor on this rank's importance weights (1 on a single device and for uniform).
   double weight_scale() const { return weight_scale_; }
   const importance::BatchPolicy& policy() const { return *policy_; }
+  // Distributed: the samples this rank holds (null on a single device).
+  const data::LocalStore* local_store() const { return local_.part.get(); }
+  // Distributed with reshard on (after run() started): the resharder.
+  const dist::Resharder* resharder() const { return resharder_.get(); }
 
   struct StepResult {
     double loss = 0;    // the batch's (weighted) mean training loss
@@ -186,6 +207,7 @@ class Trainer {
   // sampler, aggregate and apply the update.
   StepResult step() {
     const int64_t it = cursor_.global_step;
+    if (resharder_) resharder_->send(it, policy_->cache());  // travels while the step computes
     if (before_step_) before_step_(it);
     const double cpu0 = process_cpu_seconds();
     choose_batch(it);
@@ -199,6 +221,10 @@ class Trainer {
       const auto ta = clock::now();
       bsp_->step(lr, it);
       if (window) close_window(it, seconds_since(ta));
+      if (resharder_) {  // the partner's samples into the slots this rank sent
+        const auto slots = resharder_->receive(it);
+        if (!slots.empty()) policy_->samples_replaced(slots);
+      }
     } else {
       const bool window = worker_ && open_window(it);
       const auto ta = clock::now();
@@ -216,7 +242,9 @@ class Trainer {
   TrainResult run() {
     write_start();
     if (bsp_) check_same_config();
+    if (bsp_ && cfg_.reshard != "off") setup_resharder();
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
+    if (bsp_) release_full_dataset();
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step, startup_timeout());
     const auto t0 = clock::now();
     run_t0_ = t0;
@@ -665,6 +693,15 @@ class Trainer {
                     static_cast<double>(st.bytes_sent) / (1 << 20),
                     static_cast<double>(st.bytes_received) / (1 << 20));
       log << line;
+      if (resharder_) {
+        const dist::ReshardStats& rs = resharder_->stats();
+        std::snprintf(line, sizeof line,
+                      "rank %d: resharded %lld samples out, %lld in (%.2f MiB sent), waited %.3fs "
+                      "for arrivals\n",
+                      rank_, static_cast<long long>(rs.sent), static_cast<long long>(rs.received),
+                      static_cast<double>(rs.bytes_sent) / (1 << 20), rs.wait_s);
+        log << line;
+      }
     }
     if (rank_ == 0) {
       log << "done: " << result.steps << " steps, test_acc " << 100.0 * result.final_test_acc
@@ -686,7 +723,14 @@ class Trainer {
             {"bytes_sent", st.bytes_sent},
             {"bytes_received", st.bytes_received},
             {"link_bytes_sent", link.bytes_sent},
-            {"link_bytes_received", link.bytes_received}};
+            {"link_bytes_received", link.bytes_received},
+            {"reshard", cfg_.reshard},
+            {"reshard_sent", resharder_ ? resharder_->stats().sent : 0},
+            {"reshard_received", resharder_ ? resharder_->stats().received : 0},
+            {"reshard_bytes_sent", resharder_ ? resharder_->stats().bytes_sent : 0},
+            {"reshard_wait_s", resharder_ ? resharder_->stats().wait_s : 0.0},
+            {"reshard_cpu_s",
+             resharder_ ? resharder_->stats().select_s + resharder_->stats().apply_s : 0.0}};
   }
 
   // Per-rank communication record (every rank, its own metrics file).
@@ -866,6 +910,10 @@ class Trainer {
     io::StateWriter policy;
     policy_->save_state(policy);
     w.vec(policy.bytes());
+    w.vec(local_.part->ids());  // the current partition (resharding changes it)
+    io::StateWriter reshard;
+    if (resharder_) resharder_->save(reshard);
+    w.vec(reshard.bytes());
     return w.bytes();
   }
   void restore_own_state(std::span<const std::byte> bytes, const std::string& what) {
@@ -873,10 +921,74 @@ class Trainer {
     r.rng("dropout rng", engine_.rng());
     r.rng("augmentation rng", augment_rng_);
     const auto policy = r.vec<std::byte>("sampler state");
+    auto ids = r.vec<int64_t>("partition sample ids", n_train_);
+    const auto reshard = r.vec<std::byte>("reshard state");
     r.finish();
+    if (ids != local_.part->ids()) {  // resharding had moved samples: hold what was held
+      if (!full_train_) {
+        throw std::logic_error(what +
+                               ": the partition differs, but the full training set "
+                               "was already released");
+      }
+      local_.part->reload(*full_train_, std::move(ids));
+    }
     io::StateReader p(policy, what + ": " + cfg_.sampler + " sampler state");
     policy_->load_state(p);
     p.finish();
+    if (resharder_ && !reshard.empty()) {
+      io::StateReader q(reshard, what + ": reshard state");
+      resharder_->load(q);
+      q.finish();
+    }
+  }
+
+  // Distributed: the trainer holds its own partition now; the caller may free the full set.
+  void release_full_dataset() {
+    full_train_ = nullptr;
+    if (release_dataset_) release_dataset_();
+    release_dataset_ = nullptr;
+  }
+
+  // Collective (reshard on): every rank learns every rank's share cap, then builds its
+  // Resharder over its local store.
+  void setup_resharder() {
+    const int64_t mine = parse_reshard_share(cfg_.reshard_share);
+    const auto* b = reinterpret_cast<const std::byte*>(&mine);
+    const auto all = bsp_->gather_blobs(std::span<const std::byte>(b, sizeof mine), 3,
+                                        cursor_.global_step, startup_timeout());
+    std::vector<std::vector<std::byte>> out;
+    if (rank_ == 0) {
+      std::vector<std::byte> caps;
+      for (const auto& blob : all) {
+        if (blob.size() != sizeof(int64_t))
+          throw std::runtime_error("reshard: a rank sent a malformed share cap");
+        caps.insert(caps.end(), blob.begin(), blob.end());
+      }
+      out.assign(static_cast<std::size_t>(world_), caps);
+    }
+    const auto got = bsp_->scatter_blobs(out, 3, cursor_.global_step, startup_timeout());
+    if (got.size() != sizeof(int64_t) * static_cast<std::size_t>(world_))
+      throw std::runtime_error("reshard: malformed share caps from rank 0");
+    std::vector<int64_t> caps(static_cast<std::size_t>(world_));
+    std::memcpy(caps.data(), got.data(), got.size());
+    for (int64_t& c : caps)
+      if (c < 0) c = dist::ReshardSchedule::kUnlimited;
+    dist::ReshardConfig rc;
+    rc.mode = dist::parse_reshard_mode(cfg_.reshard);
+    rc.budget = cfg_.reshard_budget;
+    rc.steps_per_epoch = steps_per_epoch();
+    rc.seed = seed();
+    rc.timeout_s = cfg_.op_timeout;
+    resharder_ =
+        std::make_unique<dist::Resharder>(bsp_->transport(), *local_.part, rc, local_.sizes, caps);
+    const dist::ReshardSchedule& sc = resharder_->schedule();
+    report_.log() << "rank " << rank_ << ": reshard " << cfg_.reshard << ", budget "
+                  << cfg_.reshard_budget << " (" << sc.epoch_quota(rank_)
+                  << " samples per epoch), shares "
+                  << (caps[rank_] == dist::ReshardSchedule::kUnlimited
+                          ? std::string("all")
+                          : std::to_string(caps[rank_]) + " per epoch")
+                  << "\n";
   }
 
   void resumed_at(const std::string& path, const Cursor& c) {
@@ -937,6 +1049,9 @@ class Trainer {
   std::vector<int32_t> eval_y_, eval_pred_;
   std::vector<int64_t> eval_idx_;
   std::function<void(int64_t)> before_step_;
+  std::function<void()> release_dataset_;
+  const data::Dataset* full_train_ = nullptr;   // distributed: until release_full_dataset()
+  std::unique_ptr<dist::Resharder> resharder_;  // distributed, reshard on
   std::unique_ptr<importance::BatchPolicy> policy_;
   importance::BatchPlan plan_;
   bool bacc_ = false;
