@@ -155,10 +155,11 @@ void kill_rank(Rank& rank) {
 }  // namespace
 
 TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across repeated runs") {
-  // Uniform sync SGD, and Mercury with BACC's fixed group over unequal parts.
-  const std::vector<std::string> mercury_args = {"--sampler",   "mercury",      "--pipeline",
-                                                 "bacc",        "--group-size", "40",
-                                                 "--partition", "dirichlet"};
+  // Uniform sync SGD, and Mercury with BACC's fixed group and importance-aware resharding over
+  // unequal parts.
+  const std::vector<std::string> mercury_args = {
+      "--sampler",   "mercury",   "--pipeline", "bacc",       "--group-size",     "40",
+      "--partition", "dirichlet", "--reshard",  "importance", "--reshard-budget", "1"};
   for (const bool importance : {false, true}) {
     CAPTURE(importance);
     TempDir d;
@@ -198,6 +199,8 @@ TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across 
       cfg.pipeline = "bacc";
       cfg.group_size = 40;
       cfg.partition = "dirichlet";
+      cfg.reshard = "importance";
+      cfg.reshard_budget = 1;
     }
     net::LocalHub hub(W);
     std::vector<std::unique_ptr<nn::Model>> models;
@@ -252,6 +255,43 @@ TEST_CASE("a rank killed mid-run: every survivor exits non-zero within the timeo
   }
   CHECK(took < 10 + 5 + 10);  // op timeout + 5 s, plus start-up on a loaded 2-core machine
   check_no_tsan_report(ranks);
+}
+
+TEST_CASE("resharding processes: a rank killed mid-swap, resumed, ends bit-exact") {
+  TempDir d;
+  write_tiny_fashion_mnist(d.path(), 512, 64, /*noisy=*/true);
+  auto args = train_args(d, 48, 12);
+  args.insert(args.end(),
+              {"--sampler", "mercury", "--reshard", "importance", "--reshard-budget", "1",
+               "--partition", "shards", "--checkpoint-every", "3", "--pipeline", "bacc",
+               "--group-size", "32"});  // a fixed group: deterministic, so bit-exact
+  auto launch = [&](const std::string& ckpt, const std::vector<std::string>& extra,
+                    const std::vector<std::string>& env) {
+    std::vector<std::string> argv = {"/usr/bin/env"};  // the fault reaches the ranks via launch
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.insert(argv.end(), {kMercury, "launch", "-n", "3", "--", kMercury});
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--checkpoint", ckpt});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return tools::run_process(argv, 120);
+  };
+  const std::string whole = d.file("whole.safetensors"), cut = d.file("cut.safetensors");
+  const auto w = launch(whole, {}, {});
+  INFO(w.out, w.err);
+  REQUIRE(w.ok());
+  CHECK(w.out.find("resharded") != std::string::npos);
+  // Rank 1 dies at step 7, its reshard samples just handed to the transport; step 6 was saved.
+  const auto k = launch(cut, {}, {"MERCURY_FAULT=rank=1,iter=7,action=kill"});
+  INFO(k.out, k.err);
+  CHECK_FALSE(k.ok());
+  check_no_tsan_report(k.out + k.err, "the killed run");
+  const auto r = launch(cut, {"--resume", cut}, {});
+  INFO(r.out, r.err);
+  REQUIRE(r.ok());
+  check_no_tsan_report(r.out + r.err, "the resumed run");
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1, {});
+  CHECK(checkpoint_params(cut, *model) == checkpoint_params(whole, *model));
 }
 
 TEST_CASE("a stalled rank (SIGSTOP) is named by a heartbeat timeout") {
