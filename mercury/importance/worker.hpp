@@ -21,12 +21,19 @@
 // - WindowStats: busy_s (S's wall time scoring), cpu_s (S's thread CPU time), exposed_s (T's
 //   wait in close(): scoring the aggregation did not hide), hidden_s = max(0, busy − exposed).
 // - S runs on its own thread pool of `threads` workers (PoolBinding), never the process pool.
+// - idle_priority (default): S and its pool's workers run under SCHED_IDLE (Linux), so they get
+//   only CPU time no other thread wants — the training thread, the transport's I/O thread and
+//   other processes' compute always go first; scoring fills what the aggregation leaves idle.
+//   priority_applied() says whether the kernel accepted it (it is never refused on Linux: a
+//   thread may always lower its own priority).
 // - Destroying the worker with a window open (T unwinding from a failed aggregation) stops S at
 //   its next chunk boundary, even for a fixed group, and joins it.
 // - Scoring is forward-only in eval mode (train_mode_norm: batch statistics on a copy); it never
 //   writes weights, gradients, BN statistics or optimizer state.
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -53,6 +60,7 @@ struct WorkerConfig {
   int64_t max_group = 8192;  // most samples one window may score
   int threads = 1;           // the scorer's own worker budget
   bool train_mode_norm = false;
+  bool idle_priority = true;  // S (and its pool) under SCHED_IDLE: it only takes idle CPU
   // Tests: called on the scorer thread after each chunk with the samples scored so far.
   std::function<void(int64_t scored)> after_chunk;
 };
@@ -70,7 +78,6 @@ class ScoringWorker {
   ScoringWorker(nn::Model& model, const data::Dataset& data, const WorkerConfig& cfg)
       : cfg_(checked(cfg)),
         scorer_(model, data, cfg.chunk),
-        pool_(cfg.threads),
         weights_(static_cast<std::size_t>(model.params.size())),
         buffers_(static_cast<std::size_t>(model.params.buffer_size())),
         candidates_(static_cast<std::size_t>(cfg.max_group)),
@@ -138,6 +145,8 @@ class ScoringWorker {
   }
 
   std::span<const float> scores() const { return {scores_.data(), scores_.size()}; }
+  // Whether S runs under SCHED_IDLE (-1: not asked, or S has not started yet; 0: refused).
+  int priority_applied() const { return priority_.load(std::memory_order_acquire); }
   // Whether close() (or the destructor) has ended the open window (tests synchronise on it).
   bool closing() const { return close_.load(std::memory_order_acquire); }
 
@@ -161,6 +170,15 @@ class ScoringWorker {
     if (state_.load(std::memory_order_acquire) != kIdle)
       throw std::logic_error(std::string("ScoringWorker::") + what + ": a window is open");
   }
+  static bool lower_priority() {
+#if defined(__linux__) && defined(SCHED_IDLE)
+    sched_param p{};
+    p.sched_priority = 0;
+    return pthread_setschedparam(pthread_self(), SCHED_IDLE, &p) == 0;
+#else
+    return false;
+#endif
+  }
   static double thread_cpu_seconds() {
     timespec ts{};
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -168,7 +186,10 @@ class ScoringWorker {
   }
 
   void loop() {
-    PoolBinding bind(pool_);
+    // The priority first, then the pool: its workers inherit S's scheduling policy.
+    if (cfg_.idle_priority) priority_.store(lower_priority() ? 1 : 0, std::memory_order_release);
+    ThreadPool pool(cfg_.threads);
+    PoolBinding bind(pool);
     for (;;) {
       state_.wait(kIdle, std::memory_order_acquire);
       const uint32_t s = state_.load(std::memory_order_acquire);
@@ -206,7 +227,7 @@ class ScoringWorker {
 
   WorkerConfig cfg_;
   Scorer scorer_;
-  ThreadPool pool_;
+  std::atomic<int> priority_{-1};  // -1 not yet set (or not asked), 0 refused, 1 applied
   std::vector<float> weights_, buffers_;
   std::vector<int64_t> candidates_;
   std::vector<float> scores_;

@@ -78,8 +78,9 @@ struct TrainConfig {
   double op_timeout = 300;          // seconds a rank waits for one phase of a step
   int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
   // The step pipeline (BACC: mercury/importance/worker.hpp).
-  std::string pipeline = "auto";   // auto (bacc for a distributed mercury run) | sequential | bacc
-  int64_t scorer_threads = 1;      // bacc: the scorer thread's own worker budget
+  std::string pipeline = "auto";  // auto (bacc for a distributed mercury run) | sequential | bacc
+  int64_t scorer_threads = 1;     // bacc: the scorer thread's own worker budget
+  std::string scorer_priority = "idle";  // bacc: idle (SCHED_IDLE: only idle CPU) | normal
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
   int64_t bacc_max_group = 8192;   // bacc: most samples scored in one aggregation window
   std::string replay_group_sizes;  // bacc: a metrics file whose "bacc" events fix each step's group
@@ -185,6 +186,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "(score, then compute, then aggregate) | bacc (a scorer thread scores the next group "
        "while the aggregation holds the link; group_size > 0 fixes the group, 0 adapts it)"},
       {"scorer_threads", "bacc: worker threads of the scorer thread's own pool"},
+      {"scorer_priority",
+       "bacc: idle (the scorer runs under SCHED_IDLE and takes only CPU time nothing else wants) "
+       "| normal"},
       {"bacc_chunk",
        "bacc: samples per scoring chunk; scoring stops at the first chunk boundary "
        "after the aggregation"},
@@ -261,6 +265,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"replica_check_every", c.replica_check_every},
                         {"pipeline", c.pipeline},
                         {"scorer_threads", c.scorer_threads},
+                        {"scorer_priority", c.scorer_priority},
                         {"bacc_chunk", c.bacc_chunk},
                         {"bacc_max_group", c.bacc_max_group},
                         {"replay_group_sizes", c.replay_group_sizes},
@@ -359,6 +364,7 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.replica_check_every = j["replica_check_every"];
   c.pipeline = j["pipeline"];
   c.scorer_threads = j["scorer_threads"];
+  c.scorer_priority = j["scorer_priority"];
   c.bacc_chunk = j["bacc_chunk"];
   c.bacc_max_group = j["bacc_max_group"];
   c.replay_group_sizes = j["replay_group_sizes"];
@@ -441,6 +447,8 @@ inline void validate(const TrainConfig& c) {
        "sampler '" + c.sampler + "'");
   need(c.scorer_threads >= 1 && c.scorer_threads <= 1024, "scorer_threads: expected 1..1024",
        std::to_string(c.scorer_threads));
+  need(c.scorer_priority == "idle" || c.scorer_priority == "normal",
+       "scorer_priority: expected idle or normal", "'" + c.scorer_priority + "'");
   need(c.bacc_chunk >= 1 && c.bacc_chunk <= 65536, "bacc_chunk: expected 1..65536",
        std::to_string(c.bacc_chunk));
   need(c.bacc_max_group >= c.bacc_chunk && c.bacc_max_group <= (int64_t{1} << 24),

@@ -119,7 +119,7 @@ inline nlohmann::json shared_config(const TrainConfig& c) {
   nlohmann::json j = to_json(c);
   for (const char* local : {"data_dir", "threads", "checkpoint", "resume", "metrics", "progress",
                             "eval_batch", "test_limit", "op_timeout", "scorer_threads",
-                            "bacc_chunk", "replay_group_sizes", "reshard_share"})
+                            "scorer_priority", "bacc_chunk", "replay_group_sizes", "reshard_share"})
     j.erase(local);
   j["resume (set)"] = !c.resume.empty();
   j["replay_group_sizes (set)"] = !c.replay_group_sizes.empty();

@@ -438,6 +438,7 @@ class Trainer {
     wc.chunk = cfg_.bacc_chunk;
     wc.max_group = cfg_.bacc_max_group;
     wc.threads = static_cast<int>(cfg_.scorer_threads);
+    wc.idle_priority = cfg_.scorer_priority == "idle";
     wc.train_mode_norm = cfg_.score_train_mode;
     worker_ = std::make_unique<importance::ScoringWorker>(model_, train_, wc);
     if (!cfg_.replay_group_sizes.empty()) {

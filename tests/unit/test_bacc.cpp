@@ -187,3 +187,28 @@ TEST_CASE("scoring worker: destroyed with a window open, it stops at the next ch
   }                         // as when the training thread throws out of the aggregation
   CHECK(last.load() == 4);  // the chunk running when the destructor began was the last
 }
+
+TEST_CASE("scoring worker: the scorer and its pool take only idle CPU (SCHED_IDLE) unless told") {
+  const auto data = synthetic_images(64, 43);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 5);
+  for (const bool idle : {true, false}) {
+    CAPTURE(idle);
+    importance::WorkerConfig wc;
+    wc.chunk = 8;
+    wc.max_group = 64;
+    wc.threads = 2;
+    wc.idle_priority = idle;
+    std::atomic<int> policy{-1};
+    wc.after_chunk = [&](int64_t) { policy = sched_getscheduler(0); };  // on the scorer thread
+    importance::ScoringWorker worker(*model, data, wc);
+    worker.set_snapshot(model->params.values(), model->params.buffers());
+    worker.open(iota(16), 16);
+    CHECK(worker.close().scored == 16);
+    CHECK(policy.load() == (idle ? SCHED_IDLE : SCHED_OTHER));
+    CHECK(worker.priority_applied() == (idle ? 1 : -1));
+  }
+  train::TrainConfig c;
+  c.scorer_priority = "low";
+  CHECK_THROWS_WITH_AS(train::validate(c), doctest::Contains("scorer_priority: expected idle"),
+                       std::invalid_argument);
+}
