@@ -11,6 +11,9 @@
 //                                // crash loses at most the line being written; invalid UTF-8 in
 //                                // strings is replaced (U+FFFD) rather than failing the run.
 //                                // Write errors (disk full) throw std::runtime_error.
+//   writer.write_line(text);     // a pre-formatted JSON object (no newline) for per-step events
+//                                // on the no-allocation path; the caller guarantees it is valid
+//                                // JSON; only its shape ({...}) is checked.
 //   Thread-safe: lines from concurrent writers never interleave. Move-only.
 #pragma once
 
@@ -21,6 +24,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -51,6 +55,26 @@ class MetricsWriter {
     if (!file_) return;
     std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     line += '\n';
+    append(line);
+  }
+
+  void write_line(std::string_view line) {
+    if (line.size() < 2 || line.front() != '{' || line.back() != '}') {
+      throw std::invalid_argument("metrics log '" + path_ +
+                                  "': expected a JSON object line, found '" +
+                                  std::string(line.substr(0, 200)) + "'");
+    }
+    if (!file_) return;
+    std::lock_guard<std::mutex> lock(*mutex_);
+    if (std::fwrite(line.data(), 1, line.size(), file_.get()) != line.size() ||
+        std::fputc('\n', file_.get()) == EOF || std::fflush(file_.get()) != 0) {
+      throw std::runtime_error("metrics log '" + path_ +
+                               "': cannot write: " + std::strerror(errno));
+    }
+  }
+
+ private:
+  void append(const std::string& line) {
     std::lock_guard<std::mutex> lock(*mutex_);
     if (std::fwrite(line.data(), 1, line.size(), file_.get()) != line.size() ||
         std::fflush(file_.get()) != 0) {
@@ -59,7 +83,6 @@ class MetricsWriter {
     }
   }
 
- private:
   struct FileCloser {
     void operator()(std::FILE* file) const { std::fclose(file); }
   };

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "file_test_support.hpp"
 #include "mercury/io/metrics.hpp"
+#include "mercury/train/report.hpp"
 
 namespace {
 
@@ -103,4 +105,44 @@ TEST_CASE("metrics invalid UTF-8 in a string is replaced, not fatal") {
   const std::vector<nlohmann::json> lines = read_lines(path);
   REQUIRE(lines.size() == 1);
   CHECK(lines[0]["text"] == "bad \xEF\xBF\xBD byte");
+}
+
+TEST_CASE("pre-formatted lines (the per-step path) are written verbatim; non-objects refused") {
+  TempDir dir;
+  const std::string path = dir.file("metrics.jsonl");
+  MetricsWriter writer(path);
+  writer.write_line(R"({"event":"bacc","group":96,"busy_s":0.25})");
+  writer.write({{"event", "eval"}});
+  const auto lines = read_lines(path);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["group"] == 96);
+  CHECK(lines[0]["busy_s"] == 0.25);
+  CHECK(lines[1]["event"] == "eval");
+  for (const char* bad : {"", "{", "}", "[1]", "x{}"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(writer.write_line(bad), std::invalid_argument);
+    CHECK_THROWS_AS(MetricsWriter().write_line(bad), std::invalid_argument);  // disabled too
+  }
+  CHECK(read_lines(path).size() == 2);
+}
+
+TEST_CASE("a BACC step event parses back with every field, at full precision") {
+  TempDir dir;
+  const std::string path = dir.file("run.jsonl");
+  std::ostringstream log;
+  {
+    mercury::train::RunReport report(log, path, false);
+    report.bacc_step(41, 1536, 0.28125, 0.1 / 3, 0.3, 1e-5, 0.2890625);
+  }
+  const auto lines = read_lines(path);
+  REQUIRE(lines.size() == 1);
+  const auto& e = lines[0];
+  CHECK(e["event"] == "bacc");
+  CHECK(e["steps"] == 41);
+  CHECK(e["group"] == 1536);
+  CHECK(e["busy_s"].get<double>() == 0.28125);
+  CHECK(e["cpu_s"].get<double>() == 0.1 / 3);  // round-trips exactly
+  CHECK(e["hidden_s"].get<double>() == 0.3);
+  CHECK(e["exposed_s"].get<double>() == 1e-5);
+  CHECK(e["aggregate_s"].get<double>() == 0.2890625);
 }
