@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "net/file_kind.hpp"
 #include "net/frame.hpp"
 
 namespace mercury::net {
@@ -78,14 +79,15 @@ inline Nonce random_nonce() {
 
 inline std::vector<std::byte> load_secret_file(const std::string& path) {
   const std::string where = "cluster secret file '" + path + "' (MERCURY_SECRET_FILE)";
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file) throw AuthError(where + ": cannot open: " + std::strerror(errno));
-  std::vector<std::byte> secret(kMaxSecretBytes + 3);
-  const std::size_t n = std::fread(secret.data(), 1, secret.size(), file);
-  const int read_errno = std::ferror(file) ? errno : 0;
-  std::fclose(file);
-  if (read_errno != 0) throw AuthError(where + ": cannot read: " + std::strerror(read_errno));
-  secret.resize(n);
+  std::string text;
+  try {  // a FIFO or device is refused, not waited on
+    text = read_regular_file(path, "cluster secret file", std::size_t{1} << 20);
+  } catch (const FileKindError& e) {
+    throw AuthError(where + ": " + e.reason());
+  }
+  const std::size_t n = text.size();
+  std::vector<std::byte> secret(n);
+  std::memcpy(secret.data(), text.data(), n);
   if (!secret.empty() && secret.back() == std::byte{'\n'}) secret.pop_back();
   if (!secret.empty() && secret.back() == std::byte{'\r'} && n > secret.size()) secret.pop_back();
   if (secret.size() > kMaxSecretBytes)

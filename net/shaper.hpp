@@ -106,6 +106,7 @@
 #include <vector>
 
 #include "net/address.hpp"
+#include "net/file_kind.hpp"
 #include "net/pacing.hpp"
 
 namespace mercury::net {
@@ -286,20 +287,13 @@ class BandwidthTrace {
 
   static BandwidthTrace load(const std::string& path, Interpolation interpolation = {},
                              End end = {}) {
-    std::error_code ignored;
-    if (std::filesystem::is_directory(path, ignored)) {
-      throw ShaperError(path +
-                        ": expected a readable 't_seconds,mbps' trace file, found a directory");
+    std::string text;
+    try {  // a FIFO or device is refused, not waited on
+      text = read_regular_file(path, "bandwidth trace");
+    } catch (const FileKindError& e) {
+      throw ShaperError(path + ": expected a readable 't_seconds,mbps' trace file; " + e.reason());
     }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      throw ShaperError(path + ": expected a readable 't_seconds,mbps' trace file, found " +
-                        std::strerror(errno));
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw ShaperError(path + ": read error: " + std::strerror(errno));
-    return parse(text.str(), path, interpolation, end);
+    return parse(text, path, interpolation, end);
   }
 
   // Writes `# <comment line>`s, the header and the points (shortest round-trip form) to a temp
@@ -314,6 +308,11 @@ class BandwidthTrace {
     }
     text += "t_seconds,mbps\n";
     for (const Point& p : points_) text += row_text(p) + "\n";
+    try {  // never rename over a device, FIFO or directory
+      check_output_path(path, "trace output");
+    } catch (const FileKindError& e) {
+      throw ShaperError(e.what());
+    }
     const std::string tmp = path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -699,7 +698,12 @@ class TokenBucketPacer : public Pacer {
   void attach_shared_medium() {
     const std::string& path = options_.shared_medium_file;
     for (int attempt = 0;; ++attempt) {
-      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      const std::string kind = file_kind(path);  // a FIFO or device is never opened
+      if (kind != "missing" && kind != "a regular file") {
+        throw ShaperError("shared-medium file '" + path + "': expected a regular file, found " +
+                          kind);
+      }
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
       if (fd_ < 0) fail_medium("cannot open");
       if (shaper_detail::lock_file(fd_, LOCK_EX) != 0) fail_medium("cannot lock");
       struct stat info {};

@@ -64,6 +64,7 @@
 #include "mercury/data/text.hpp"
 #include "mercury/data/wav.hpp"
 #include "mercury/io/atomic_file.hpp"
+#include "net/file_kind.hpp"
 #include "tools/process.hpp"
 
 namespace mercury::tools {
@@ -667,8 +668,8 @@ inline int debian_text_from_stream(std::istream& dump, const std::string& dump_n
 
 inline int debian_text(const DebianTextOptions& o, std::ostream& progress) {
   if (!o.input_file.empty()) {
-    std::ifstream in(o.input_file);
-    if (!in) throw ToolError("debian-text: cannot open input file '" + o.input_file + "'");
+    std::istringstream in(
+        net::read_regular_file(o.input_file, "debian-text: input file", std::size_t{4} << 30));
     return debian_text_from_stream(in, o.input_file, o, progress);
   }
   progress << "debian-text: running '" << o.apt_cache << " dumpavail'\n";

@@ -27,6 +27,7 @@
 #include "net/auth.hpp"
 #include "net/env.hpp"
 #include "net/fault.hpp"
+#include "net/file_kind.hpp"
 #include "net/mesh.hpp"
 #include "net/shaper.hpp"
 #include "tools/data_commands.hpp"
@@ -76,10 +77,14 @@ json typed_flag(const std::string& key, const std::string& text, const json& lik
 }
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("--config: cannot open '" + path + "': " + std::strerror(errno));
+  std::string text;
   try {
-    return json::parse(in);
+    text = mercury::net::read_regular_file(path, "--config");
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  try {
+    return json::parse(text);
   } catch (const json::parse_error& e) {
     throw UsageError("--config '" + path + "': malformed JSON: " + e.what());
   }
@@ -149,6 +154,20 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   }
   // Ranks write through `mercury launch`'s pipes: line-buffer so their lines interleave live.
   if (env.distributed) std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  // Where the outputs go is checked before any data is loaded (bad input: exit 2).
+  try {
+    if (!cfg.checkpoint.empty() && env.rank == 0)
+      net::check_output_path(cfg.checkpoint, "--checkpoint");
+    const std::string metrics = train::dist_metrics_path(cfg.metrics, env.rank);
+    if (!metrics.empty()) {
+      const std::string kind = net::file_kind(metrics);
+      if (kind != "missing" && kind != "a regular file")
+        throw net::FileKindError("--metrics '" + metrics + "'",
+                                 "expected a regular file (or a new path), found " + kind);
+    }
+  } catch (const net::FileKindError& e) {
+    throw UsageError(e.what());
+  }
   data::DatasetOptions dopt;
   dopt.name = cfg.data;
   dopt.dir = cfg.data_dir;

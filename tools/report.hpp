@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "mercury/io/atomic_file.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::tools {
 
@@ -165,8 +166,7 @@ class SvgChart {
 };
 
 inline std::vector<nlohmann::json> read_metrics(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("report: cannot open '" + path + "'");
+  std::istringstream in(net::read_regular_file(path, "report: metrics file", std::size_t{1} << 32));
   std::vector<nlohmann::json> events;
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {

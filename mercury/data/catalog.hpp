@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "mercury/data/speech_commands.hpp"
 #include "mercury/data/svhn.hpp"
 #include "mercury/data/text.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::data {
 
@@ -88,10 +90,10 @@ inline LoadedData load_dataset(const DatasetOptions& o) {
     need_dir("train.csv and test.csv (AG News format)");
     int64_t classes = 4;
     if (o.name == "debian-text") {  // as many classes as classes.txt lists
-      std::ifstream in(o.dir + "/classes.txt");
-      if (!in)
-        throw DataError("debian-text: '" + o.dir +
-                        "/classes.txt' missing (run mercury data debian-text)");
+      const std::string path = o.dir + "/classes.txt";
+      if (net::file_kind(path) == "missing")
+        throw DataError("debian-text: '" + path + "' missing (run mercury data debian-text)");
+      std::istringstream in(net::read_regular_file(path, "debian-text class list"));
       classes = 0;
       for (std::string line; std::getline(in, line);) classes += !line.empty();
     }

@@ -47,6 +47,7 @@
 #include <random>
 #include <set>
 #include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unsupported/Eigen/FFT>
@@ -55,6 +56,7 @@
 #include "mercury/data/dataset.hpp"
 #include "mercury/data/idx.hpp"
 #include "mercury/data/wav.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::data {
 
@@ -400,8 +402,7 @@ inline std::map<std::string, int64_t> read_list(const std::filesystem::path& fil
                     "': expected the file (one <word>/<clip>.wav per line), found nothing; an "
                     "empty split needs an empty file");
   }
-  std::ifstream in(file);
-  if (!in) throw DataError("Speech Commands list '" + file.string() + "': cannot open");
+  std::istringstream in(net::read_regular_file(file.string(), "Speech Commands list"));
   std::string line;
   int64_t number = 0;
   while (std::getline(in, line)) {

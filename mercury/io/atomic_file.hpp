@@ -1,7 +1,11 @@
 // Crash-safe file replacement: write to a temp file, fsync, rename over the target.
 //
 // Contract:
-//   AtomicFileWriter out(path);   // creates "<path>.tmp.<pid>" (truncating a stale one)
+//   AtomicFileWriter out(path);   // creates "<path>.tmp.<pid>" (truncating a stale one); first
+//                                 // refuses a target that exists as anything but a regular file
+//                                 // (a device like /dev/null, a FIFO, a directory: never renamed
+//                                 // over) or whose directory is missing (net::FileKindError), and
+//                                 // removes temp files of the same target left by dead processes
 //   out.write(bytes, n); ...      // appends; short writes and EINTR are retried
 //   out.commit();                 // fsync + close + rename(temp, path) + best-effort dir fsync
 //   If commit() is never reached (exception, early return) the destructor removes the temp file,
@@ -28,6 +32,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "net/file_kind.hpp"
+
 namespace mercury::io {
 
 class AtomicFileWriter {
@@ -35,6 +41,8 @@ class AtomicFileWriter {
   explicit AtomicFileWriter(std::string target_path)
       : target_path_(std::move(target_path)),
         temp_path_(target_path_ + ".tmp." + std::to_string(::getpid())) {
+    net::check_output_path(target_path_, "output");
+    net::remove_stale_temps(target_path_);
     do {
       fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     } while (fd_ < 0 && errno == EINTR);

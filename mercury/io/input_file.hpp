@@ -2,7 +2,11 @@
 //
 // Contract:
 //   InputFile file(path);          // throws std::system_error ("cannot open '<path>': <errno>")
-//   file.size()                    // byte size for regular files (fstat), nullopt for pipes etc.
+//                                  // Opened non-blocking and checked on the descriptor: a FIFO,
+//                                  // device or socket is refused (net::FileKindError, "expected a
+//                                  // regular file, found a FIFO") instead of hanging or reading
+//                                  // forever; a directory is EISDIR.
+//   file.size()                    // byte size (fstat)
 //   file.read_fully(dst, n)        // reads up to n bytes, fewer only at end of file; returns
 //                                  // the count. EINTR and short reads are retried.
 //   file.seek(offset)              // next read starts at `offset` (regular files)
@@ -23,15 +27,25 @@
 #include <system_error>
 #include <utility>
 
+#include "net/file_kind.hpp"
+
 namespace mercury::io {
 
 class InputFile {
  public:
   explicit InputFile(std::string path) : path_(std::move(path)) {
     do {
-      fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     } while (fd_ < 0 && errno == EINTR);
-    if (fd_ < 0) fail("cannot open '" + path_ + "'");
+    if (fd_ < 0) {
+      const int error = errno;
+      const std::string kind = net::file_kind(path_);  // a socket fails with ENXIO: name it
+      if (kind == "a socket" || kind == "a special file")
+        throw net::FileKindError("cannot read '" + path_ + "'",
+                                 "expected a regular file, found " + kind);
+      errno = error;
+      fail("cannot open '" + path_ + "'");
+    }
     struct stat info {};
     const bool stat_ok = ::fstat(fd_, &info) == 0;
     if (!stat_ok || S_ISDIR(info.st_mode)) {
@@ -40,7 +54,14 @@ class InputFile {
       errno = error;
       fail("cannot read '" + path_ + "'");
     }
-    if (S_ISREG(info.st_mode)) size_ = static_cast<uint64_t>(info.st_size);
+    if (!S_ISREG(info.st_mode)) {
+      close();
+      throw net::FileKindError("cannot read '" + path_ + "'",
+                               "expected a regular file, found " + net::file_kind_of(info));
+    }
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);  // reads block as usual
+    size_ = static_cast<uint64_t>(info.st_size);
   }
 
   InputFile(InputFile&& other) noexcept

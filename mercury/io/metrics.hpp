@@ -28,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/file_kind.hpp"
+
 namespace mercury::io {
 
 class MetricsWriter {
@@ -36,6 +38,12 @@ class MetricsWriter {
 
   explicit MetricsWriter(std::string path) : path_(std::move(path)) {
     if (path_.empty()) return;
+    const std::string kind = net::file_kind(path_);  // appending to a FIFO would block
+    if (kind != "missing" && kind != "a regular file") {
+      throw net::FileKindError(
+          "metrics log '" + path_ + "'",
+          "expected a regular file (or a new path) to append to, found " + kind);
+    }
     file_.reset(std::fopen(path_.c_str(), "ae"));  // "e": O_CLOEXEC
     if (!file_) {
       throw std::runtime_error("metrics log '" + path_ +

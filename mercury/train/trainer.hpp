@@ -99,6 +99,7 @@
 #include "mercury/train/dist_setup.hpp"
 #include "mercury/train/probe.hpp"
 #include "mercury/train/report.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::train {
 
@@ -138,6 +139,12 @@ class Trainer {
       bsp_ = std::make_unique<dist::BspSync>(dist->transport, dist->plan, model_.params,
                                              optimizer_config(cfg_), cfg_.op_timeout);
       if (cfg_.sampler != "uniform") weight_scale_ = rank_weight_scale(local_.sizes, rank_);
+    }
+    // Outputs are checked now, not at the first save hours later: a checkpoint path that is a
+    // device, FIFO or directory (or in a missing directory) is refused before training.
+    if (!cfg_.checkpoint.empty() && rank_ == 0) {
+      net::check_output_path(cfg_.checkpoint, "checkpoint");
+      net::remove_stale_temps(cfg_.checkpoint);
     }
     if (!dist && cfg_.reshard != "off") {
       throw std::invalid_argument(

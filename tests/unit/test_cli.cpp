@@ -2,6 +2,7 @@
 // message and a non-zero exit code; a tiny run on generated IDX files succeeds and writes
 // metrics and a checkpoint.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,29 @@ TEST_CASE("malformed, mistyped and unknown-key configs are refused") {
   r = run("train --config " + (d.path / "missing.json").string());
   CHECK(r.code == 2);
   CHECK(r.output.find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("a FIFO config is refused at once; outputs that are not regular files exit 2 first") {
+  TempDir d;
+  const std::string fifo = (d.path / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto r = run("train --config " + fifo);  // would block forever on open without a writer
+  CHECK(r.code == 2);
+  CHECK(r.output.find("expected a readable regular file, found a FIFO") != std::string::npos);
+  const std::string link = (d.path / "null").string();
+  std::filesystem::create_symlink("/dev/null", link);
+  // Checked before the (missing) data is even looked for.
+  r = run("train --data-dir /nonexistent --checkpoint " + link);
+  CHECK(r.code == 2);
+  CHECK(r.output.find("--checkpoint '" + link +
+                      "': expected a regular file (or a new path) to "
+                      "write, found a character device") != std::string::npos);
+  r = run("train --data-dir /nonexistent --metrics " + fifo);
+  CHECK(r.code == 2);
+  CHECK(r.output.find("found a FIFO") != std::string::npos);
+  r = run("train --data-dir /nonexistent --checkpoint " + (d.path / "no/dir/c.st").string());
+  CHECK(r.code == 2);
+  CHECK(r.output.find("to exist, found missing") != std::string::npos);
 }
 
 TEST_CASE("missing data and unknown models are named in the error") {

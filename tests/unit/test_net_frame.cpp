@@ -361,7 +361,7 @@ TEST_CASE("cluster secret files: one trailing newline stripped, bad files named"
   check_mentions(error_message<AuthError>([&] { load_secret_file(dir.file("missing")); }),
                  {"missing", "cannot open", "No such file"});
   check_mentions(error_message<AuthError>([&] { load_secret_file(dir.path().string()); }),
-                 {"cannot read"});
+                 {"expected a readable regular file, found a directory"});
   check_mentions(
       error_message<AuthError>([&] { load_secret_file(write("g", std::string(5000, 'x'))); }),
       {"at most 4096 bytes"});

@@ -330,14 +330,14 @@ TEST_CASE("failed checkpoint write (disk full) keeps the previous checkpoint and
   CHECK(SafetensorsFile::load(path).metadata().at("version") == "old");
 }
 
-TEST_CASE("checkpoint write whose rename fails removes its temp file") {
+TEST_CASE("a checkpoint aimed at a directory is refused before any temp file is written") {
   TempDir dir;
-  std::filesystem::create_directories(dir.path() / "taken" / "child");  // rename onto it fails
+  std::filesystem::create_directories(dir.path() / "taken" / "child");
   const float value = 2.0f;
-  check_mentions(
-      error_message<CheckpointError>([&] {
-        mercury::io::write_safetensors(dir.file("taken"), {{"w", "F32", {}, &value}}, {});
-      }),
-      {"taken", "rename"});
+  check_mentions(error_message<std::invalid_argument>([&] {
+                   mercury::io::write_safetensors(dir.file("taken"), {{"w", "F32", {}, &value}},
+                                                  {});
+                 }),
+                 {"taken", "found a directory", "refusing to replace it"});
   CHECK(dir.listing() == std::vector<std::string>{"taken"});
 }
