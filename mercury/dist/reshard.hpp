@@ -196,6 +196,17 @@ T get(const std::byte*& p) {
 }
 }  // namespace reshard_detail
 
+// Writes a frame header (kReshardHeader bytes) at p; returns the position after it.
+inline std::byte* put_reshard_header(std::byte* p, int64_t step, uint32_t count, uint32_t raw) {
+  reshard_detail::put<uint32_t>(p, kReshardMagic);
+  reshard_detail::put<uint16_t>(p, kReshardVersion);
+  reshard_detail::put<uint16_t>(p, 0);
+  reshard_detail::put<int64_t>(p, step);
+  reshard_detail::put<uint32_t>(p, count);
+  reshard_detail::put<uint32_t>(p, raw);
+  return p;
+}
+
 // Throws net::PeerError naming the sending rank, the step and the problem.
 inline void decode_reshard(std::span<const std::byte> frame, const ReshardExpect& e,
                            ReshardBatch& out) {
@@ -316,13 +327,8 @@ class Resharder {
       }
       const int64_t raw = store_.raw_sample_bytes();
       net::Payload payload = t_.allocate(reshard_frame_bytes(count_, raw));
-      std::byte* p = payload.data();
-      reshard_detail::put<uint32_t>(p, kReshardMagic);
-      reshard_detail::put<uint16_t>(p, kReshardVersion);
-      reshard_detail::put<uint16_t>(p, 0);
-      reshard_detail::put<int64_t>(p, it);
-      reshard_detail::put<uint32_t>(p, static_cast<uint32_t>(count_));
-      reshard_detail::put<uint32_t>(p, static_cast<uint32_t>(raw));
+      std::byte* p = put_reshard_header(payload.data(), it, static_cast<uint32_t>(count_),
+                                        static_cast<uint32_t>(raw));
       for (int64_t slot : slots_) {
         reshard_detail::put<int64_t>(p, store_.ids()[static_cast<std::size_t>(slot)]);
         reshard_detail::put<int32_t>(p, store_.label(slot));

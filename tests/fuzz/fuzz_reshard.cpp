@@ -33,17 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::byte> frame(reinterpret_cast<const std::byte*>(data + 6),
                                reinterpret_cast<const std::byte*>(data + size));
   if ((mode & 1) && frame.size() >= dist::kReshardHeader) {
-    std::byte* p = frame.data();
-    auto put = [&](auto v) {
-      std::memcpy(p, &v, sizeof v);
-      p += sizeof v;
-    };
-    put(dist::kReshardMagic);
-    put(dist::kReshardVersion);
-    put(uint16_t{0});
-    put(e.step);
-    put(static_cast<uint32_t>(e.count));
-    put(static_cast<uint32_t>(e.raw_bytes));
+    dist::put_reshard_header(frame.data(), e.step, static_cast<uint32_t>(e.count),
+                             static_cast<uint32_t>(e.raw_bytes));
   }
   dist::ReshardBatch b;
   try {

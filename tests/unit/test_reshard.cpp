@@ -40,17 +40,11 @@ std::vector<std::byte> raw_of(const data::Dataset& d, int64_t i) {
 // A valid frame of `count` samples of `raw` bytes each (ids 100 + k, labels k % 10).
 std::vector<std::byte> make_frame(int64_t step, uint32_t count, uint32_t raw) {
   std::vector<std::byte> f(dist::reshard_frame_bytes(count, raw));
-  std::byte* p = f.data();
+  std::byte* p = dist::put_reshard_header(f.data(), step, count, raw);
   auto put = [&](auto v) {
     std::memcpy(p, &v, sizeof v);
     p += sizeof v;
   };
-  put(dist::kReshardMagic);
-  put(dist::kReshardVersion);
-  put(uint16_t{0});
-  put(step);
-  put(count);
-  put(raw);
   for (uint32_t k = 0; k < count; ++k) {
     put(int64_t{100 + k});
     put(int32_t(k % 10));
