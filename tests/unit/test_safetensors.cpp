@@ -334,10 +334,10 @@ TEST_CASE("a checkpoint aimed at a directory is refused before any temp file is 
   TempDir dir;
   std::filesystem::create_directories(dir.path() / "taken" / "child");
   const float value = 2.0f;
-  check_mentions(error_message<std::invalid_argument>([&] {
-                   mercury::io::write_safetensors(dir.file("taken"), {{"w", "F32", {}, &value}},
-                                                  {});
-                 }),
-                 {"taken", "found a directory", "refusing to replace it"});
+  check_mentions(
+      error_message<std::invalid_argument>([&] {
+        mercury::io::write_safetensors(dir.file("taken"), {{"w", "F32", {}, &value}}, {});
+      }),
+      {"taken", "found a directory", "refusing to replace it"});
   CHECK(dir.listing() == std::vector<std::string>{"taken"});
 }

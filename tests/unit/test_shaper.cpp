@@ -148,9 +148,9 @@ TEST_SUITE("shaper") {
     }
     SUBCASE("a directory") {
       TempDir dir;
-      check_mentions(error_message<ShaperError>([&] { BandwidthTrace::load(dir.path().string()); }),
-                     {dir.path().string(), "expected a readable", "found a directory",
-                      "t_seconds,mbps"});
+      check_mentions(
+          error_message<ShaperError>([&] { BandwidthTrace::load(dir.path().string()); }),
+          {dir.path().string(), "expected a readable", "found a directory", "t_seconds,mbps"});
     }
     SUBCASE("a long garbage line is cut in the message") {
       const std::string message = parse_error(std::string(100'000, 'z'));
