@@ -1,21 +1,27 @@
 // net/auth.hpp — the connection handshake's messages and their authentication.
 //
-// Handshake (net/mesh.hpp drives it): client HELLO(hello_c) -> server CHALLENGE(hello_s, mac_s)
-// -> client AUTH(mac_c) -> server WELCOME. Each side checks the other's Hello against its own
-// (hello_mismatch) and its MAC:
-//   mac_s = HMAC-SHA256(secret, "mercury/server" || HELLO payload || encode_hello(hello_s))
-//   mac_c = HMAC-SHA256(secret, "mercury/client" || HELLO payload || encode_hello(hello_s))
-// Both payloads carry a fresh 32-byte nonce, so a MAC proves knowledge of the secret in this very
-// handshake; the role label stops a reflected MAC. An empty secret (allowed on loopback only) is
-// a valid HMAC key: the handshake is the same, it just proves nothing.
+// Handshake (net/mesh.hpp drives it; protocol version 2):
+//   client HELLO(hello_c) -> server CHALLENGE(nonce_s) -> client AUTH(mac_c)
+//   -> server WELCOME(hello_s, mac_s)
+//   mac_c = HMAC-SHA256(secret, "mercury/client" || HELLO payload || nonce_s)
+//   mac_s = HMAC-SHA256(secret, "mercury/server" || HELLO payload || nonce_s ||
+//   encode_hello(hello_s))
+// The server reveals nothing about its run (run id, hashes) and claims no rank slot before mac_c
+// checks out: an unauthenticated peer learns a random nonce and, at most, that it failed. Only
+// then are the Hellos compared (hello_mismatch), on both sides. Both nonces are fresh, so a MAC
+// proves knowledge of the secret in this very handshake; the role label stops a reflected MAC.
+// An empty secret (allowed on loopback only) is a valid HMAC key: the handshake is the same, it
+// just proves nothing. A secret that is set must be strong (check_secret_strength): a MAC over
+// known bytes makes a short one fall to offline brute force.
 //
 // Contract
 // - All crypto is OpenSSL libcrypto (HMAC, RAND_bytes, CRYPTO_memcmp); nothing is hand-rolled.
 //   Failures of the library throw AuthError.
 // - load_secret_file(path): the whole file, minus one trailing "\n" or "\r\n"; an unreadable,
-//   empty (after stripping) or larger than kMaxSecretBytes file throws AuthError naming the path.
-// - decode_hello/decode_challenge are strict (truncation, trailing bytes, over-long run id throw
-//   FrameError) and never allocate more than the input size.
+//   empty, weak (check_secret_strength) or larger than kMaxSecretBytes file throws AuthError
+//   naming the path and how to make a good one.
+// - decode_hello/decode_challenge/decode_welcome are strict (truncation, trailing bytes,
+//   over-long run id throw FrameError) and never allocate more than the input size.
 // - Thread-safe free functions.
 #pragma once
 
@@ -44,6 +50,9 @@ namespace mercury::net {
 inline constexpr std::size_t kMacBytes = 32;
 inline constexpr std::size_t kNonceBytes = 32;
 inline constexpr std::size_t kMaxSecretBytes = 4096;
+inline constexpr std::size_t kMinSecretBytes = 16;
+inline constexpr std::size_t kMinSecretDistinctBytes = 6;
+inline constexpr char kMakeSecret[] = "head -c 32 /dev/urandom | base64";
 inline constexpr std::size_t kMaxRunIdBytes = 255;
 using Mac = std::array<std::byte, kMacBytes>;
 using Nonce = std::array<std::byte, kNonceBytes>;
@@ -77,6 +86,31 @@ inline Nonce random_nonce() {
   return nonce;
 }
 
+// "" when `secret` is strong enough to key the handshake MACs, else what is wrong with it: at
+// least kMinSecretBytes bytes, not only whitespace, at least kMinSecretDistinctBytes distinct
+// byte values (a repeated character is as weak as one). Judged on length and variety only; the
+// bytes are never echoed.
+inline std::string check_secret_strength(std::span<const std::byte> secret) {
+  if (secret.empty()) return "is empty; expected a shared secret";
+  bool seen[256] = {};
+  std::size_t distinct = 0, blank = 0;
+  for (std::byte b : secret) {
+    const auto c = std::to_integer<unsigned char>(b);
+    if (!seen[c]) ++distinct;
+    seen[c] = true;
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') ++blank;
+  }
+  if (blank == secret.size()) return "is only whitespace; expected a strong shared secret";
+  if (secret.size() < kMinSecretBytes)
+    return frame_detail::cat("expected a strong secret of at least ", kMinSecretBytes,
+                             " bytes, found ", secret.size(),
+                             " (a short secret falls to offline brute force from one handshake)");
+  if (distinct < kMinSecretDistinctBytes)
+    return frame_detail::cat("expected a strong secret of at least ", kMinSecretDistinctBytes,
+                             " distinct characters, found ", distinct);
+  return {};
+}
+
 inline std::vector<std::byte> load_secret_file(const std::string& path) {
   const std::string where = "cluster secret file '" + path + "' (MERCURY_SECRET_FILE)";
   std::string text;
@@ -93,11 +127,9 @@ inline std::vector<std::byte> load_secret_file(const std::string& path) {
   if (secret.size() > kMaxSecretBytes)
     throw AuthError(frame_detail::cat(where, ": expected at most ", kMaxSecretBytes,
                                       " bytes of secret, found more"));
-  if (secret.empty())
-    throw AuthError(where +
-                    ": is empty; expected a shared secret, e.g. "
-                    "`head -c 32 /dev/urandom | base64 > " +
-                    path + "`");
+  if (const std::string weak = check_secret_strength(secret); !weak.empty())
+    throw AuthError(frame_detail::cat(where, ": ", weak, "; make one with `", kMakeSecret, " > ",
+                                      path, "` and give every rank the same file"));
   return secret;
 }
 
@@ -147,26 +179,56 @@ inline Hello decode_hello(std::span<const std::byte> payload) {
   return h;
 }
 
-struct Challenge {
+// CHALLENGE: the server's nonce, nothing else.
+inline Nonce decode_challenge(std::span<const std::byte> payload) {
+  ByteReader r(payload, "CHALLENGE payload");
+  Nonce nonce{};
+  const auto got = r.bytes(kNonceBytes);
+  std::copy(got.begin(), got.end(), nonce.begin());
+  r.finish();
+  return nonce;
+}
+
+// WELCOME: the server's Hello and its MAC, sent once the client has authenticated.
+struct Welcome {
   Hello hello;
   Mac mac{};
 };
 
-inline Challenge decode_challenge(std::span<const std::byte> payload) {
-  ByteReader r(payload, "CHALLENGE payload");
-  Challenge c;
-  c.hello = read_hello(r);
-  const auto mac = r.bytes(kMacBytes);
-  std::copy(mac.begin(), mac.end(), c.mac.begin());
-  r.finish();
-  return c;
+inline std::vector<std::byte> encode_welcome(const Welcome& w) {
+  ByteWriter out;
+  out.bytes(encode_hello(w.hello));
+  out.bytes(w.mac);
+  return out.take();
 }
 
-inline Mac handshake_mac(std::span<const std::byte> secret, std::string_view role,
-                         std::span<const std::byte> hello_payload, const Hello& server) {
+inline Welcome decode_welcome(std::span<const std::byte> payload) {
+  ByteReader r(payload, "WELCOME payload");
+  Welcome w;
+  w.hello = read_hello(r);
+  const auto mac = r.bytes(kMacBytes);
+  std::copy(mac.begin(), mac.end(), w.mac.begin());
+  r.finish();
+  return w;
+}
+
+// mac_c: proves the client knows the secret, bound to its HELLO and the server's nonce.
+inline Mac client_mac(std::span<const std::byte> secret, std::span<const std::byte> hello_payload,
+                      const Nonce& server_nonce) {
   std::vector<std::byte> transcript;
-  for (char c : "mercury/" + std::string(role)) transcript.push_back(std::byte(c));
+  for (char c : std::string_view("mercury/client")) transcript.push_back(std::byte(c));
   transcript.insert(transcript.end(), hello_payload.begin(), hello_payload.end());
+  transcript.insert(transcript.end(), server_nonce.begin(), server_nonce.end());
+  return hmac_sha256(secret, transcript);
+}
+
+// mac_s: proves the server knows the secret, bound to the same transcript and its own Hello.
+inline Mac server_mac(std::span<const std::byte> secret, std::span<const std::byte> hello_payload,
+                      const Nonce& server_nonce, const Hello& server) {
+  std::vector<std::byte> transcript;
+  for (char c : std::string_view("mercury/server")) transcript.push_back(std::byte(c));
+  transcript.insert(transcript.end(), hello_payload.begin(), hello_payload.end());
+  transcript.insert(transcript.end(), server_nonce.begin(), server_nonce.end());
   const auto fields = encode_hello(server);
   transcript.insert(transcript.end(), fields.begin(), fields.end());
   return hmac_sha256(secret, transcript);

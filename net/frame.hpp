@@ -53,7 +53,7 @@
 namespace mercury::net {
 
 inline constexpr uint32_t kFrameMagic = 0x5943524D;  // bytes 4D 52 43 59: "MRCY"
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;      // 2: CHALLENGE reveals nothing (net/auth.hpp)
 inline constexpr std::size_t kHeaderBytes = 64;
 inline constexpr uint32_t kMinChunkBytes = 64u << 10;
 inline constexpr uint32_t kMaxChunkBytes = 4u << 20;
@@ -63,9 +63,9 @@ inline constexpr uint32_t kMaxProtocolPayload = 256u << 10;
 
 enum class FrameType : uint8_t {
   hello = 1,      // client -> server: who I am + nonce          (net/auth.hpp)
-  challenge = 2,  // server -> client: who I am + nonce + HMAC
+  challenge = 2,  // server -> client: nonce
   auth = 3,       // client -> server: HMAC
-  welcome = 4,    // server -> client: handshake accepted
+  welcome = 4,    // server -> client: handshake accepted: who I am + HMAC
   error = 5,      // reason (UTF-8); key = blamed rank + 1 (0: none); then the sender closes
   heartbeat = 6,  // empty; keeps an idle link alive
   bye = 7,        // empty; the sender closes cleanly and sends nothing more

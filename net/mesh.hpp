@@ -251,6 +251,12 @@ class Mesh final : public Transport {
                        : "no link yet to rank(s) " + missing,
         linked.empty() ? "" : " (linked: " + linked + ")",
         last_refusal_.empty() ? "" : "; last refused connection: " + last_refusal_,
+        flood_drops_ == 0
+            ? ""
+            : frame_detail::cat("; ", flood_drops_, " connection(s) were dropped unanswered ",
+                                "because ", kMaxPendingHandshakes,
+                                " unauthenticated handshakes were in progress (a flood of ",
+                                "connections to this port? the last from ", last_flood_, ")"),
         "; check that every rank runs with the same MASTER_ADDR:MASTER_PORT and WORLD_SIZE, or "
         "raise MERCURY_CONNECT_TIMEOUT (now ",
         cfg_.connect_timeout_s, " s)");
@@ -554,6 +560,11 @@ class Mesh final : public Transport {
     if (ec) bad("bind_addr (MERCURY_BIND) '" + c.bind_addr + "' is not an IP address");
     if (!c.advertise_addr.empty()) asio::ip::make_address(c.advertise_addr, ec);
     if (ec) bad("advertise_addr '" + c.advertise_addr + "' is not an IP address");
+    if (!c.secret.empty()) {
+      if (const std::string weak = check_secret_strength(c.secret); !weak.empty())
+        bad(frame_detail::cat("secret (MERCURY_SECRET_FILE) ", weak, "; make one with `",
+                              kMakeSecret, "`"));
+    }
     if (c.secret.empty() && !c.insecure && c.world > 1 &&
         !(is_loopback_address(c.bind_addr) && is_loopback_address(c.master_addr)))
       bad(frame_detail::cat("refusing to run without a cluster secret off loopback (bind ",
@@ -804,6 +815,11 @@ class Mesh final : public Transport {
     p.guard.cancel();
   }
   Deadline op_deadline() const { return deadline_in(cfg_.op_timeout_s); }
+  // Seconds an incoming connection may take to authenticate: well below the rendezvous
+  // timeout, so idle or slow strangers cannot hold the listener's handshake slots for long.
+  double auth_window() const {
+    return std::min({kAuthTimeoutS, cfg_.op_timeout_s, std::max(1.0, cfg_.connect_timeout_s / 4)});
+  }
 
   Hello my_hello() const {
     return Hello{cfg_.run_id,
@@ -869,7 +885,9 @@ class Mesh final : public Transport {
                              " s) or MERCURY_CONNECT_TIMEOUT (now ", cfg_.connect_timeout_s, " s)");
   }
 
-  // Client side: connect with exponential backoff until `deadline`, then handshake.
+  // Client side: connect with exponential backoff until `deadline`, then handshake. A
+  // connection dropped or silent before the handshake got an answer (the server was busy, e.g.
+  // under a flood of unauthenticated connections) is retried the same way; a refusal is final.
   awaitable<PeerPtr> connect_peer(int r, tcp::endpoint ep, Deadline deadline) {
     auto delay = std::chrono::milliseconds(20);
     std::string last;
@@ -884,11 +902,18 @@ class Mesh final : public Transport {
       if (stopping_) throw Stopped{};
       if (!ec) {
         p->socket.set_option(tcp::no_delay(true), ec);
-        co_await handshake_client(p, deadline);
-        co_return p;
+        std::optional<std::string> transient;
+        try {
+          co_await handshake_client(p, deadline);
+          co_return p;
+        } catch (const TransientHandshake& t) {
+          transient = t.what;
+        }
+        last = "handshake: " + *transient;
+      } else {
+        std::erase(setup_links_, p);
+        last = p->guard_fired ? "attempt timed out" : ec.message();
       }
-      std::erase(setup_links_, p);
-      last = p->guard_fired ? "attempt timed out" : ec.message();
       if (Clock::now() + delay >= deadline)
         throw TimeoutError(r, frame_detail::cat("rank ", cfg_.rank, " could not connect to ",
                                                 describe(r), " within ", cfg_.connect_timeout_s,
@@ -902,6 +927,11 @@ class Mesh final : public Transport {
       delay = std::min(delay * 2, std::chrono::milliseconds(1000));
     }
   }
+
+  // A handshake that ended without an answer from the server: worth another attempt.
+  struct TransientHandshake {
+    std::string what;
+  };
 
   // A handshake reply that is not `want`: an ERROR frame is rank r refusing (its text becomes
   // the problem), any other type a protocol violation to tell r about. False if it is `want`.
@@ -932,20 +962,19 @@ class Mesh final : public Transport {
       co_await write_frame(*p, control_header(FrameType::hello, r), hello);
       const Frame reply = co_await read_setup_frame(*p);
       if (!unexpected_reply(reply, FrameType::challenge, r, "HELLO", problem, tell, refused)) {
-        const Challenge c = decode_challenge(reply.payload);
-        problem = hello_mismatch(c.hello, mine);
-        if (problem.empty() && c.hello.rank != uint32_t(r))
-          problem =
-              frame_detail::cat("expected rank ", r, " at this address, found rank ", c.hello.rank);
-        if (problem.empty() &&
-            !macs_equal(c.mac, handshake_mac(cfg_.secret, "server", hello, c.hello)))
-          problem = secret_mismatch(r);
-        tell = !problem.empty();
-        if (problem.empty()) {
-          const Mac mac = handshake_mac(cfg_.secret, "client", hello, c.hello);
-          co_await write_frame(*p, control_header(FrameType::auth, r), mac);
-          const Frame w = co_await read_setup_frame(*p);
-          unexpected_reply(w, FrameType::welcome, r, "AUTH", problem, tell, refused);
+        const Nonce nonce = decode_challenge(reply.payload);
+        co_await write_frame(*p, control_header(FrameType::auth, r),
+                             client_mac(cfg_.secret, hello, nonce));
+        const Frame w = co_await read_setup_frame(*p);
+        if (!unexpected_reply(w, FrameType::welcome, r, "AUTH", problem, tell, refused)) {
+          const Welcome welcome = decode_welcome(w.payload);
+          if (!macs_equal(welcome.mac, server_mac(cfg_.secret, hello, nonce, welcome.hello)))
+            problem = secret_mismatch(r);
+          if (problem.empty()) problem = hello_mismatch(welcome.hello, mine);
+          if (problem.empty() && welcome.hello.rank != uint32_t(r))
+            problem = frame_detail::cat("expected rank ", r, " at this address, found rank ",
+                                        welcome.hello.rank);
+          tell = !problem.empty();
         }
       }
     } catch (const FrameError& e) {
@@ -961,12 +990,17 @@ class Mesh final : public Transport {
       } catch (...) {
       }
     }
+    const bool guard_fired = p->guard_fired;
     disarm(*p);
     if (stopping_) throw Stopped{};
     if (!problem.empty()) {
       std::error_code ignored;
       p->socket.close(ignored);
       std::erase(setup_links_, p);
+      // Dropped or silent without a word (no ERROR, no protocol violation): the server may be
+      // busy (a flood) or have given up on us (its authentication window): try again.
+      if (!tell && !refused && (!guard_fired || Clock::now() < deadline))
+        throw TransientHandshake{problem};
       throw PeerError(
           r, refused ? frame_detail::cat(describe(r), " refused the handshake: ", problem)
                      : frame_detail::cat("handshake with ", describe(r), " failed: ", problem));
@@ -974,15 +1008,17 @@ class Mesh final : public Transport {
   }
 
   // Server side of one incoming connection; refusals are logged and the connection dropped.
+  // Until the peer's AUTH checks out it gets auth_window() seconds, learns nothing about this
+  // run (its CHALLENGE is a bare nonce, its refusals name no id or hash) and holds no rank slot.
   awaitable<void> serve_inbound(PeerPtr p) {
     std::error_code ec;
     const auto remote = p->socket.remote_endpoint(ec);
     const std::string from = ec ? "an unknown address" : endpoint_text(remote);
     const auto began = Clock::now();
     p->socket.set_option(tcp::no_delay(true), ec);
-    arm(p, op_deadline());
+    arm(p, deadline_in(auth_window()));
     std::string problem;
-    bool tell = true;
+    bool tell = true, authenticated = false;
     int claimed = -1, claims = -1;
     try {
       const Frame f = co_await read_setup_frame(*p);
@@ -990,59 +1026,72 @@ class Mesh final : public Transport {
         throw FrameError("expected HELLO, found " + frame_type_name(f.header.type));
       const Hello theirs = decode_hello(f.payload);
       claims = int(theirs.rank);
-      const Hello mine = my_hello();
-      problem = hello_mismatch(theirs, mine);
-      if (problem.empty()) problem = claim(claims);
-      if (problem.empty()) {
-        claimed = claims;
-        p->rank = claimed;
-        ByteWriter w;
-        w.bytes(encode_hello(mine));
-        w.bytes(handshake_mac(cfg_.secret, "server", f.payload, mine));
-        const std::vector<std::byte> challenge = w.take();
-        co_await write_frame(*p, control_header(FrameType::challenge, claimed), challenge);
-        const Frame a = co_await read_setup_frame(*p);
-        if (a.header.type == uint8_t(FrameType::error)) {
-          tell = false;
-          problem =
-              frame_detail::cat("rank ", claimed, " refused our CHALLENGE: ", text_of(a.payload));
-        } else if (a.header.type != uint8_t(FrameType::auth)) {
-          problem = "expected AUTH, found " + frame_type_name(a.header.type);
-        } else {
-          ByteReader r(a.payload, "AUTH payload");
-          Mac mac{};
-          const auto got = r.bytes(kMacBytes);
-          std::copy(got.begin(), got.end(), mac.begin());
-          r.finish();
-          if (!macs_equal(mac, handshake_mac(cfg_.secret, "client", f.payload, mine)))
-            problem = secret_mismatch(claimed);
+      const Nonce nonce = random_nonce();
+      co_await write_frame(*p, control_header(FrameType::challenge, -1), nonce);
+      const Frame a = co_await read_setup_frame(*p);
+      if (a.header.type == uint8_t(FrameType::error)) {
+        tell = false;
+        problem = frame_detail::cat(
+            "it refused our CHALLENGE: ",
+            text_of(std::span(a.payload).first(std::min<std::size_t>(a.payload.size(), 200))));
+      } else if (a.header.type != uint8_t(FrameType::auth)) {
+        problem = "expected AUTH, found " + frame_type_name(a.header.type);
+      } else {
+        ByteReader r(a.payload, "AUTH payload");
+        Mac mac{};
+        const auto got = r.bytes(kMacBytes);
+        std::copy(got.begin(), got.end(), mac.begin());
+        r.finish();
+        if (!macs_equal(mac, client_mac(cfg_.secret, f.payload, nonce)))
+          problem = secret_mismatch(claims);
+      }
+      if (problem.empty()) {  // authenticated: now it may learn why it cannot join, and join
+        authenticated = true;
+        arm(p, op_deadline());
+        const Hello mine = my_hello();
+        problem = hello_mismatch(theirs, mine);
+        if (problem.empty()) problem = claim(claims);
+        if (problem.empty()) {
+          claimed = claims;
+          p->rank = claimed;
+          const auto welcome =
+              encode_welcome({mine, server_mac(cfg_.secret, f.payload, nonce, mine)});
+          co_await write_frame(*p, control_header(FrameType::welcome, claimed), welcome);
         }
-        if (problem.empty())
-          co_await write_frame(*p, control_header(FrameType::welcome, claimed), {});
         if (problem.empty() && cfg_.rank == 0) {
           const Frame af = co_await read_setup_frame(*p);
-          if (af.header.type != uint8_t(FrameType::address))
+          if (af.header.type == uint8_t(FrameType::error)) {
+            tell = false;
+            problem =
+                frame_detail::cat("rank ", claimed, " refused our WELCOME: ", text_of(af.payload));
+          } else if (af.header.type != uint8_t(FrameType::address)) {
             throw FrameError("expected ADDRESS, found " + frame_type_name(af.header.type));
-          ByteReader r(af.payload, "ADDRESS payload");
-          PeerAddress addr = read_address(r);
-          r.finish();
-          if (addr.host.empty()) addr.host = remote.address().to_string();
-          asio::ip::make_address(addr.host, ec);
-          if (ec || addr.port == 0)
-            throw FrameError(
-                frame_detail::cat("ADDRESS payload: expected an IP and a port, found '", addr.host,
-                                  "' port ", addr.port));
-          table_[claimed] = addr;
-          std::lock_guard lock(mu_);
-          addresses_[claimed] = host_port(addr.host, addr.port);
+          } else {
+            ByteReader r(af.payload, "ADDRESS payload");
+            PeerAddress addr = read_address(r);
+            r.finish();
+            if (addr.host.empty()) addr.host = remote.address().to_string();
+            asio::ip::make_address(addr.host, ec);
+            if (ec || addr.port == 0)
+              throw FrameError(frame_detail::cat("ADDRESS payload: expected an IP and a port, ",
+                                                 "found '", addr.host, "' port ", addr.port));
+            table_[claimed] = addr;
+            std::lock_guard lock(mu_);
+            addresses_[claimed] = host_port(addr.host, addr.port);
+          }
         }
       }
     } catch (const FrameError& e) {
       problem = e.what();
     } catch (const std::system_error& e) {
       tell = false;
-      problem = p->guard_fired ? timed_out("the handshake", began)
-                               : "the connection failed (" + e.code().message() + ")";
+      problem = !p->guard_fired ? "the connection failed (" + e.code().message() + ")"
+                : authenticated ? timed_out("the handshake", began)
+                                : frame_detail::cat("the handshake timed out after ",
+                                                    secs(Clock::now() - began),
+                                                    " s without authenticating (unauthenticated "
+                                                    "connections get ",
+                                                    auth_window(), " s)");
     }
     if (!problem.empty() && tell && !stopping_) {
       try {
@@ -1107,7 +1156,19 @@ class Mesh final : public Transport {
         continue;
       }
       if (inbound_pending_ >= kMaxPendingHandshakes) {
-        log("dropped a connection: too many handshakes in progress");
+        std::error_code ignored;
+        const auto remote = socket.remote_endpoint(ignored);
+        const std::string who = ignored ? "an unknown address" : endpoint_text(remote);
+        bool first = false;
+        {
+          std::lock_guard lock(mu_);
+          first = flood_drops_++ == 0;
+          last_flood_ = who;
+        }
+        if (first)  // logged once; the count goes into the rendezvous error
+          log(frame_detail::cat("dropped a connection from ", who, ": ", kMaxPendingHandshakes,
+                                " handshakes already in progress (a connection flood?); later "
+                                "drops are counted, not logged"));
         continue;
       }
       ++inbound_pending_;
@@ -1590,6 +1651,7 @@ class Mesh final : public Transport {
   }
 
   static constexpr int kMaxPendingHandshakes = 64;
+  static constexpr double kAuthTimeoutS = 5;
 
   MeshConfig cfg_;
   FrameLimits limits_;
@@ -1626,6 +1688,8 @@ class Mesh final : public Transport {
   int links_up_ = 0;
   bool started_ = false, ready_ = false, closing_ = false, closed_ = false, io_stopped_ = false;
   std::string last_refusal_;
+  uint64_t flood_drops_ = 0;  // connections dropped because kMaxPendingHandshakes were pending
+  std::string last_flood_;
 };
 
 }  // namespace mercury::net

@@ -40,6 +40,12 @@ void parse_protocol_payload(uint8_t type, std::span<const std::byte> payload) {
     case FrameType::challenge:
       (void)decode_challenge(payload);
       break;
+    case FrameType::welcome: {
+      const Welcome w = decode_welcome(payload);
+      const auto again = encode_welcome(w);
+      if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) __builtin_trap();
+      break;
+    }
     case FrameType::auth: {
       ByteReader r(payload, "AUTH payload");
       (void)r.bytes(kMacBytes);
@@ -108,14 +114,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 
 #ifdef MERCURY_FUZZ_WRITE_SEEDS
-#include <cstdio>
-#include <string>
+#include "seed_corpus.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
-    return 2;
-  }
+  const std::string dir = mercury::fuzzing::corpus_dir(argc, argv);
+  if (dir.empty()) return 2;
   std::vector<std::vector<std::byte>> seeds;
   const auto frame = [](FrameType type, std::span<const std::byte> payload) {
     FrameHeader h;
@@ -129,9 +132,8 @@ int main(int argc, char** argv) {
     return seed;
   };
   const Hello hello{"seed-run", 1, 2, 4, kDefaultChunkBytes, 0xAB, 0xCD, Nonce{}};
-  ByteWriter challenge;
-  challenge.bytes(encode_hello(hello));
-  challenge.bytes(Mac{});
+  const Nonce challenge{};
+  const auto welcome = encode_welcome({hello, Mac{}});
   ByteWriter address;
   write_address(address, {"127.0.0.1", 29500});
   const auto table =
@@ -141,9 +143,9 @@ int main(int argc, char** argv) {
   FrameHeader app;
   app.type = kFirstAppType;
   app.iteration = 3;
-  seeds.push_back(
-      with_mode(0, {frame(FrameType::hello, encode_hello(hello)),
-                    frame(FrameType::challenge, challenge.take()), frame(FrameType::auth, Mac{})}));
+  seeds.push_back(with_mode(
+      0, {frame(FrameType::hello, encode_hello(hello)), frame(FrameType::challenge, challenge),
+          frame(FrameType::auth, Mac{}), frame(FrameType::welcome, welcome)}));
   seeds.push_back(with_mode(0, {frame(FrameType::address, address.take()),
                                 frame(FrameType::table, table), frame(FrameType::heartbeat, {})}));
   seeds.push_back(with_mode(0, encode_message(app, message, kLimits.chunk_bytes)));
@@ -152,13 +154,7 @@ int main(int argc, char** argv) {
   seeds.push_back(with_mode(1, {frame(FrameType::error, std::as_bytes(std::span(error)))}));
   for (std::size_t i = 0; i < seeds.size(); ++i) {
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(seeds[i].data()), seeds[i].size());
-    const std::string path = std::string(argv[1]) + "/seed-" + std::to_string(i);
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f || std::fwrite(seeds[i].data(), 1, seeds[i].size(), f) != seeds[i].size()) {
-      std::fprintf(stderr, "cannot write %s\n", path.c_str());
-      return 1;
-    }
-    std::fclose(f);
+    if (!mercury::fuzzing::write_seed(dir, i, seeds[i])) return 1;
   }
   return 0;
 }

@@ -135,6 +135,32 @@ std::vector<std::byte> as_payload(const std::vector<T>& values) {
   return out;
 }
 
+// What start() threw ("" = it started).
+std::string start_error(Mesh& mesh) {
+  try {
+    mesh.start();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
+// Rank 0's start() on a thread of its own, so the test can act as other peers meanwhile.
+struct BackgroundStart {
+  std::string error;
+  std::thread thread;
+  explicit BackgroundStart(Mesh& mesh) : thread([this, &mesh] { error = start_error(mesh); }) {}
+  BackgroundStart(const BackgroundStart&) = delete;
+  BackgroundStart& operator=(const BackgroundStart&) = delete;
+  ~BackgroundStart() {
+    if (thread.joinable()) thread.join();  // a failed REQUIRE must not std::terminate
+  }
+  std::string join() {
+    thread.join();
+    return error;
+  }
+};
+
 // Blocking raw TCP client for speaking (bad) protocol at a listening mesh.
 struct RawClient {
   asio::io_context io;
@@ -405,18 +431,30 @@ TEST_CASE("a pacer sees every application byte in slices of slice_bytes()") {
 TEST_CASE("a wrong cluster secret is refused on both sides with clear messages") {
   LogLines log;
   MeshList m = make_meshes(2, log, [](MeshConfig& c) {
-    const std::string s = c.rank == 0 ? "secret-a" : "secret-b";
+    const std::string s =
+        c.rank == 0 ? "cluster secret A 0123456789" : "cluster secret B 0123456789";
     for (char ch : s) c.secret.push_back(std::byte(ch));
     c.connect_timeout_s = 1;
   });
   const auto errors = start_all(m);
-  check_mentions(errors[1], {"handshake with rank 0 (127.0.0.1:", "failed",
-                             "the HMAC of rank 0 does not match the cluster secret of rank 1",
+  check_mentions(errors[1], {"rank 0 (127.0.0.1:", "refused the handshake",
+                             "the HMAC of rank 1 does not match the cluster secret of rank 0",
                              "MERCURY_SECRET_FILE"});
   check_mentions(errors[0], {"rendezvous timed out", "rank(s) 1 never connected",
                              "last refused connection", "claiming rank 1",
                              "does not match the cluster secret", "MERCURY_CONNECT_TIMEOUT"});
-  check_mentions(log.all(), {"refused connection from 127.0.0.1:", "rank 1 refused our CHALLENGE"});
+  check_mentions(log.all(), {"refused connection from 127.0.0.1:"});
+}
+
+TEST_CASE("a weak cluster secret is refused at construction, saying how to make a strong one") {
+  LogLines log;
+  for (const std::string weak : {std::string("k"), std::string(20, ' '), std::string(32, 'a')}) {
+    CAPTURE(weak);
+    MeshConfig c = base_config(0, 2, log);
+    for (char ch : weak) c.secret.push_back(std::byte(ch));
+    check_mentions(error_message<std::invalid_argument>([&] { Mesh m(std::move(c)); }),
+                   {"MERCURY_SECRET_FILE", "strong", "head -c 32 /dev/urandom | base64"});
+  }
 }
 
 TEST_CASE("a ShardPlan hash mismatch is refused naming both hashes") {
@@ -438,14 +476,7 @@ TEST_CASE(
     "the rendezvous completes") {
   LogLines log;
   MeshList m = make_meshes(2, log, [](MeshConfig& c) { c.op_timeout_s = 1; });
-  std::string error0;
-  std::thread rank0([&] {
-    try {
-      m[0]->start();
-    } catch (const std::exception& e) {
-      error0 = e.what();
-    }
-  });
+  BackgroundStart rank0(*m[0]);
   const uint16_t port = m[0]->port();
 
   RawClient silent(port);
@@ -456,10 +487,10 @@ TEST_CASE(
   FrameHeader hello;
   hello.type = uint8_t(FrameType::hello);
   auto skew = encode_header(hello);
-  skew[4] = std::byte{2};
+  skew[4] = std::byte{kProtocolVersion + 1};
   RawClient future(port);
   future.write(skew);
-  check_mentions(future.read_error(), {"peer speaks protocol version 2, this build speaks 1"});
+  check_mentions(future.read_error(), {"peer speaks protocol version 3, this build speaks 2"});
 
   hello.payload_len = 0xFFFFFFFFu;  // announces 4 GiB: refused before any allocation
   hello.message_len = 0xFFFFFFFFu;
@@ -467,20 +498,138 @@ TEST_CASE(
   huge.write(encode_header(hello));
   check_mentions(huge.read_error(), {"4294967295-byte payload", "protocol frames"});
 
-  std::string error1;
-  try {
-    m[1]->start();
-  } catch (const std::exception& e) {
-    error1 = e.what();
-  }
-  rank0.join();
+  const std::string error1 = start_error(*m[1]);
+  const std::string error0 = rank0.join();
   CHECK_MESSAGE(error0.empty(), error0);
   CHECK_MESSAGE(error1.empty(), error1);
   m[1]->send(0, kData, 1, 1, pattern(10));
   CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
   CHECK(silent.read_error().empty());  // dropped after op_timeout_s without a word from it
   check_mentions(log.once_mentioning("timed out"),
-                 {"bad magic", "version 2", "4294967295", "handshake timed out after 1"});
+                 {"bad magic", "version 3", "4294967295", "handshake timed out after 1",
+                  "without authenticating"});
+}
+
+namespace {
+
+// The raw bytes of one frame: header + payload, as a peer would put them on the wire.
+std::vector<std::byte> raw_frame(FrameType type, std::span<const std::byte> payload) {
+  FrameHeader h;
+  h.type = uint8_t(type);
+  h.dst = 0;
+  const auto header = encode_header(chunk_header(h, payload, 0, kMaxProtocolPayload));
+  std::vector<std::byte> out(header.begin(), header.end());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+struct RawFrame {
+  FrameHeader header;
+  std::vector<std::byte> payload;
+};
+
+// Reads one frame; {} with type 0 when the connection closed first.
+RawFrame read_raw_frame(tcp::socket& socket) {
+  std::array<std::byte, kHeaderBytes> raw{};
+  std::error_code ec;
+  asio::read(socket, asio::buffer(raw), ec);
+  if (ec) return {};
+  const HeaderDecode d = decode_header(raw, {});
+  REQUIRE_MESSAGE(d.ok(), d.reason);
+  RawFrame f{d.header, std::vector<std::byte>(d.header.payload_len)};
+  asio::read(socket, asio::buffer(f.payload), ec);
+  return f;
+}
+
+std::string text_of(const RawFrame& f) {
+  return {reinterpret_cast<const char*>(f.payload.data()), f.payload.size()};
+}
+
+}  // namespace
+
+TEST_CASE("an unauthenticated peer learns nothing about the run and cannot hold a rank's slot") {
+  LogLines log;
+  const std::string secret = "a strong cluster secret, 31 b.";
+  MeshList m = make_meshes(2, log, [&](MeshConfig& c) {
+    c.run_id = "hidden-run-7";
+    for (char ch : secret) c.secret.push_back(std::byte(ch));
+    c.op_timeout_s = 2;
+    c.connect_timeout_s = 20;
+  });
+  BackgroundStart rank0(*m[0]);
+  const uint16_t port = m[0]->port();
+  const std::vector<std::string> secrets_of_the_run = {"hidden-run-7", "00000000000000ab",
+                                                       "00000000000000cd", "0xab", "0xcd"};
+  // A HELLO with everything wrong but the rank it wants: it gets a bare 32-byte nonce.
+  Hello fake{"guess", 0, 1, 2, kDefaultChunkBytes, 1, 2, random_nonce()};
+  const auto hello = encode_hello(fake);
+  RawClient squatter(port);  // claims rank 1, then never answers the CHALLENGE
+  squatter.write(raw_frame(FrameType::hello, hello));
+  const RawFrame challenge = read_raw_frame(squatter.socket);
+  CHECK(challenge.header.type == uint8_t(FrameType::challenge));
+  CHECK(challenge.payload.size() == kNonceBytes);
+  // Another answers with a made-up MAC: refused, naming no id and no hash.
+  RawClient guesser(port);
+  guesser.write(raw_frame(FrameType::hello, hello));
+  const RawFrame c2 = read_raw_frame(guesser.socket);
+  REQUIRE(c2.header.type == uint8_t(FrameType::challenge));
+  Mac guess{};
+  guesser.write(raw_frame(FrameType::auth, guess));
+  const RawFrame refusal = read_raw_frame(guesser.socket);
+  CHECK(refusal.header.type == uint8_t(FrameType::error));
+  check_mentions(text_of(refusal), {"does not match the cluster secret"});
+  for (const std::string& s : secrets_of_the_run) {
+    CAPTURE(s);
+    CHECK(text_of(refusal).find(s) == std::string::npos);
+  }
+  // The real rank 1 joins while the squatter still holds its connection open.
+  const std::string error1 = start_error(*m[1]);
+  const std::string error0 = rank0.join();
+  CHECK_MESSAGE(error0.empty(), error0);
+  CHECK_MESSAGE(error1.empty(), error1);
+  m[1]->send(0, kData, 1, 1, pattern(10));
+  CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
+  // The squatter is cut off after the authentication window (min(5 s, op timeout, ...) = 2 s).
+  const auto began = Clock::now();
+  CHECK(read_raw_frame(squatter.socket).header.type == 0);
+  CHECK(Clock::now() - began < std::chrono::seconds(4));
+  check_mentions(
+      log.once_mentioning("without authenticating"),
+      {"claiming rank 1", "without authenticating", "unauthenticated connections get 2 s"});
+}
+
+TEST_CASE("a flood of idle connections: the real rank retries and gets in; a timeout names it") {
+  SUBCASE("the flood passes: rank 1 joins within the connect timeout") {
+    LogLines log;
+    MeshList m = make_meshes(2, log, [](MeshConfig& c) {
+      c.op_timeout_s = 1;  // unauthenticated connections get 1 s
+      c.connect_timeout_s = 20;
+    });
+    BackgroundStart rank0(*m[0]);
+    std::vector<std::unique_ptr<RawClient>> flood;
+    for (int i = 0; i < 70; ++i) flood.push_back(std::make_unique<RawClient>(m[0]->port()));
+    check_mentions(log.once_mentioning("connection flood"),
+                   {"64 handshakes already in progress", "connection flood"});
+    // Dropped while the flood holds every slot, retried until it gets in.
+    const std::string error1 = start_error(*m[1]);
+    const std::string error0 = rank0.join();
+    CHECK_MESSAGE(error0.empty(), error0);
+    CHECK_MESSAGE(error1.empty(), error1);
+  }
+  SUBCASE("rank 0 alone under a flood names it when the rendezvous times out") {
+    LogLines log;
+    MeshList m = make_meshes(2, log, [](MeshConfig& c) {
+      c.op_timeout_s = 10;
+      c.connect_timeout_s = 6;  // unauthenticated connections get 1.5 s
+    });
+    BackgroundStart rank0(*m[0]);
+    std::vector<std::unique_ptr<RawClient>> flood;
+    for (int i = 0; i < 70; ++i) flood.push_back(std::make_unique<RawClient>(m[0]->port()));
+    const std::string error0 = rank0.join();
+    check_mentions(error0, {"rendezvous timed out", "rank(s) 1 never connected",
+                            "connection(s) were dropped unanswered", "64 unauthenticated",
+                            "a flood of connections to this port", "the last from 127.0.0.1:"});
+  }
 }
 
 TEST_CASE("a corrupted payload fails the link with a CRC error naming rank, type and iteration") {

@@ -75,7 +75,7 @@ TEST_CASE("the frame header is 64 little-endian bytes at fixed offsets") {
   h.message_len = 0x48000;
   h.payload_crc = 0xDEADBEEF;
   const auto b = encode_header(h);
-  CHECK(hex_of(std::span(b).first(8)) == "4d52435901001101");  // "MRCY", v1, type 17, flags 1
+  CHECK(hex_of(std::span(b).first(8)) == "4d52435902001101");  // "MRCY", v2, type 17, flags 1
   CHECK(hex_of(std::span(b).subspan(8, 8)) == "0403020108070605");
   CHECK(hex_of(std::span(b).subspan(32, 8)) == "8877665544332211");
   CHECK(hex_of(std::span(b).subspan(56, 4)) == "efbeadde");
@@ -112,9 +112,9 @@ TEST_CASE("header decoding names each violation, checked in the documented order
   }
   SUBCASE("version skew, before the CRC") {
     const auto d = decode_edited(
-        h, [](auto& b) { b[4] = std::byte(2); }, false);
+        h, [](auto& b) { b[4] = std::byte(kProtocolVersion + 1); }, false);
     CHECK(d.fault == FrameFault::version_skew);
-    check_mentions(d.reason, {"peer speaks protocol version 2, this build speaks 1"});
+    check_mentions(d.reason, {"peer speaks protocol version 3, this build speaks 2"});
   }
   SUBCASE("header CRC") {
     const auto d = decode_edited(
@@ -338,10 +338,27 @@ TEST_CASE("handshake messages round-trip, are parsed strictly and bind both role
   other.world = 3;
   check_mentions(hello_mismatch(other, ours), {"world size 3", "WORLD_SIZE"});
 
-  const auto secret = bytes_of("s3cret");
-  const Mac server = handshake_mac(secret, "server", bytes, ours);
-  CHECK(!macs_equal(server, handshake_mac(secret, "client", bytes, ours)));
-  CHECK(!macs_equal(server, handshake_mac(bytes_of("other"), "server", bytes, ours)));
+  // CHALLENGE is a bare nonce; WELCOME carries the server's Hello and MAC.
+  const Nonce nonce = random_nonce();
+  CHECK(decode_challenge(nonce) == nonce);
+  check_mentions(error_message<FrameError>([&] { decode_challenge(bytes); }),
+                 {"CHALLENGE payload", "expected", "found"});
+  const auto secret = bytes_of("a strong shared secret, 32 bytes");
+  const Mac server = server_mac(secret, bytes, nonce, ours);
+  const Mac client = client_mac(secret, bytes, nonce);
+  CHECK(!macs_equal(server, client));
+  CHECK(!macs_equal(server, server_mac(bytes_of("another strong secret!"), bytes, nonce, ours)));
+  CHECK(!macs_equal(client, client_mac(secret, bytes, random_nonce())));  // bound to the nonce
+  Hello changed = ours;
+  changed.plan_hash ^= 1;
+  CHECK(!macs_equal(server, server_mac(secret, bytes, nonce, changed)));  // and to the Hello
+  const auto welcome = encode_welcome({ours, server});
+  const Welcome back_w = decode_welcome(welcome);
+  CHECK(back_w.hello.plan_hash == ours.plan_hash);
+  CHECK(back_w.mac == server);
+  check_mentions(error_message<FrameError>(
+                     [&] { decode_welcome(std::span(welcome).first(welcome.size() - 1)); }),
+                 {"WELCOME payload", "truncated"});
 }
 
 TEST_CASE("cluster secret files: one trailing newline stripped, bad files named") {
@@ -350,12 +367,13 @@ TEST_CASE("cluster secret files: one trailing newline stripped, bad files named"
     write_bytes(dir.file(name), std::vector<uint8_t>(text.begin(), text.end()));
     return dir.file(name);
   };
-  CHECK(load_secret_file(write("a", "abc\n")) == bytes_of("abc"));
-  CHECK(load_secret_file(write("b", "abc\r\n")) == bytes_of("abc"));
-  CHECK(load_secret_file(write("c", "abc\n\n")) == bytes_of("abc\n"));
-  CHECK(load_secret_file(write("d", "abc")) == bytes_of("abc"));
+  const std::string good = "q8Zr1cYh0Vn3XwKb5tLm";
+  CHECK(load_secret_file(write("a", good + "\n")) == bytes_of(good));
+  CHECK(load_secret_file(write("b", good + "\r\n")) == bytes_of(good));
+  CHECK(load_secret_file(write("c", good + "\n\n")) == bytes_of(good + "\n"));
+  CHECK(load_secret_file(write("d", good)) == bytes_of(good));
   check_mentions(error_message<AuthError>([&] { load_secret_file(write("e", "")); }),
-                 {"'" + dir.file("e") + "'", "is empty"});
+                 {"'" + dir.file("e") + "'", "is empty", "head -c 32 /dev/urandom | base64"});
   check_mentions(error_message<AuthError>([&] { load_secret_file(write("f", "\n")); }),
                  {"is empty"});
   check_mentions(error_message<AuthError>([&] { load_secret_file(dir.file("missing")); }),
@@ -365,4 +383,25 @@ TEST_CASE("cluster secret files: one trailing newline stripped, bad files named"
   check_mentions(
       error_message<AuthError>([&] { load_secret_file(write("g", std::string(5000, 'x'))); }),
       {"at most 4096 bytes"});
+}
+
+TEST_CASE("weak cluster secrets are refused: short, whitespace-only, one repeated character") {
+  TempDir dir;
+  const auto refused = [&](const std::string& text, std::initializer_list<std::string> words) {
+    CAPTURE(text);
+    write_bytes(dir.file("s"), std::vector<uint8_t>(text.begin(), text.end()));
+    const std::string e = error_message<AuthError>([&] { load_secret_file(dir.file("s")); });
+    check_mentions(e, words);
+    check_mentions(e, {"head -c 32 /dev/urandom | base64"});
+    if (text.size() > 2) CHECK(e.find(text) == std::string::npos);  // never echoed
+  };
+  refused("x", {"at least 16 bytes, found 1", "offline brute force"});
+  refused("hunter2", {"at least 16 bytes, found 7"});
+  refused(std::string(15, 'k') + "z", {"at least 6 distinct characters, found 2"});
+  refused(std::string(40, 'a'), {"distinct characters, found 1"});
+  refused("   \t  \r\n   ", {"only whitespace"});
+  refused(std::string(64, ' '), {"only whitespace"});
+  CHECK(check_secret_strength(bytes_of("correct horse battery staple")).empty());
+  CHECK(check_secret_strength(bytes_of("abcdefghijklmnop")).empty());  // 16 bytes, 16 distinct
+  CHECK(!check_secret_strength(bytes_of("abcdefghijklmno")).empty());  // 15
 }
