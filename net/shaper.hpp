@@ -166,6 +166,11 @@ inline std::string format_double(double v) {
 
 // What is wrong with point (t, mbps) after a point at prev_t (nullopt: first point), as the
 // "with ..." phrase of an error; nullopt when the point is fine.
+// Shapeable rates: 1 kbit/s .. 1 Tbit/s. A slower link would take years per frame (and turns
+// nanosecond arithmetic into overflow); a faster one is not a link this shaper can emulate.
+inline constexpr double kMinMbps = 1e-3;
+inline constexpr double kMaxMbps = 1e6;
+
 inline std::optional<std::string> point_problem(std::optional<double> prev_t, double t,
                                                 double mbps) {
   if (!std::isfinite(t)) return std::string("with finite t_seconds");
@@ -174,6 +179,8 @@ inline std::optional<std::string> point_problem(std::optional<double> prev_t, do
     return "with t_seconds > " + format_double(*prev_t) + " (strictly increasing)";
   }
   if (!(mbps > 0) || !std::isfinite(mbps)) return std::string("with finite mbps > 0");
+  if (mbps < kMinMbps || mbps > kMaxMbps)  // beyond, the bucket's time arithmetic overflows
+    return "with mbps in [" + format_double(kMinMbps) + ", " + format_double(kMaxMbps) + "]";
   return std::nullopt;
 }
 
@@ -239,6 +246,7 @@ class BandwidthTrace {
   // Parses CSV text; `source` names it in errors (the file name for load()).
   static BandwidthTrace parse(std::string_view text, const std::string& source,
                               Interpolation interpolation = {}, End end = {}) {
+    if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 byte order mark
     std::vector<Point> points;
     bool seen_row = false;
     std::size_t line_no = 0;
@@ -661,8 +669,8 @@ class TokenBucketPacer : public Pacer {
   };
 
   static double checked_rate(double rate_bps) {
-    if (!(rate_bps > 0) || !std::isfinite(rate_bps)) {
-      throw ShaperError("TokenBucketPacer: expected a finite rate > 0 bit/s, found " +
+    if (!(rate_bps >= shaper_detail::kMinMbps * 1e6 && rate_bps <= shaper_detail::kMaxMbps * 1e6)) {
+      throw ShaperError("TokenBucketPacer: expected a rate in [1e3, 1e12] bit/s, found " +
                         shaper_detail::format_double(rate_bps));
     }
     return rate_bps;
@@ -815,7 +823,10 @@ inline std::optional<double> parse_bandwidth(std::string_view text,
         std::string_view(lowered).substr(0, lowered.size() - unit.size()));
     if (!number) return fail(" (a plain decimal number, then the unit)");
     if (!(*number > 0)) return fail(" (> 0; 'off' disables shaping)");
-    return *number * scale;
+    const double bps = *number * scale;
+    if (!(bps >= shaper_detail::kMinMbps * 1e6 && bps <= shaper_detail::kMaxMbps * 1e6))
+      return fail(" (between 1kbps and 1000000mbps)");
+    return bps;
   }
   return fail(" (the unit kbps, mbps or gbps is required)");
 }

@@ -10,14 +10,18 @@
 //
 // Contract:
 //   write_safetensors(path, tensors, metadata): validates the tensors (unique non-empty names,
-//     known dtype, non-negative shape, data non-null unless empty), adds "mercury.crc32c" (CRC32C
-//     of the data section, 8 lowercase hex digits) to __metadata__, and writes via
-//     AtomicFileWriter: a failure leaves any previous file intact and no temp file. Tensor data is
-//     read in place, never copied. Throws CheckpointError.
-//   SafetensorsFile::load(path)        header + data; checksum verified when present.
-//   SafetensorsFile::load_header(path) header only (validated against the file size), so shapes
-//     can be checked before the data is read; load_data() then reads and verifies the data.
-//   SafetensorsFile::from_bytes(bytes, name)  the same from memory (fuzzing, network transfer).
+//     known dtype, non-negative shape, data non-null unless empty), adds "mercury.crc32c.all"
+//     (CRC32C of the length field, the header with this value as "00000000", and the data
+//     section: 8 lowercase hex digits) to __metadata__, and writes via AtomicFileWriter: a
+//     failure leaves any previous file intact and no temp file. Tensor data is read in place,
+//     never copied. Throws CheckpointError.
+//   SafetensorsFile::load(path, checksum)  header + data, checksum verified. With
+//     Checksum::required (the default) a file without "mercury.crc32c.all" is refused; with
+//     Checksum::optional it loads, and an older data-only "mercury.crc32c" is still verified.
+//   SafetensorsFile::load_header(path, checksum) header only (validated against the file size),
+//     so shapes can be checked before the data is read; load_data() then reads and verifies.
+//   SafetensorsFile::from_bytes(bytes, name, checksum)  the same from memory (fuzzing, network).
+//   Header parsing is linear in its size (a SAX pass for duplicate keys and depth, then the DOM).
 //   Every size is validated before allocation (header length <= 100 MB and <= file size; data
 //   section length = the last tensor's end offset = file size - 8 - N). Any violation, including
 //   a checksum mismatch, throws CheckpointError: "checkpoint '<file>': <field/tensor>: expected
@@ -85,7 +89,13 @@ struct SafetensorsEntry {
   }
 };
 
-inline constexpr std::string_view kChecksumMetadataKey = "mercury.crc32c";
+// CRC32C of the 8-byte length field, the header (with this value as "00000000") and the data
+// section: a flipped bit anywhere in the file fails it.
+inline constexpr std::string_view kChecksumMetadataKey = "mercury.crc32c.all";
+// What files written before the header was covered carry: CRC32C of the data section only.
+inline constexpr std::string_view kDataChecksumMetadataKey = "mercury.crc32c";
+// Whether a file must carry kChecksumMetadataKey (files of other writers carry none).
+enum class Checksum { required, optional };
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = uint64_t{100} << 20;  // as safetensors
 
 // Bytes per element, or 0 for an unsupported dtype.
@@ -135,8 +145,25 @@ inline std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape,
   return bytes;
 }
 
-inline uint32_t crc_of(std::span<const uint8_t> data) {
-  return crc32c(data.data(), data.size());
+inline uint32_t crc_of(std::span<const uint8_t> data, uint32_t crc = 0) {
+  return crc32c(data.data(), data.size(), crc);
+}
+
+// Offset of the 8 hex digits of "mercury.crc32c.all" in a header as this writer dumps it (no
+// whitespace), or npos. Unique: a key's quotes are bare only where it is a key, and a key
+// appears once per object (duplicates are refused); in a tensor name the ':' is followed by '{'.
+inline std::size_t checksum_value_offset(std::string_view header) {
+  const std::string needle = "\"" + std::string(kChecksumMetadataKey) + "\":\"";
+  for (std::size_t at = header.find(needle); at != std::string_view::npos;
+       at = header.find(needle, at + 1)) {
+    // A key starts an object member: after '{' or ','. Inside another string the quote is
+    // escaped (\"), so a user key ending in this text does not match.
+    if (at == 0 || (header[at - 1] != '{' && header[at - 1] != ',')) continue;
+    if (at + needle.size() + 9 > header.size() || header[at + needle.size() + 8] != '"')
+      return std::string_view::npos;
+    return at + needle.size();
+  }
+  return std::string_view::npos;
 }
 
 }  // namespace safetensors_detail
@@ -145,17 +172,18 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
                               const std::map<std::string, std::string>& metadata) {
   namespace detail = safetensors_detail;
   const std::string prefix = "checkpoint '" + path + "': ";
-  if (metadata.count(std::string(kChecksumMetadataKey)) != 0) {
-    throw CheckpointError(prefix + "__metadata__ key '" + std::string(kChecksumMetadataKey) +
-                          "' is reserved (written automatically), found it in the caller's "
-                          "metadata");
+  for (std::string_view reserved : {kChecksumMetadataKey, kDataChecksumMetadataKey}) {
+    if (metadata.count(std::string(reserved)) != 0) {
+      throw CheckpointError(prefix + "__metadata__ key '" + std::string(reserved) +
+                            "' is reserved (written automatically), found it in the caller's "
+                            "metadata");
+    }
   }
 
-  // Validate and lay out the tensors; checksum the data in place.
+  // Validate and lay out the tensors.
   std::vector<uint64_t> sizes;
   sizes.reserve(tensors.size());
   std::unordered_map<std::string, size_t> seen;
-  uint32_t checksum = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorRef& t = tensors[i];
     const std::string what = prefix + "tensor #" + std::to_string(i) + " '" + t.name + "': ";
@@ -183,23 +211,29 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
                             " bytes, found a null pointer");
     }
     sizes.push_back(*bytes);
-    if (*bytes > 0) checksum = crc32c(t.data, *bytes, checksum);
   }
 
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  nlohmann::ordered_json& meta = header["__metadata__"] = nlohmann::ordered_json::object();
-  for (const auto& [key, value] : metadata) meta[key] = value;
-  meta[std::string(kChecksumMetadataKey)] = detail::hex32(checksum);
-  uint64_t offset = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    header[tensors[i].name] = {{"dtype", tensors[i].dtype},
-                               {"shape", tensors[i].shape},
-                               {"data_offsets", {offset, offset + sizes[i]}}};
-    offset += sizes[i];
-  }
+  // The header text, built in one pass (nlohmann's ordered_json looks keys up linearly:
+  // quadratic in the number of tensors). Strings are escaped by nlohmann, which also refuses
+  // invalid UTF-8.
   std::string header_text;
   try {
-    header_text = header.dump();
+    const auto quoted = [](const std::string& text) { return nlohmann::json(text).dump(); };
+    header_text = "{\"__metadata__\":{";
+    for (const auto& [key, value] : metadata)
+      header_text += quoted(key) + ":" + quoted(value) + ",";
+    header_text += quoted(std::string(kChecksumMetadataKey)) + ":\"00000000\"}";  // filled below
+    uint64_t offset = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      header_text += "," + quoted(tensors[i].name) + ":{\"dtype\":" + quoted(tensors[i].dtype) +
+                     ",\"shape\":[";
+      for (size_t d = 0; d < tensors[i].shape.size(); ++d)
+        header_text += (d ? "," : "") + std::to_string(tensors[i].shape[d]);
+      header_text += "],\"data_offsets\":[" + std::to_string(offset) + "," +
+                     std::to_string(offset + sizes[i]) + "]}";
+      offset += sizes[i];
+    }
+    header_text += "}";
   } catch (const nlohmann::json::type_error& error) {  // invalid UTF-8 in a name or value
     throw CheckpointError(prefix +
                           "header: expected UTF-8 names and metadata, found invalid "
@@ -211,6 +245,15 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
   uint8_t length_field[8];
   const uint64_t header_length = header_text.size();
   for (int b = 0; b < 8; ++b) length_field[b] = static_cast<uint8_t>(header_length >> (8 * b));
+  // The checksum covers the length field, the header with its own value zeroed, and the data,
+  // read in place.
+  const std::size_t crc_at = detail::checksum_value_offset(header_text);
+  if (crc_at == std::string::npos) throw std::logic_error(prefix + "checksum field not dumped");
+  uint32_t checksum = crc32c(length_field, sizeof length_field);
+  checksum = crc32c(header_text.data(), header_text.size(), checksum);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (sizes[i] > 0) checksum = crc32c(tensors[i].data, sizes[i], checksum);
+  header_text.replace(crc_at, 8, detail::hex32(checksum));
 
   try {
     AtomicFileWriter out(path);
@@ -227,14 +270,19 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
 
 class SafetensorsFile {
  public:
-  static SafetensorsFile load(const std::string& path) {
-    return read_file(path, /*with_data=*/true);
+  static SafetensorsFile load(const std::string& path, Checksum checksum = Checksum::required) {
+    return read_file(path, /*with_data=*/true, checksum);
   }
-  static SafetensorsFile load_header(const std::string& path) { return read_file(path, false); }
+  static SafetensorsFile load_header(const std::string& path,
+                                     Checksum checksum = Checksum::required) {
+    return read_file(path, false, checksum);
+  }
 
-  static SafetensorsFile from_bytes(std::span<const uint8_t> bytes, std::string name = "<memory>") {
+  static SafetensorsFile from_bytes(std::span<const uint8_t> bytes, std::string name = "<memory>",
+                                    Checksum checksum = Checksum::required) {
     SafetensorsFile file;
     file.source_ = std::move(name);
+    file.checksum_ = checksum;
     const uint64_t header_length =
         file.check_length_field(bytes.data(), std::min<size_t>(bytes.size(), 8), bytes.size());
     file.parse_header(
@@ -296,10 +344,11 @@ class SafetensorsFile {
   }
 
  private:
-  static SafetensorsFile read_file(const std::string& path, bool with_data) {
+  static SafetensorsFile read_file(const std::string& path, bool with_data, Checksum checksum) {
     SafetensorsFile file;
     file.source_ = path;
     file.path_ = path;
+    file.checksum_ = checksum;
     try {
       InputFile input(path);
       if (!input.size()) {
@@ -361,6 +410,47 @@ class SafetensorsFile {
     return length;
   }
 
+  // SAX handler: throws CheckpointError on a duplicate key in any object or nesting deeper
+  // than kMaxHeaderDepth; everything else is left to the DOM parse.
+  struct HeaderShapeCheck {
+    const std::string& where;
+    std::vector<std::unordered_set<std::string>> keys;  // one set per open object/array
+    bool open(bool is_object) {
+      if (keys.size() >= std::size_t(safetensors_detail::kMaxHeaderDepth))
+        throw CheckpointError(where + "expected JSON nesting of at most " +
+                              std::to_string(safetensors_detail::kMaxHeaderDepth) +
+                              " levels, found more");
+      keys.emplace_back();
+      (void)is_object;
+      return true;
+    }
+    bool close() {
+      keys.pop_back();
+      return true;
+    }
+    bool null() { return true; }
+    bool boolean(bool) { return true; }
+    bool number_integer(nlohmann::json::number_integer_t) { return true; }
+    bool number_unsigned(nlohmann::json::number_unsigned_t) { return true; }
+    bool number_float(nlohmann::json::number_float_t, const std::string&) { return true; }
+    bool string(std::string&) { return true; }
+    bool binary(nlohmann::json::binary_t&) { return true; }
+    bool start_object(std::size_t) { return open(true); }
+    bool end_object() { return close(); }
+    bool start_array(std::size_t) { return open(false); }
+    bool end_array() { return close(); }
+    bool key(std::string& k) {
+      if (!keys.back().insert(k).second)
+        throw CheckpointError(where + "duplicate key \"" + k + "\"" +
+                              (keys.size() == 1 ? " (tensor names must be unique)" : "") +
+                              ": expected each key once, found it twice");
+      return true;
+    }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::json::exception& e) {
+      throw CheckpointError(where + "expected valid JSON, found a syntax error: " + e.what());
+    }
+  };
+
   void parse_header(std::string_view text) {
     namespace detail = safetensors_detail;
     const std::string header_where =
@@ -370,34 +460,22 @@ class SafetensorsFile {
                             (text.empty() ? std::string("an empty header")
                                           : "byte 0x" + detail::hex8(uint8_t(text.front()))));
     }
-    // The callback rejects duplicate keys (the DOM would silently keep the last one) and deep
-    // nesting (bounded memory and recursion whatever the input).
-    std::vector<std::unordered_set<std::string>> keys_by_depth;
-    const auto callback = [&](int depth, nlohmann::json::parse_event_t event,
-                              nlohmann::json& parsed) {
-      using Event = nlohmann::json::parse_event_t;
-      if (event == Event::object_start || event == Event::array_start) {
-        if (depth >= detail::kMaxHeaderDepth) {
-          throw CheckpointError(header_where + "expected JSON nesting of at most " +
-                                std::to_string(detail::kMaxHeaderDepth) + " levels, found more");
-        }
-        if (event == Event::object_start) {
-          if (keys_by_depth.size() < size_t(depth) + 2) keys_by_depth.resize(size_t(depth) + 2);
-          keys_by_depth[size_t(depth) + 1].clear();
-        }
-      } else if (event == Event::key) {
-        const std::string& key = parsed.get_ref<const std::string&>();
-        if (!keys_by_depth[size_t(depth)].insert(key).second) {
-          throw CheckpointError(header_where + "duplicate key \"" + key + "\"" +
-                                (depth == 1 ? " (tensor names must be unique)" : "") +
-                                ": expected each key once, found it twice");
-        }
+    // A SAX pass first rejects duplicate keys (the DOM would silently keep the last one) and
+    // deep nesting (bounded memory whatever the input); then the DOM parse. Both are linear in
+    // the header (nlohmann's callback parser is not: it rescans the parent object after every
+    // member, quadratic in the number of tensors).
+    {
+      HeaderShapeCheck check{header_where, {}};
+      try {
+        nlohmann::json::sax_parse(text.begin(), text.end(), &check);
+      } catch (const nlohmann::json::exception& error) {
+        throw CheckpointError(header_where +
+                              "expected valid JSON, found a syntax error: " + error.what());
       }
-      return true;
-    };
+    }
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(text.begin(), text.end(), callback);
+      header = nlohmann::json::parse(text.begin(), text.end());
     } catch (const nlohmann::json::exception& error) {
       throw CheckpointError(header_where +
                             "expected valid JSON, found a syntax error: " + error.what());
@@ -414,6 +492,38 @@ class SafetensorsFile {
       entries_.push_back(parse_entry(key, value));
     }
     check_layout();
+    checksum_header(text);
+  }
+
+  // The header's share of kChecksumMetadataKey's CRC: length field, then the header with the
+  // stored value as "00000000". A missing key is judged by verify_checksum (with the data).
+  void checksum_header(std::string_view text) {
+    const auto it = metadata_.find(std::string(kChecksumMetadataKey));
+    if (it == metadata_.end()) return;
+    check_hex32(kChecksumMetadataKey, it->second);
+    const std::size_t at = safetensors_detail::checksum_value_offset(text);
+    if (at == std::string_view::npos || text.substr(at, 8) != it->second) {
+      throw CheckpointError(prefix() + "__metadata__ key '" + std::string(kChecksumMetadataKey) +
+                            "': expected it written as \"" + std::string(kChecksumMetadataKey) +
+                            "\":\"<8 hex digits>\" (no spaces), found another form");
+    }
+    uint8_t length_field[8];
+    for (int b = 0; b < 8; ++b) length_field[b] = static_cast<uint8_t>(text.size() >> (8 * b));
+    std::string zeroed(text);
+    zeroed.replace(at, 8, std::string(8, '0'));
+    header_crc_ = crc32c(length_field, sizeof length_field);
+    header_crc_ = crc32c(zeroed.data(), zeroed.size(), header_crc_);
+  }
+
+  void check_hex32(std::string_view key, const std::string& stored) const {
+    const bool well_formed =
+        stored.size() == 8 && std::all_of(stored.begin(), stored.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        });
+    if (!well_formed) {
+      throw CheckpointError(prefix() + "__metadata__ key '" + std::string(key) +
+                            "': expected 8 lowercase hex digits, found \"" + stored + "\"");
+    }
   }
 
   void parse_metadata(const nlohmann::json& value) {
@@ -529,22 +639,35 @@ class SafetensorsFile {
 
   void verify_checksum() const {
     namespace detail = safetensors_detail;
-    const auto it = metadata_.find(std::string(kChecksumMetadataKey));
-    if (it == metadata_.end()) return;  // files from other writers carry no checksum
-    const std::string& stored = it->second;
-    const bool well_formed =
-        stored.size() == 8 && std::all_of(stored.begin(), stored.end(), [](char c) {
-          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        });
-    if (!well_formed) {
-      throw CheckpointError(prefix() + "__metadata__ key '" + std::string(kChecksumMetadataKey) +
-                            "': expected 8 lowercase hex digits, found \"" + stored + "\"");
+    const auto all = metadata_.find(std::string(kChecksumMetadataKey));
+    if (all != metadata_.end()) {
+      const std::string actual = detail::hex32(detail::crc_of(data_, header_crc_));
+      if (actual != all->second) {
+        throw CheckpointError(prefix() + "checksum mismatch (file corrupted): __metadata__ " +
+                              std::string(kChecksumMetadataKey) + " expects " + all->second +
+                              ", found CRC32C " + actual + " over the header and data");
+      }
+      return;
     }
+    const auto data_only = metadata_.find(std::string(kDataChecksumMetadataKey));
+    if (checksum_ == Checksum::required) {
+      throw CheckpointError(
+          prefix() + "__metadata__: expected key '" + std::string(kChecksumMetadataKey) +
+          "' (CRC32C of header and data), found " +
+          (data_only != metadata_.end()
+               ? "only '" + std::string(kDataChecksumMetadataKey) +
+                     "', which leaves the header unchecked (an older Mercury wrote it)"
+               : std::string("no checksum (another tool wrote it, or it was removed)")) +
+          "; load it with the checksum optional only if you trust it (mercury train "
+          "--resume-unchecked true)");
+    }
+    if (data_only == metadata_.end()) return;  // optional, and absent
+    check_hex32(kDataChecksumMetadataKey, data_only->second);
     const std::string actual = detail::hex32(detail::crc_of(data_));
-    if (actual != stored) {
+    if (actual != data_only->second) {
       throw CheckpointError(prefix() + "checksum mismatch (file corrupted): __metadata__ " +
-                            std::string(kChecksumMetadataKey) + " expects " + stored +
-                            ", found data section CRC32C " + actual);
+                            std::string(kDataChecksumMetadataKey) + " expects " +
+                            data_only->second + ", found data section CRC32C " + actual);
     }
   }
 
@@ -556,6 +679,8 @@ class SafetensorsFile {
   std::vector<uint8_t> data_;
   uint64_t header_length_ = 0;
   uint64_t data_size_ = 0;
+  uint32_t header_crc_ = 0;  // kChecksumMetadataKey's CRC over the length field and header
+  Checksum checksum_ = Checksum::required;
   bool has_data_ = false;
 };
 

@@ -5,7 +5,8 @@
 // optimizer moments as flat slabs "mercury.optimizer.<m|v>". Metadata (strings): format tag,
 // model name, layout hash, the training cursor (epoch, step in epoch, global step, optimizer
 // steps), the dropout RNG state and the config that produced the run. Written atomically
-// (temp file + fsync + rename); verified by CRC32C on load.
+// (temp file + fsync + rename); verified on load by a CRC32C over header and data, which must be
+// present unless the caller passes io::Checksum::optional (`--resume-unchecked`).
 #pragma once
 
 #include <cstring>
@@ -80,6 +81,7 @@ struct LoadedState {
   std::vector<std::byte> sampler_state;
   std::vector<std::vector<std::byte>> rank_states;  // rank_state_tensor(0), (1), ... while present
   int64_t dist_world = 0;  // metadata mercury.dist.world (0: a single-device checkpoint)
+  std::map<std::string, std::string> metadata;  // all of it (e.g. the text vocabulary)
 };
 
 inline std::string where(const io::SafetensorsFile& f) {
@@ -111,9 +113,9 @@ inline std::string meta_str(const io::SafetensorsFile& f, const std::string& key
 }
 
 // Restores weights, buffers, optimizer moments and steps into an already-built model/optimizer.
-inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
+// The same from a loaded file (the fuzz target feeds it bytes). Throws io::CheckpointError.
+inline LoadedState load_checkpoint(const io::SafetensorsFile& f, nn::Model& model,
                                    optim::Optimizer& opt) {
-  const io::SafetensorsFile f = io::SafetensorsFile::load(path);
   if (meta_str(f, "mercury.format") != kCheckpointFormat) {
     throw io::CheckpointError(where(f) + "format: expected '" + kCheckpointFormat + "', found '" +
                               meta_str(f, "mercury.format") + "'");
@@ -156,6 +158,7 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
   s.cursor.global_step = meta_int(f, "mercury.global_step");
   s.rng_state = meta_str(f, "mercury.rng");
   s.config_json = meta_str(f, "mercury.config");
+  s.metadata = f.metadata();
   auto u8 = [&](const std::string& name, std::vector<std::byte>& out) {
     const io::SafetensorsEntry* e = f.find(name);
     if (!e) return false;
@@ -175,6 +178,11 @@ inline LoadedState load_checkpoint(const std::string& path, nn::Model& model,
        u8(rank_state_tensor(static_cast<int>(s.rank_states.size())), blob);)
     s.rank_states.push_back(std::move(blob));
   return s;
+}
+
+inline LoadedState load_checkpoint(const std::string& path, nn::Model& model, optim::Optimizer& opt,
+                                   io::Checksum checksum = io::Checksum::required) {
+  return load_checkpoint(io::SafetensorsFile::load(path, checksum), model, opt);
 }
 
 }  // namespace mercury::train

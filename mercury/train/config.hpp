@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -42,13 +44,14 @@ struct TrainConfig {
   double gamma = 0.1;
   int64_t threads = 0;  // 0: MERCURY_THREADS or all cores
   int64_t seed = 1;
-  std::string checkpoint;        // written at the end of every epoch (and at the end)
-  int64_t checkpoint_every = 0;  // also every N steps (0: only per epoch)
-  std::string resume;            // checkpoint to resume from
-  std::string metrics;           // JSON-lines file
-  int64_t max_steps = 0;         // stop after N optimizer steps in total (0: no limit)
-  int64_t train_limit = 0;       // use only the first N training samples (0: all)
-  int64_t test_limit = 0;        // evaluate on the first N test samples (0: all)
+  std::string checkpoint;         // written at the end of every epoch (and at the end)
+  int64_t checkpoint_every = 0;   // also every N steps (0: only per epoch)
+  std::string resume;             // checkpoint to resume from
+  bool resume_unchecked = false;  // accept a checkpoint without a CRC over header and data
+  std::string metrics;            // JSON-lines file
+  int64_t max_steps = 0;          // stop after N optimizer steps in total (0: no limit)
+  int64_t train_limit = 0;        // use only the first N training samples (0: all)
+  int64_t test_limit = 0;         // evaluate on the first N test samples (0: all)
   int64_t eval_batch = 128;
   bool progress = true;  // progress line with ETA on a terminal
   // Importance sampling (mercury/importance/).
@@ -139,6 +142,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"checkpoint", "checkpoint file (safetensors layout) written every epoch"},
       {"checkpoint_every", "also checkpoint every N steps (0: per epoch only)"},
       {"resume", "checkpoint to resume from (exact continuation)"},
+      {"resume_unchecked",
+       "accept a --resume checkpoint that carries no CRC32C over its header and data (written "
+       "by another tool or an older mercury; true/false)"},
       {"metrics", "JSON-lines metrics file"},
       {"max_steps", "stop after N optimizer steps in total (0: no limit)"},
       {"train_limit", "use only the first N training samples (0: all)"},
@@ -234,6 +240,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"checkpoint", c.checkpoint},
                         {"checkpoint_every", c.checkpoint_every},
                         {"resume", c.resume},
+                        {"resume_unchecked", c.resume_unchecked},
                         {"metrics", c.metrics},
                         {"max_steps", c.max_steps},
                         {"train_limit", c.train_limit},
@@ -333,6 +340,7 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.checkpoint = j["checkpoint"];
   c.checkpoint_every = j["checkpoint_every"];
   c.resume = j["resume"];
+  c.resume_unchecked = j["resume_unchecked"];
   c.metrics = j["metrics"];
   c.max_steps = j["max_steps"];
   c.train_limit = j["train_limit"];
@@ -374,71 +382,99 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   return c;
 }
 
+// A number as the user wrote it would read it: %g, so 1e-50 is not "0.000000" and inf/nan say
+// so.
+inline std::string config_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// Upper bounds on counts: far above any real run, low enough that products of two of them (steps
+// = epochs x steps per epoch, samples = batch x presample, ...) cannot overflow int64.
+inline constexpr int64_t kMaxEpochs = 1'000'000;
+inline constexpr int64_t kMaxBatch = int64_t{1} << 24;
+inline constexpr int64_t kMaxSteps = int64_t{1} << 38;  // x kMaxBatch < 2^63
+inline constexpr int64_t kMaxKfPresample = 64;
+
 inline void validate(const TrainConfig& c) {
   auto need = [](bool ok, const std::string& what, const std::string& found) {
     if (!ok) throw std::invalid_argument(what + ", found " + found);
   };
-  need(c.epochs >= 1, "epochs: expected >= 1", std::to_string(c.epochs));
-  need(c.vocabulary >= 3, "vocabulary: expected >= 3", std::to_string(c.vocabulary));
-  need(c.image_size >= 8 && c.image_size <= 1024, "image_size: expected 8..1024",
-       std::to_string(c.image_size));
-  need(c.batch >= 1, "batch: expected >= 1", std::to_string(c.batch));
+  const auto count = [&](int64_t v, int64_t lo, int64_t hi, const char* key) {
+    need(v >= lo && v <= hi,
+         std::string(key) + ": expected " + std::to_string(lo) + ".." + std::to_string(hi),
+         std::to_string(v));
+  };
+  // A real number in [lo, hi] (bounds open when asked); NaN and infinities never pass.
+  const auto real = [&](double v, double lo, double hi, const char* key, bool lo_open = false,
+                        bool hi_open = false) {
+    const bool ok =
+        std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    need(ok,
+         std::string(key) + ": expected a finite value in " + (lo_open ? "(" : "[") +
+             config_number(lo) + ", " + config_number(hi) + (hi_open ? ")" : "]"),
+         config_number(v));
+  };
+  count(c.epochs, 1, kMaxEpochs, "epochs");
+  count(c.vocabulary, 3, 10'000'000, "vocabulary");
+  count(c.image_size, 8, 1024, "image_size");
+  count(c.batch, 1, kMaxBatch, "batch");
   need(c.micro_batch >= 0 && c.micro_batch <= c.batch,
        "micro_batch: expected 0..batch (" + std::to_string(c.batch) + ")",
        std::to_string(c.micro_batch));
-  need(c.lr > 0 && c.lr < 100, "lr: expected a value in (0, 100)", std::to_string(c.lr));
-  need(c.momentum >= 0 && c.momentum < 1, "momentum: expected [0, 1)", std::to_string(c.momentum));
-  need(c.weight_decay >= 0, "weight_decay: expected >= 0", std::to_string(c.weight_decay));
-  need(c.threads >= 0 && c.threads <= 1024, "threads: expected 0..1024", std::to_string(c.threads));
+  real(c.lr, 0, 100, "lr", true, true);
+  // The schedule runs in float: a rate that rounds to 0 (or a denormal) would train nothing.
+  need(static_cast<float>(c.lr) >= std::numeric_limits<float>::min(),
+       "lr: expected a rate representable in float (>= " +
+           config_number(std::numeric_limits<float>::min()) + ")",
+       config_number(c.lr));
+  real(c.momentum, 0, 1, "momentum", false, true);
+  real(c.weight_decay, 0, 100, "weight_decay");
+  count(c.threads, 0, 1024, "threads");
   need(c.seed >= 0, "seed: expected >= 0", std::to_string(c.seed));
-  need(c.checkpoint_every >= 0, "checkpoint_every: expected >= 0",
-       std::to_string(c.checkpoint_every));
-  need(c.max_steps >= 0, "max_steps: expected >= 0", std::to_string(c.max_steps));
+  count(c.checkpoint_every, 0, kMaxSteps, "checkpoint_every");
+  count(c.max_steps, 0, kMaxSteps, "max_steps");
   need(c.train_limit >= 0, "train_limit: expected >= 0", std::to_string(c.train_limit));
   need(c.test_limit >= 0, "test_limit: expected >= 0", std::to_string(c.test_limit));
-  need(c.eval_batch >= 1, "eval_batch: expected >= 1", std::to_string(c.eval_batch));
-  need(c.warmup_steps >= 0, "warmup_steps: expected >= 0", std::to_string(c.warmup_steps));
-  need(c.step_size >= 1, "step_size: expected >= 1", std::to_string(c.step_size));
-  need(c.gamma > 0, "gamma: expected > 0", std::to_string(c.gamma));
+  count(c.eval_batch, 1, kMaxBatch, "eval_batch");
+  count(c.warmup_steps, 0, kMaxSteps, "warmup_steps");
+  count(c.step_size, 1, kMaxSteps, "step_size");
+  real(c.gamma, 0, 1000, "gamma", true);
   need(c.sampler == "uniform" || c.sampler == "mercury" || c.sampler == "all-is" ||
            c.sampler == "kf" || c.sampler == "selective-backprop",
        "sampler: expected uniform, mercury, all-is, kf or selective-backprop",
        "'" + c.sampler + "'");
-  need(c.group_size >= 0, "group_size: expected >= 0", std::to_string(c.group_size));
-  need(c.groups_per_batch >= 1, "groups_per_batch: expected >= 1",
-       std::to_string(c.groups_per_batch));
-  need(c.lambda >= 0, "lambda: expected >= 0", std::to_string(c.lambda));
+  count(c.group_size, 0, kMaxBatch, "group_size");
+  count(c.groups_per_batch, 1, 65536, "groups_per_batch");
+  need(std::isfinite(c.beta) && std::abs(c.beta) <= 1e6,
+       "beta: expected a finite value in [-1e+06, 1e+06] (< 0: automatic, 4/D)",
+       config_number(c.beta));
+  real(c.lambda, 0, 1e6, "lambda");
   need(c.weighting == "paper" || c.weighting == "exact", "weighting: expected paper or exact",
        "'" + c.weighting + "'");
-  need(c.weight_power >= 0 && c.weight_power <= 1, "weight_power: expected a value in [0, 1]",
-       std::to_string(c.weight_power));
+  real(c.weight_power, 0, 1, "weight_power");
   need(c.draw == "iid" || c.draw == "systematic", "draw: expected iid or systematic",
        "'" + c.draw + "'");
   need(c.in_group == "loss" || c.in_group == "rank", "in_group: expected loss or rank",
        "'" + c.in_group + "'");
   need(c.in_group != "rank" || c.lambda > 0,
        "lambda: expected > 0 with in_group rank (0 never draws a group's lowest-ranked sample)",
-       std::to_string(c.lambda));
-  need(c.refresh_every >= 1, "refresh_every: expected >= 1", std::to_string(c.refresh_every));
-  need(c.kf_presample >= 1, "kf_presample: expected >= 1", std::to_string(c.kf_presample));
-  need(c.kf_tau_th == -1 || c.kf_tau_th >= 0, "kf_tau_th: expected -1 (automatic) or >= 0",
-       std::to_string(c.kf_tau_th));
-  need(c.sb_beta > 0, "sb_beta: expected > 0", std::to_string(c.sb_beta));
-  need(c.eval_every >= 0, "eval_every: expected >= 0", std::to_string(c.eval_every));
-  need(c.target_acc >= 0 && c.target_acc <= 1, "target_acc: expected a fraction in [0, 1]",
-       std::to_string(c.target_acc));
-  need(c.importance_stats_every >= 0, "importance_stats_every: expected >= 0",
-       std::to_string(c.importance_stats_every));
+       config_number(c.lambda));
+  count(c.refresh_every, 1, kMaxSteps, "refresh_every");
+  count(c.kf_presample, 1, kMaxKfPresample, "kf_presample");
+  need(c.kf_tau_th == -1 || (std::isfinite(c.kf_tau_th) && c.kf_tau_th >= 0),
+       "kf_tau_th: expected -1 (automatic) or a finite value >= 0", config_number(c.kf_tau_th));
+  real(c.sb_beta, 0, 1000, "sb_beta", true);
+  count(c.eval_every, 0, kMaxSteps, "eval_every");
+  real(c.target_acc, 0, 1, "target_acc");
+  count(c.importance_stats_every, 0, kMaxSteps, "importance_stats_every");
   need(c.partition == "iid" || c.partition == "dirichlet" || c.partition == "shards",
        "partition: expected iid, dirichlet or shards", "'" + c.partition + "'");
-  need(c.dirichlet_alpha > 0 && std::isfinite(c.dirichlet_alpha),
-       "dirichlet_alpha: expected a finite value > 0", std::to_string(c.dirichlet_alpha));
-  need(c.shards_per_device >= 1, "shards_per_device: expected >= 1",
-       std::to_string(c.shards_per_device));
-  need(c.op_timeout > 0 && c.op_timeout <= 86400, "op_timeout: expected (0, 86400] seconds",
-       std::to_string(c.op_timeout));
-  need(c.replica_check_every >= 0, "replica_check_every: expected >= 0",
-       std::to_string(c.replica_check_every));
+  real(c.dirichlet_alpha, 0, 1e6, "dirichlet_alpha", true);
+  count(c.shards_per_device, 1, 1 << 20, "shards_per_device");
+  real(c.op_timeout, 0, 86400, "op_timeout (seconds)", true);
+  count(c.replica_check_every, 0, kMaxSteps, "replica_check_every");
   need(c.pipeline == "auto" || c.pipeline == "sequential" || c.pipeline == "bacc",
        "pipeline: expected auto, sequential or bacc", "'" + c.pipeline + "'");
   need(c.pipeline != "bacc" || c.sampler == "mercury",
@@ -460,8 +496,7 @@ inline void validate(const TrainConfig& c) {
        "reshard importance: expected sampler mercury or all-is (it picks by their importance "
        "cache; use reshard random with other samplers)",
        "sampler '" + c.sampler + "'");
-  need(c.reshard_budget >= 0 && c.reshard_budget <= 1,
-       "reshard_budget: expected a fraction in [0, 1]", std::to_string(c.reshard_budget));
+  real(c.reshard_budget, 0, 1, "reshard_budget");
   (void)parse_reshard_share(c.reshard_share);
 }
 

@@ -117,9 +117,10 @@ inline LocalData local_partition(const TrainConfig& c, const data::Dataset& full
 // paths only whether they are set where that changes the protocol (resume, replay).
 inline nlohmann::json shared_config(const TrainConfig& c) {
   nlohmann::json j = to_json(c);
-  for (const char* local : {"data_dir", "threads", "checkpoint", "resume", "metrics", "progress",
-                            "eval_batch", "test_limit", "op_timeout", "scorer_threads",
-                            "scorer_priority", "bacc_chunk", "replay_group_sizes", "reshard_share"})
+  for (const char* local :
+       {"data_dir", "threads", "checkpoint", "resume", "resume_unchecked", "metrics", "progress",
+        "eval_batch", "test_limit", "op_timeout", "scorer_threads", "scorer_priority", "bacc_chunk",
+        "replay_group_sizes", "reshard_share"})
     j.erase(local);
   j["resume (set)"] = !c.resume.empty();
   j["replay_group_sizes (set)"] = !c.replay_group_sizes.empty();

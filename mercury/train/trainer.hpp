@@ -74,6 +74,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -81,6 +82,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "mercury/data/dataset.hpp"
@@ -128,6 +130,13 @@ class Trainer {
     n_train_ = cfg_.train_limit ? std::min(cfg_.train_limit, train_.size()) : train_.size();
     n_test_ = cfg_.test_limit ? std::min(cfg_.test_limit, test_.size()) : test_.size();
     if (n_train_ < 1) throw std::invalid_argument("training set is empty");
+    if (n_test_ < 1)  // an accuracy over no samples would read 0.00%, as if training failed
+      throw std::invalid_argument("test set " + test_.describe() +
+                                  " has no samples: evaluation needs at least one (test_limit " +
+                                  std::to_string(cfg_.test_limit) + ")");
+    if (!dist && cfg_.batch > n_train_)
+      throw std::invalid_argument("batch: expected at most the " + std::to_string(n_train_) +
+                                  " training samples, found " + std::to_string(cfg_.batch));
     batch_ = cfg_.batch;
     n_epoch_ = n_train_;
     if (dist) {
@@ -165,6 +174,11 @@ class Trainer {
     schedule_.warmup_steps = cfg_.warmup_steps;
     schedule_.step_size = cfg_.step_size;
     schedule_.gamma = static_cast<float>(cfg_.gamma);
+    // epochs <= kMaxEpochs and steps per epoch <= the training set: no overflow, but say so.
+    if (steps_per_epoch() > std::numeric_limits<int64_t>::max() / cfg_.epochs)
+      throw std::invalid_argument("epochs: " + std::to_string(cfg_.epochs) + " epochs of " +
+                                  std::to_string(steps_per_epoch()) +
+                                  " steps overflow the step counter");
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
     bacc_ =
         cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury");
@@ -220,6 +234,7 @@ class Trainer {
     choose_batch(it);
     const auto t0 = clock::now();
     StepResult r{compute_gradient(it), static_cast<int64_t>(plan_.indices.size())};
+    if (!std::isfinite(r.loss)) throw_not_finite(it, "the training loss", r.loss);
     const float lr = schedule_.at(it);
     if (bsp_) {  // compute ends with the local gradient; BspSync times comm / idle / update
       timing_.compute_s += seconds_since(t0);
@@ -278,12 +293,31 @@ class Trainer {
       }
       stop = end_epoch(e, epoch_train_s, seconds_since(t0), stop, result);
     }
+    if (cursor_.epoch >= cfg_.epochs && cursor_.global_step == start_step_ &&
+        start_epoch_ >= cfg_.epochs)
+      evaluate_finished(result);  // resumed a finished run: report its accuracy, not 0%
     result.steps = cursor_.global_step;
     result.train_samples_per_s =
         train_seconds > 0 ? static_cast<double>(samples_done) / train_seconds : 0;
     result.peak_rss_bytes = peak_rss_bytes();
     write_done(result, seconds_since(t0));
     return result;
+  }
+
+  // A run resumed after its last epoch trains nothing; its result is still its accuracy.
+  void evaluate_finished(TrainResult& result) {
+    sync_buffers();
+    if (rank_ != 0) return;
+    const EvalResult ev = evaluate();
+    if (!std::isfinite(ev.loss)) throw_not_finite(cursor_.global_step, "the test loss", ev.loss);
+    result.final_test_acc = ev.accuracy;
+    result.final_test_loss = ev.loss;
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "nothing to train: the checkpoint finished all %lld epochs; test loss %.4f, "
+                  "test accuracy %.2f%%\n",
+                  static_cast<long long>(cfg_.epochs), ev.loss, 100 * ev.accuracy);
+    report_.log() << line;
   }
 
   // Forward-only evaluation (score mode) on the test set.
@@ -318,6 +352,7 @@ class Trainer {
   // Extra string metadata written into every checkpoint (e.g. the text vocabulary).
   void set_checkpoint_metadata(std::map<std::string, std::string> m) {
     extra_metadata_ = std::move(m);
+    if (!resumed_metadata_.empty()) check_resumed_metadata(cfg_.resume);
   }
 
   // The complete state, for an exact resume. Distributed: collective (every rank calls it at the
@@ -325,6 +360,7 @@ class Trainer {
   // every shard's optimizer moments gathered from its owner into the usual full slabs, and each
   // rank's own RNGs and sampler state as a U8 tensor per rank (rank_state_tensor).
   void save(const std::string& path) {
+    check_finite_weights(cursor_.global_step, "before the checkpoint was written");
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
     std::vector<io::TensorRef> extra_tensors;
@@ -522,6 +558,32 @@ class Trainer {
     return loss;
   }
 
+  // Training diverged (or the data hold NaN/inf): stop with the step and the knobs to turn,
+  // before the non-finite value reaches a checkpoint or an accuracy figure.
+  [[noreturn]] void throw_not_finite(int64_t step, const char* what, double value) const {
+    char v[32];
+    std::snprintf(v, sizeof v, "%g", value);
+    throw std::runtime_error(
+        "step " + std::to_string(step) + ": " + what + " is " + v +
+        (rank_ || world_ > 1 ? " on rank " + std::to_string(rank_) : std::string()) +
+        ": training diverged; lower --lr (now " + config_number(cfg_.lr) +
+        "), add --warmup-steps, or check the data for non-finite values" +
+        (cfg_.sampler != "uniform" ? "; importance weights can amplify a step: try --weight-power "
+                                     "below 1"
+                                   : ""));
+  }
+
+  // Throws (throw_not_finite) unless every weight and buffer is finite.
+  void check_finite_weights(int64_t step, const char* when) const {
+    const nn::ParamStore& p = model_.params;
+    for (const auto& [slab, n, what] : {std::tuple{p.values(), p.size(), "a weight"},
+                                        std::tuple{p.buffers(), p.buffer_size(), "a buffer"}}) {
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(slab[i]))
+          throw_not_finite(step, (std::string(what) + " " + when).c_str(), slab[i]);
+    }
+  }
+
   // Everything between two steps: memory plan, checkpoints, progress, probe, replica check,
   // evaluation. Returns whether to stop.
   bool after_step(Epoch& e) {
@@ -547,6 +609,7 @@ class Trainer {
         report_.clear_progress();
         timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
         const EvalResult ev = evaluate();
+        if (!std::isfinite(ev.loss)) throw_not_finite(step, "the test loss", ev.loss);
         report_.eval(step, ev, timing_);
         e.start += clock::now() - pause;  // evaluation is not training time
         eval_pause_s_ += seconds_since(pause);
@@ -571,6 +634,7 @@ class Trainer {
     const auto pause = clock::now();
     timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
     const EvalResult ev = evaluate();
+    if (!std::isfinite(ev.loss)) throw_not_finite(cursor_.global_step, "the test loss", ev.loss);
     eval_pause_s_ += seconds_since(pause);
     report_.epoch_line(e.index + 1, train_loss, ev, sps, wall_s);
     nlohmann::json event = {
@@ -759,9 +823,14 @@ class Trainer {
   // it continues this run: the fields that fix the data order (and, distributed, the split)
   // must match, the cursor must fit the epoch.
   LoadedState load_and_check(const std::string& path, optim::Optimizer& opt) {
-    LoadedState s = load_checkpoint(path, model_, opt);
-    const TrainConfig saved = config_from_json(nlohmann::json::parse(s.config_json), {},
-                                               "checkpoint '" + path + "' config");
+    LoadedState s = load_checkpoint(
+        path, model_, opt, cfg_.resume_unchecked ? io::Checksum::optional : io::Checksum::required);
+    const nlohmann::json saved_json = nlohmann::json::parse(s.config_json, nullptr, false);
+    if (saved_json.is_discarded())
+      throw std::invalid_argument("resume from '" + path +
+                                  "': metadata mercury.config: expected the JSON config of the "
+                                  "run, found malformed JSON");
+    const TrainConfig saved = config_from_json(saved_json, {}, "checkpoint '" + path + "' config");
     auto differs = [&](const char* key, const std::string& was, const std::string& now) {
       throw std::invalid_argument("resume from '" + path + "': " + key + " was " + was +
                                   " in the checkpoint, now " + now + " (it fixes the data order)");
@@ -790,12 +859,51 @@ class Trainer {
             " (a checkpoint written by a single device or an older mercury)");
       }
     }
-    if (s.cursor.step_in_epoch > steps_per_epoch()) {
-      throw std::invalid_argument("resume from '" + path + "': cursor step " +
-                                  std::to_string(s.cursor.step_in_epoch) + " exceeds " +
-                                  std::to_string(steps_per_epoch()) + " steps per epoch");
-    }
+    check_cursor(path, s.cursor);
+    resumed_metadata_ = s.metadata;
+    check_resumed_metadata(path);
     return s;
+  }
+
+  // The cursor must describe a point of this run: its fields agree with each other (global step
+  // = epoch x steps per epoch + step in epoch, none past its bound) and with --epochs.
+  void check_cursor(const std::string& path, const Cursor& c) const {
+    const int64_t spe = steps_per_epoch();
+    const std::string where = "resume from '" + path + "': cursor (epoch " +
+                              std::to_string(c.epoch) + ", step in epoch " +
+                              std::to_string(c.step_in_epoch) + ", global step " +
+                              std::to_string(c.global_step) + "): ";
+    if (c.step_in_epoch >= spe)
+      throw std::invalid_argument(where + "expected a step in epoch below the " +
+                                  std::to_string(spe) + " steps per epoch of this run");
+    if (c.epoch > cfg_.epochs)
+      throw std::invalid_argument(where + "expected an epoch within --epochs " +
+                                  std::to_string(cfg_.epochs) +
+                                  " (raise --epochs to train on, or resume the same run)");
+    int64_t expected = 0;
+    if (__builtin_mul_overflow(c.epoch, spe, &expected) ||
+        __builtin_add_overflow(expected, c.step_in_epoch, &expected) || expected != c.global_step)
+      throw std::invalid_argument(
+          where + "expected global step = epoch x " + std::to_string(spe) +
+          " steps per epoch + step in epoch (a corrupt checkpoint, or one from a run with "
+          "another training set or batch)");
+  }
+
+  // Data-defined metadata (the text vocabulary) must be what this run uses: token ids mean
+  // nothing under another vocabulary. Called on resume and when the metadata is set.
+  void check_resumed_metadata(const std::string& path) const {
+    for (const auto& [key, value] : extra_metadata_) {
+      const auto it = resumed_metadata_.find(key);
+      if (it == resumed_metadata_.end())
+        throw std::invalid_argument("resume from '" + path + "': metadata " + key +
+                                    ": expected it in the checkpoint (this run's data defines "
+                                    "it), found none");
+      if (it->second != value)
+        throw std::invalid_argument(
+            "resume from '" + path + "': metadata " + key + " differs from this run's (" +
+            std::to_string(it->second.size()) + " vs " + std::to_string(value.size()) +
+            " bytes): the checkpoint was trained on other data or another --vocabulary");
+    }
   }
 
   void resume(const std::string& path) {
@@ -1073,6 +1181,7 @@ class Trainer {
   std::unique_ptr<ImportanceProbe> probe_;
   Timing timing_;
   std::map<std::string, std::string> extra_metadata_;
+  std::map<std::string, std::string> resumed_metadata_;  // of the checkpoint resumed from
   bool target_logged_ = false;
 };
 

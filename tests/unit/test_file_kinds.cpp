@@ -171,6 +171,7 @@ TEST_CASE("outputs never replace a device, FIFO or directory, and a bad place fa
   auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
   train::TrainConfig cfg;
   cfg.model = "mlp";
+  cfg.batch = 16;  // at most the 32 samples
   cfg.threads = 1;
   cfg.progress = false;
   for (const std::string bad :

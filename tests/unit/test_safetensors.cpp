@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -104,7 +105,7 @@ TEST_CASE("safetensors round-trips several dtypes, a scalar and an empty tensor"
   const SafetensorsFile file = SafetensorsFile::load(path);
   CHECK(file.metadata().at("step") == "1234");
   CHECK(file.metadata().at("note") == "héllo");
-  CHECK(file.metadata().count("mercury.crc32c") == 1);
+  CHECK(file.metadata().count("mercury.crc32c.all") == 1);
   REQUIRE(file.entries().size() == 5);
   CHECK(file.entries()[0].name == "layer.weight");  // data order = write order
   CHECK(file.entries()[4].name == "rng");
@@ -148,12 +149,16 @@ TEST_CASE("safetensors layout is byte-exact: length field, padded JSON header, r
   mercury::io::write_safetensors(path, {{"w", "F32", {2}, values.data()}}, {{"k", "v"}});
 
   const std::vector<uint8_t> data = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
+  const auto json_with = [](const std::string& crc) {
+    return "{\"__metadata__\":{\"k\":\"v\",\"mercury.crc32c.all\":\"" + crc +
+           "\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  };
+  const size_t padded = (json_with("00000000").size() + 7) / 8 * 8;
+  // The CRC covers the length field, the header with the CRC as 00000000 (padded), the data.
+  const std::vector<uint8_t> zeroed = raw_file(json_with("00000000"), data);
   char crc[16];
-  std::snprintf(crc, sizeof crc, "%08x", mercury::io::crc32c(data.data(), data.size()));
-  const std::string json = std::string("{\"__metadata__\":{\"k\":\"v\",\"mercury.crc32c\":\"") +
-                           crc +
-                           "\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
-  const size_t padded = (json.size() + 7) / 8 * 8;
+  std::snprintf(crc, sizeof crc, "%08x", mercury::io::crc32c(zeroed.data(), zeroed.size()));
+  const std::string json = json_with(crc);
 
   const std::vector<uint8_t> bytes = read_bytes(path);
   REQUIRE(bytes.size() == 8 + padded + 8);
@@ -181,6 +186,7 @@ TEST_CASE("safetensors writer rejects bad tensors before creating any file") {
   check_mentions(write({{"w", "F32", {3}, nullptr}}, {}), {"'w'", "12 bytes", "null"});
   check_mentions(write({{"w", "F32", {-1}, &value}}, {}), {"'w'", "shape", "[-1]"});
   check_mentions(write({{"w", "F32", {1}, &value}}, {{"mercury.crc32c", "0"}}), {"reserved"});
+  check_mentions(write({{"w", "F32", {1}, &value}}, {{"mercury.crc32c.all", "0"}}), {"reserved"});
   CHECK(dir.listing().empty());
 }
 
@@ -277,16 +283,97 @@ TEST_CASE("safetensors flipped data byte fails the checksum") {
   const SafetensorsFile header_only = SafetensorsFile::load_header(path);  // header is intact
   check_mentions(error_message<CheckpointError>([&] { SafetensorsFile::load(path); }),
                  {"flip.safetensors", "checksum mismatch",
-                  "mercury.crc32c expects " + header_only.metadata().at("mercury.crc32c")});
+                  "mercury.crc32c.all expects " + header_only.metadata().at("mercury.crc32c.all"),
+                  "over the header and data"});
 }
 
-TEST_CASE("safetensors files without a checksum (other writers) still load") {
+TEST_CASE("safetensors: a flipped bit anywhere in the header fails the checksum too") {
+  TempDir dir;
+  const SampleTensors sample;
+  const std::string path = dir.file("meta.safetensors");
+  mercury::io::write_safetensors(path, sample.refs(), {{"rng", "12345 67890"}, {"step", "41"}});
+  const std::vector<uint8_t> good = read_bytes(path);
+  const std::string text(good.begin(), good.end());
+  int tried = 0, refused = 0;
+  // Every digit of the metadata values and of the shapes/offsets, one at a time.
+  for (std::size_t i = 8; i < text.size() && text[i] != '\0'; ++i) {
+    if (!(text[i] >= '0' && text[i] <= '9')) continue;
+    std::vector<uint8_t> bytes = good;
+    bytes[i] = bytes[i] == '9' ? '8' : uint8_t(bytes[i] + 1);
+    ++tried;
+    try {
+      (void)SafetensorsFile::from_bytes(bytes, "m.st");
+    } catch (const CheckpointError&) {
+      ++refused;
+    }
+  }
+  CHECK(tried > 40);
+  CHECK(refused == tried);
+  // The CRC key itself renamed or removed: refused unless the checksum is explicitly optional.
+  for (const std::string& replacement :
+       {std::string("mercury.crc32c.alm"), std::string("mercury.crc32c.ALL")}) {
+    std::string edited = text;
+    edited.replace(edited.find("mercury.crc32c.all"), 18, replacement);
+    const std::vector<uint8_t> bytes(edited.begin(), edited.end());
+    check_mentions(
+        error_message<CheckpointError>([&] { (void)SafetensorsFile::from_bytes(bytes, "m.st"); }),
+        {"expected key 'mercury.crc32c.all'", "found no checksum", "--resume-unchecked"});
+    CHECK_NOTHROW(SafetensorsFile::from_bytes(bytes, "m.st", mercury::io::Checksum::optional));
+  }
+}
+
+TEST_CASE("safetensors files without a checksum (other writers) load only when allowed") {
   const std::vector<uint8_t> data = {1, 2, 3, 4};
-  const SafetensorsFile file = SafetensorsFile::from_bytes(
-      raw_file(R"({"b": {"dtype": "U8", "shape": [2, 2], "data_offsets": [0, 4]}})", data));
+  const auto bytes =
+      raw_file(R"({"b": {"dtype": "U8", "shape": [2, 2], "data_offsets": [0, 4]}})", data);
+  check_mentions(
+      error_message<CheckpointError>([&] { SafetensorsFile::from_bytes(bytes, "o.st"); }),
+      {"o.st", "expected key 'mercury.crc32c.all'", "no checksum"});
+  const SafetensorsFile file =
+      SafetensorsFile::from_bytes(bytes, "o.st", mercury::io::Checksum::optional);
   CHECK(file.metadata().empty());
   CHECK(std::vector<uint8_t>(file.bytes(file.at("b")).begin(), file.bytes(file.at("b")).end()) ==
         data);
+  // An older Mercury's data-only CRC: verified when the checksum is optional, named otherwise.
+  char crc[16];
+  std::snprintf(crc, sizeof crc, "%08x", mercury::io::crc32c(data.data(), data.size()));
+  const std::string old_header =
+      std::string(R"({"__metadata__": {"mercury.crc32c": ")") + crc +
+      R"("}, "b": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}})";
+  check_mentions(error_message<CheckpointError>(
+                     [&] { SafetensorsFile::from_bytes(raw_file(old_header, data), "old.st"); }),
+                 {"found only 'mercury.crc32c'", "header unchecked"});
+  CHECK_NOTHROW(SafetensorsFile::from_bytes(raw_file(old_header, data), "old.st",
+                                            mercury::io::Checksum::optional));
+  std::vector<uint8_t> flipped = data;
+  flipped[2] ^= 4;
+  check_mentions(error_message<CheckpointError>([&] {
+                   SafetensorsFile::from_bytes(raw_file(old_header, flipped), "old.st",
+                                               mercury::io::Checksum::optional);
+                 }),
+                 {"checksum mismatch", "data section CRC32C"});
+}
+
+TEST_CASE("safetensors header parsing is linear: 100,000 tensors load in well under a second") {
+  // Was quadratic (65 s for 100k entries): nlohmann's callback parser rescans the parent object
+  // after every member. Timed loosely; a quadratic parser takes minutes here, not a second.
+  TempDir dir;
+  const int n = 100000;
+  std::vector<uint8_t> one(n);
+  std::vector<TensorRef> refs;
+  std::vector<std::string> names;
+  names.reserve(n);
+  for (int i = 0; i < n; ++i) names.push_back("t" + std::to_string(i));
+  for (int i = 0; i < n; ++i) refs.push_back({names[i], "U8", {1}, &one[i]});
+  const std::string path = dir.file("many.safetensors");
+  mercury::io::write_safetensors(path, refs, {});
+  const auto t0 = std::chrono::steady_clock::now();
+  const SafetensorsFile f = SafetensorsFile::load(path);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(f.entries().size() == std::size_t(n));
+  CHECK(f.find("t99999") != nullptr);
+  CHECK_MESSAGE(seconds < 20, "100k-entry header took ", seconds, " s");
 }
 
 TEST_CASE("interrupted atomic write leaves neither the target nor a temp file") {

@@ -94,6 +94,9 @@ TEST_SUITE("shaper") {
     CHECK(trace.source() == "trace.csv");
     // No header and a first time after 0 are fine too.
     CHECK(BandwidthTrace::parse("1.5,3\n", "x").points().size() == 1);
+    // A UTF-8 byte order mark (a spreadsheet's export) before the header is skipped.
+    CHECK(BandwidthTrace::parse("\xEF\xBB\xBFt_seconds,mbps\n0,10\n", "bom.csv").points() ==
+          std::vector<BandwidthTrace::Point>{{0, 10}});
   }
 
   TEST_CASE("trace parsing rejects each bad input naming file, line, expected and found") {
@@ -350,6 +353,22 @@ TEST_SUITE("shaper") {
     check_mentions(error_message<ShaperError>([] { parse_bandwidth("10"); }),
                    {"unit kbps, mbps or gbps is required"});
     check_mentions(error_message<ShaperError>([] { parse_bandwidth("0mbps"); }), {"> 0", "'off'"});
+    // Rates whose token arithmetic would overflow (1e-9 kbps once meant "unshaped") or that no
+    // link has.
+    for (const char* extreme : {"0.000000001kbps", "0.9kbps", "0.0000001mbps", "1000001mbps",
+                                "99999999999gbps", "1000000000000000000000000000000kbps"}) {
+      CAPTURE(extreme);
+      check_mentions(error_message<ShaperError>([&] { parse_bandwidth(extreme); }),
+                     {"between 1kbps and 1000000mbps", std::string("found '") + extreme + "'"});
+    }
+    CHECK(*parse_bandwidth("1kbps") == 1e3);
+    CHECK(*parse_bandwidth("1000gbps") == 1e12);
+    check_mentions(error_message<ShaperError>([] {
+                     BandwidthTrace({{0, 1e-9}});
+                   }),
+                   {"point 0", "mbps in [0.001, 1e+06]"});
+    check_mentions(error_message<ShaperError>([] { TokenBucketPacer(1e-6); }),
+                   {"expected a rate in [1e3, 1e12] bit/s"});
   }
 
   TEST_CASE("shaper_config_from_env reads every variable") {
@@ -703,7 +722,7 @@ TEST_SUITE("shaper") {
     const auto empty = pacer.reserve(0, 0);
     CHECK(empty <= Clock::now());
     check_mentions(error_message<ShaperError>([] { TokenBucketPacer p(-1.0); }),
-                   {"expected a finite rate > 0", "found -1"});
+                   {"expected a rate in [1e3, 1e12] bit/s", "found -1"});
     check_mentions(error_message<ShaperError>([] {
                      PacerOptions o;
                      o.slice_bytes = 0;
