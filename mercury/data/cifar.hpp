@@ -38,6 +38,7 @@
 #include "mercury/data/dataset.hpp"  // Split (shared by every loader)
 #include "mercury/data/idx.hpp"
 #include "mercury/io/input_file.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::data {
 
@@ -175,7 +176,9 @@ inline std::vector<std::string> find_files(const std::string& what,
       if (std::filesystem::is_regular_file(path, ignored)) {
         found.push_back(path.string());
       } else {
-        missing += "\n  " + path.string() + " (missing)";
+        const std::string kind = net::file_kind(path.string());
+        missing += "\n  " + path.string() +
+                   (kind == "missing" ? " (missing)" : " (" + kind + ", expected a regular file)");
       }
     }
     if (found.size() == files.size()) return found;

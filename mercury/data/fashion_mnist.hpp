@@ -22,6 +22,7 @@
 
 #include "mercury/data/dataset.hpp"
 #include "mercury/data/idx.hpp"
+#include "net/file_kind.hpp"
 
 namespace mercury::data {
 
@@ -63,7 +64,11 @@ inline FashionMnistFiles find_fashion_mnist(const std::string& data_dir = "") {
         const fs::path path = directory / candidate;
         std::error_code ignored;
         const bool exists = fs::is_regular_file(path, ignored);
-        tried.push_back(path.string() + (exists ? " (found)" : " (missing)"));
+        const std::string kind = exists ? "" : net::file_kind(path.string());
+        tried.push_back(path.string() + (exists ? " (found)"
+                                         : kind == "missing"
+                                             ? " (missing)"
+                                             : " (" + kind + ", expected a regular file)"));
         if (exists) {
           found[i] = path.string();
           break;

@@ -33,6 +33,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -188,6 +189,38 @@ inline void resize_bilinear(const uint8_t* source, int64_t source_height, int64_
   }
 }
 
+// What a file that stb_image cannot decode is, for the error: stb reports the failure of the
+// last format it tried ("bad png sig" for a truncated JPEG), so the format is named from the
+// file's own magic bytes, with stb's reason only for a JPEG or PNG that fails to decode.
+inline std::string undecodable(std::span<const uint8_t> bytes, const char* stb_reason) {
+  const auto starts = [&](std::initializer_list<uint8_t> magic) {
+    return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
+  };
+  const std::string reason = stb_reason && *stb_reason ? stb_reason : "no reason given";
+  if (starts({0xFF, 0xD8, 0xFF}))
+    return "cannot decode the JPEG image (truncated or corrupt; stb_image: " + reason + ")";
+  if (starts({0x89, 'P', 'N', 'G'}))
+    return "cannot decode the PNG image (truncated or corrupt; stb_image: " + reason + ")";
+  std::string found;
+  if (starts({'G', 'I', 'F', '8'}))
+    found = "a GIF image";
+  else if (starts({'B', 'M'}))
+    found = "a BMP image";
+  else if (starts({'R', 'I', 'F', 'F'}))
+    found = "a RIFF file (WebP?)";
+  else if (starts({'I', 'I', 42, 0}) || starts({'M', 'M', 0, 42}))
+    found = "a TIFF image";
+  else {
+    found = "data starting with bytes";
+    char hex[8];
+    for (std::size_t i = 0; i < std::min<std::size_t>(bytes.size(), 4); ++i) {
+      std::snprintf(hex, sizeof hex, " %02x", bytes[i]);
+      found += hex;
+    }
+  }
+  return "expected a JPEG or PNG image, found " + found;
+}
+
 inline ImageDataset load_image_folder(const std::string& root, Split split,
                                       const ImageFolderOptions& options = {}) {
   const std::string prefix = "image folder '" + root + "': ";
@@ -247,19 +280,14 @@ inline ImageDataset load_image_folder(const std::string& root, Split split,
     }
     int w = 0, h = 0, c = 0;
     const int length = static_cast<int>(file_bytes.size());
-    if (stbi_info_from_memory(file_bytes.data(), length, &w, &h, &c) == 0) {
-      throw DataError(where + "cannot decode: " + stbi_failure_reason() +
-                      " (expected a JPEG or PNG image)");
-    }
+    if (stbi_info_from_memory(file_bytes.data(), length, &w, &h, &c) == 0)
+      throw DataError(where + undecodable(file_bytes, stbi_failure_reason()));
     if (w < 1 || h < 1 || uint64_t(w) * uint64_t(h) > options.max_pixels) {
       throw DataError(where + "image size: expected 1.." + std::to_string(options.max_pixels) +
                       " pixels, found " + std::to_string(w) + " x " + std::to_string(h));
     }
     stbi_uc* decoded = stbi_load_from_memory(file_bytes.data(), length, &w, &h, &c, 3);
-    if (decoded == nullptr) {
-      throw DataError(where + "cannot decode: " + stbi_failure_reason() +
-                      " (expected a JPEG or PNG image)");
-    }
+    if (decoded == nullptr) throw DataError(where + undecodable(file_bytes, stbi_failure_reason()));
     resize_bilinear(decoded, h, w, 3, dataset.pixels.data() + next * image_bytes, options.height,
                     options.width);
     stbi_image_free(decoded);

@@ -18,13 +18,16 @@
 //   naming the file, the variable, what was expected and what was found (for labels: the
 //   element index and value). For v5 files the chain of top-level elements is walked first, so a
 //   file cut short fails with the element and byte offset (libmatio alone would read short
-//   uncompressed data silently).
+//   uncompressed data silently), every compressed element is inflated once to check it (libmatio
+//   zero-fills a corrupt or truncated stream), and X may not claim more images than the file's
+//   elements can hold, so nothing is allocated on a header's word alone.
 //   Needs MERCURY_HAVE_MATIO (CMake option MERCURY_WITH_MATIO links libmatio); without it both
 //   functions throw DataError saying .mat support was not compiled in.
 //   libmatio may print its own diagnostics to stderr for unreadable files. Thread-safe as far
 //   as libmatio is (separate files, no shared state of ours).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -34,13 +37,16 @@
 #include <system_error>
 #include <vector>
 
-#include "mercury/data/dataset.hpp"
 #include "mercury/data/dataset.hpp"  // Split
 #include "mercury/data/idx.hpp"
 #include "mercury/io/input_file.hpp"
+#include "net/file_kind.hpp"
 
 #ifdef MERCURY_HAVE_MATIO
 #include <matio.h>
+#ifdef MERCURY_HAVE_ZLIB
+#include <zlib.h>
+#endif
 #endif
 
 namespace mercury::data {
@@ -101,11 +107,57 @@ inline std::string dims_text(const matvar_t& var) {
   return text.empty() ? "no dimensions" : text;
 }
 
+// Inflates the zlib stream of one miCOMPRESSED element (`bytes` bytes at the file's current
+// position) without keeping the output; returns the inflated size. A stream that is corrupt
+// (zlib's Adler-32 or code checks), cut short, or not ending with the element throws DataError:
+// libmatio would hand back zero-filled data for it.
+#ifdef MERCURY_HAVE_ZLIB
+inline uint64_t inflated_size(io::InputFile& file, uint64_t bytes, const std::string& where) {
+  z_stream z{};
+  if (inflateInit(&z) != Z_OK) throw DataError(where + "zlib inflateInit failed");
+  struct End {
+    z_stream* z;
+    ~End() { inflateEnd(z); }
+  } end{&z};
+  std::vector<uint8_t> in(std::size_t{1} << 20), out(std::size_t{1} << 16);
+  uint64_t left = bytes, produced = 0;
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    if (z.avail_in == 0) {
+      if (left == 0) break;
+      const std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(left, in.size()));
+      if (file.read_fully(in.data(), want) != want) break;
+      left -= want;
+      z.next_in = in.data();
+      z.avail_in = static_cast<uInt>(want);
+    }
+    z.next_out = out.data();
+    z.avail_out = static_cast<uInt>(out.size());
+    rc = inflate(&z, Z_NO_FLUSH);
+    produced += out.size() - z.avail_out;
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+      throw DataError(where + "compressed data is corrupt (zlib: " +
+                      (z.msg ? std::string(z.msg) : "error " + std::to_string(rc)) + ")");
+  }
+  if (rc != Z_STREAM_END)
+    throw DataError(where + "compressed data is truncated: the zlib stream does not end within " +
+                    "the element's " + std::to_string(bytes) + " bytes");
+  const uint64_t unused = left + z.avail_in;
+  if (unused != 0)
+    throw DataError(where + "expected the zlib stream to fill the element, found " +
+                    std::to_string(unused) + " bytes after its end");
+  return produced;
+}
+#endif
+
 // MAT v5 files are a 128-byte header and a chain of top-level elements (4-byte type, 4-byte
 // byte count, data). libmatio does not notice an uncompressed element cut short (it reads what
-// is there), so the chain is walked first: every element must end inside the file. v7.3 (HDF5)
-// files are left to the HDF5 library.
-inline void check_mat5_elements(const std::string& path, const std::string& prefix) {
+// is there), nor a corrupt compressed one (it zero-fills), so the chain is walked first: every
+// element must end inside the file and every compressed one must inflate cleanly. Returns an
+// upper bound on the bytes of variable data the file holds (the elements' sizes, inflated), so
+// no variable is believed to be larger. v7.3 (HDF5) files are left to the HDF5 library; their
+// bound is the file size at zlib's best ratio (1032:1).
+inline uint64_t check_mat5_elements(const std::string& path, const std::string& prefix) {
   io::InputFile file(path);
   const uint64_t size = file.size().value_or(0);
   uint8_t header[128];
@@ -127,23 +179,34 @@ inline void check_mat5_elements(const std::string& path, const std::string& pref
   };
   const uint32_t version = little ? uint32_t{header[124]} | uint32_t{header[125]} << 8
                                   : uint32_t{header[125]} | uint32_t{header[124]} << 8;
-  if (version != 0x0100) return;  // 0x0200: v7.3 / HDF5
-  uint64_t offset = 128;
+  if (version != 0x0100) return size * 1032;  // 0x0200: v7.3 / HDF5
+  uint64_t offset = 128, capacity = 0;
   for (int64_t element = 0; offset + 8 <= size; ++element) {
     uint8_t tag[8];
     file.seek(offset);
     if (file.read_fully(tag, 8) != 8) break;
     const uint32_t type = u32(tag);
     const uint64_t bytes = (type >> 16) != 0 ? 0 : u32(tag + 4);  // small element: in the tag
+    const std::string where =
+        prefix + "element " + std::to_string(element) + " at byte offset " + std::to_string(offset);
     if (offset + 8 + bytes > size) {
-      throw DataError(prefix + "truncated: element " + std::to_string(element) +
-                      " at byte offset " + std::to_string(offset) + " promises " +
-                      std::to_string(bytes) + " bytes of data, found only " +
-                      std::to_string(size - offset - 8) + " before the end of the file");
+      throw DataError(where + " promises " + std::to_string(bytes) + " bytes of data, found only " +
+                      std::to_string(size - offset - 8) +
+                      " before the end of the file (truncated)");
     }
     constexpr uint32_t kCompressed = 15;  // miCOMPRESSED: zlib data, not padded
+    if (type == kCompressed) {
+#ifdef MERCURY_HAVE_ZLIB
+      capacity += inflated_size(file, bytes, where + ": ");
+#else
+      capacity += bytes * 1032;  // unverified: zlib's best ratio bounds it
+#endif
+    } else {
+      capacity += bytes;
+    }
     offset += 8 + (type == kCompressed ? bytes : (bytes + 7) / 8 * 8);
   }
+  return capacity;
 }
 
 }  // namespace svhn_detail
@@ -168,8 +231,9 @@ inline ImageDataset read_svhn_mat(const std::string& path, const std::string& na
                                                               : "no such file"));
     }
   }
+  uint64_t capacity = 0;  // bytes of variable data the file can hold
   try {
-    check_mat5_elements(path, prefix);
+    capacity = check_mat5_elements(path, prefix);
   } catch (const std::system_error& error) {
     throw DataError(prefix + error.what());
   }
@@ -204,6 +268,11 @@ inline ImageDataset read_svhn_mat(const std::string& path, const std::string& na
     throw DataError(prefix + "variable 'X' dimensions: expected at most " +
                     std::to_string(kDefaultIdxMaxBytes / kImage) + " images, found " +
                     std::to_string(n));
+  }
+  if (n * kImage > capacity) {  // a header declaring more images than the file holds
+    throw DataError(prefix + "variable 'X' dimensions " + dims_text(*x) + ": expected at most " +
+                    std::to_string(capacity / kImage) + " images (the file holds at most " +
+                    std::to_string(capacity) + " bytes of data), found " + std::to_string(n));
   }
   // y: double or uint8, N x 1 (or 1 x N).
   if ((y->class_type != MAT_C_DOUBLE && y->class_type != MAT_C_UINT8) || y->isComplex) {
@@ -277,7 +346,9 @@ inline ImageDataset load_svhn(const std::string& dir, Split split) {
     if (std::filesystem::is_regular_file(candidate, ignored)) {
       return read_svhn_mat(candidate.string(), std::string("svhn/") + split_name(split));
     }
-    tried += "\n  " + candidate.string() + " (missing)";
+    const std::string kind = net::file_kind(candidate.string());
+    tried += "\n  " + candidate.string() +
+             (kind == "missing" ? " (missing)" : " (" + kind + ", expected a regular file)");
   }
   throw DataError("SVHN " + std::string(split_name(split)) + " split not found: expected " + file +
                   "; paths tried:" + tried);

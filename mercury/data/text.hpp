@@ -55,6 +55,8 @@ struct CsvRow {
 };
 
 inline std::vector<CsvRow> parse_csv(std::string_view text, const std::string& name) {
+  // A UTF-8 byte order mark (spreadsheet exports write one) is not part of the first field.
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   std::vector<CsvRow> rows;
   const std::string prefix = "CSV file '" + name + "' ";
   int64_t line = 1;

@@ -21,6 +21,9 @@
 
 #ifdef MERCURY_HAVE_MATIO
 #include <matio.h>
+#ifdef MERCURY_HAVE_ZLIB
+#include <zlib.h>
+#endif
 #endif
 #ifdef MERCURY_HAVE_STB
 #if __has_include(<stb_image_write.h>)
@@ -369,6 +372,75 @@ TEST_CASE("SVHN .mat with missing variables, wrong class, dims or labels is reje
     check_mentions(error_message<DataError>(load), {path, "truncated", "byte offset"});
   }
 
+  {  // every byte of a compressed X flipped in turn (one in 5): corrupt, never zero-filled data
+    write_mat(path, {good_y, good_x}, true);
+    const std::vector<uint8_t> good = mercury::testing::read_bytes(path);
+    std::vector<std::size_t> payload;  // offsets inside compressed elements' zlib streams
+    for (std::size_t off = 128; off + 8 <= good.size();) {
+      const uint32_t type = uint32_t(good[off]) | uint32_t(good[off + 1]) << 8 |
+                            uint32_t(good[off + 2]) << 16 | uint32_t(good[off + 3]) << 24;
+      const uint32_t bytes = uint32_t(good[off + 4]) | uint32_t(good[off + 5]) << 8 |
+                             uint32_t(good[off + 6]) << 16 | uint32_t(good[off + 7]) << 24;
+      REQUIRE(type == 15);  // libmatio compresses every variable
+      // The last deflate byte may end in padding bits zlib ignores: every other byte counts.
+      for (std::size_t k = off + 8; k < off + 8 + bytes; k += 5)
+        if (k != off + 8 + bytes - 5) payload.push_back(k);
+      off += 8 + bytes;
+    }
+    REQUIRE(payload.size() > 20);
+    int refused = 0;
+    for (const std::size_t k : payload) {
+      std::vector<uint8_t> bytes = good;
+      bytes[k] ^= uint8_t(1u << (k % 8));
+      write_bytes(path, bytes);
+      try {
+        mercury::data::read_svhn_mat(path);
+      } catch (const DataError& e) {
+        ++refused;
+        CHECK(std::string(e.what()).find("element") != std::string::npos);
+      }
+    }
+    CHECK(refused == int(payload.size()));
+    MESSAGE("SVHN compressed-stream bit flips: ", payload.size(), " tried, ", refused, " refused");
+  }
+
+  // A small file whose X header declares 699,050 images (2 GB): refused before allocating.
+  for (const bool compress : {false, true}) {
+    CAPTURE(compress);
+    write_mat(path, {good_x, good_y}, false);
+    std::vector<uint8_t> bytes = mercury::testing::read_bytes(path);
+    const std::vector<uint8_t> dims = {32, 0, 0, 0, 32, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0};
+    const auto at = std::search(bytes.begin(), bytes.end(), dims.begin(), dims.end());
+    REQUIRE(at != bytes.end());
+    const uint32_t huge = 699050;
+    for (int b = 0; b < 4; ++b) at[12 + b] = uint8_t(huge >> (8 * b));
+#ifdef MERCURY_HAVE_ZLIB
+    if (compress) {                   // the same header inside a miCOMPRESSED element
+      const std::size_t first = 128;  // X's element
+      const uint32_t n = uint32_t(bytes[first + 4]) | uint32_t(bytes[first + 5]) << 8 |
+                         uint32_t(bytes[first + 6]) << 16 | uint32_t(bytes[first + 7]) << 24;
+      const std::vector<uint8_t> element(bytes.begin() + first, bytes.begin() + first + 8 + n);
+      uLongf packed_size = compressBound(uLong(element.size()));
+      std::vector<uint8_t> packed(packed_size);
+      REQUIRE(compress2(packed.data(), &packed_size, element.data(), uLong(element.size()), 6) ==
+              Z_OK);
+      packed.resize(packed_size);
+      std::vector<uint8_t> rebuilt(bytes.begin(), bytes.begin() + first);
+      const uint32_t tag[2] = {15, uint32_t(packed.size())};
+      for (uint32_t v : tag)
+        for (int b = 0; b < 4; ++b) rebuilt.push_back(uint8_t(v >> (8 * b)));
+      rebuilt.insert(rebuilt.end(), packed.begin(), packed.end());
+      rebuilt.insert(rebuilt.end(), bytes.begin() + first + 8 + n, bytes.end());
+      bytes = rebuilt;
+    }
+#else
+    if (compress) continue;
+#endif
+    write_bytes(path, bytes);
+    check_mentions(error_message<DataError>(load),
+                   {path, "variable 'X' dimensions 32 x 32 x 3 x 699050", "found 699050"});
+  }
+
   write_bytes(path, std::vector<uint8_t>(300, 0x5A));  // not a .mat file
   check_mentions(error_message<DataError>(load), {path, "MATLAB"});
 
@@ -519,10 +591,22 @@ TEST_CASE("image folder names an undecodable image and stb's reason") {
   write_bytes(dir.file("cls/broken.jpg"), {0xFF, 0xD8, 0xFF, 0x00, 0x12, 0x34, 0x56});
   mercury::data::ImageFolderOptions options;
   options.train_fraction = 1.0;
-  const std::string message = error_message<DataError>(
-      [&] { mercury::data::load_image_folder(dir.path().string(), Split::kTrain, options); });
-  check_mentions(message, {"broken.jpg", "cannot decode: "});
-  CHECK(message.find("cannot decode:  ") == std::string::npos);  // a non-empty reason
+  const auto message_for = [&](const std::vector<uint8_t>& bytes) {
+    write_bytes(dir.file("cls/broken.jpg"), bytes);
+    return error_message<DataError>(
+        [&] { mercury::data::load_image_folder(dir.path().string(), Split::kTrain, options); });
+  };
+  // A truncated JPEG is named as one (stb alone says "bad png sig": its last guess).
+  const std::string message = message_for({0xFF, 0xD8, 0xFF, 0x00, 0x12, 0x34, 0x56});
+  check_mentions(
+      message, {"broken.jpg", "cannot decode the JPEG image (truncated or corrupt", "stb_image: "});
+  CHECK(message.find("stb_image: )") == std::string::npos);  // a non-empty reason
+  check_mentions(message_for({0x89, 'P', 'N', 'G', 0x0D, 0x0A}), {"cannot decode the PNG image"});
+  check_mentions(message_for({'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0}),
+                 {"expected a JPEG or PNG image, found a GIF image"});
+  check_mentions(message_for({'B', 'M', 0, 0, 0, 0}), {"found a BMP image"});
+  check_mentions(message_for({0x00, 0x01, 0xFE, 0x7F, 0x55}),
+                 {"found data starting with bytes 00 01 fe 7f"});
 }
 #else
 TEST_CASE("image folder without stb says decoding was not compiled in") {

@@ -370,6 +370,10 @@ TEST_CASE("RFC 4180 CSV: quoted fields with doubled quotes, commas and newlines 
   const auto rows = mercury::data::parse_csv(csv, "mem.csv");
   CHECK(rows[1].line == 3);  // the first record spans lines 1-2
   CHECK(rows[2].line == 5);
+  // A UTF-8 byte order mark is not part of the first field.
+  const auto bom = mercury::data::parse_text_csv("\xEF\xBB\xBF\"3\",\"t\",\"d\"\n", "bom.csv");
+  REQUIRE(bom.size() == 1);
+  CHECK(bom[0].label == 2);
 }
 
 TEST_CASE("CSV errors name file, line and column") {
