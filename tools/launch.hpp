@@ -26,6 +26,10 @@
 //   code c; stopping the other ranks" (or "was killed by signal s (SIGx)"), SIGTERM + SIGCONT
 //   (so a stopped rank sees it) to every rank's process group, SIGKILL after grace_seconds;
 //   launch() returns that rank's code (128 + signal for a signal). All ranks exit 0 → 0.
+// - A rank that exits with kExitPeerFailed (4: `mercury train` failed because of another rank,
+//   e.g. a peer dropped its connection) is a consequence, not a cause: the launcher waits up to
+//   2 s for another rank to exit with an error of its own and blames that one (its code is
+//   returned); if none does, it stops the run blaming the first consequence.
 // - SIGINT, SIGTERM and SIGHUP to the launcher are forwarded to every rank's process group, then
 //   the same teardown; launch() returns 128 + that signal. A second one sends SIGKILL at once.
 // - Limits: if the launcher itself is SIGKILLed, the ranks die (PDEATHSIG) but their own
@@ -58,6 +62,11 @@
 #include "tools/process.hpp"
 
 namespace mercury::tools {
+
+// Exit code of a rank whose run failed because of another rank (mercury_main.cpp), and how long
+// launch waits after one for the cause to exit on its own.
+inline constexpr int kExitPeerFailed = 4;  // 3 is MERCURY_FAULT action=exit's default
+inline constexpr std::chrono::seconds kCauseWait{2};
 
 inline constexpr int kMaxLaunchRanks = 256;
 
@@ -301,6 +310,8 @@ inline int launch(const LaunchOptions& o) {
   std::vector<RankProcess> ranks(static_cast<size_t>(o.processes));
   int result = 0;
   bool stopping = false, killed = false;
+  std::optional<size_t> first_consequence;  // first rank to exit kExitPeerFailed
+  std::optional<Clock::time_point> consequence_deadline;
   Clock::time_point kill_at{};
   std::optional<Clock::time_point> sweep_until;
 
@@ -368,10 +379,23 @@ inline int launch(const LaunchOptions& o) {
         ranks[r].status = ExitStatus::from_wait_status(status);
         for (RankStream& s : ranks[r].streams) pump(r, s, 16);  // its last words come first
         if (!ranks[r].status.ok() && !stopping) {
-          stop(ranks[r].status.shell_code(),
-               "rank " + std::to_string(r) + " " + ranks[r].status.describe() +
-                   "; stopping the other ranks",
-               SIGTERM);
+          const bool consequence = ranks[r].status.shell_code() == kExitPeerFailed;
+          if (!consequence) {
+            stop(ranks[r].status.shell_code(),
+                 "rank " + std::to_string(r) + " " + ranks[r].status.describe() +
+                     (first_consequence ? " (the root cause of rank " +
+                                              std::to_string(*first_consequence) + "'s failure)"
+                                        : std::string()) +
+                     "; stopping the other ranks",
+                 SIGTERM);
+          } else if (!first_consequence) {
+            // It failed because of another rank: give that one a moment to exit with its own
+            // error, so the run is blamed on the cause, not on the first rank to notice.
+            first_consequence = r;
+            consequence_deadline = Clock::now() + kCauseWait;
+            say("rank " + std::to_string(r) + " " + ranks[r].status.describe() +
+                " (a failure of another rank); waiting up to 2 s for that rank's own error");
+          }
         }
       }
     }
@@ -382,6 +406,13 @@ inline int launch(const LaunchOptions& o) {
     for (const RankProcess& r : ranks)
       for (const RankStream& s : r.streams) streams_open |= static_cast<bool>(s.fd);
 
+    if (!stopping && first_consequence && (!any_running || now >= *consequence_deadline)) {
+      stop(kExitPeerFailed,
+           "rank " + std::to_string(*first_consequence) +
+               " failed because of another rank, and no rank reported a cause of its own; "
+               "stopping the other ranks",
+           SIGTERM);
+    }
     if (!any_running) {
       if (no_children && !streams_open) break;
       if (!sweep_until) sweep_until = now + std::chrono::seconds(2);
@@ -413,6 +444,7 @@ inline int launch(const LaunchOptions& o) {
     }
     std::optional<Clock::time_point> wake;
     if (any_running && stopping && !killed) wake = kill_at;
+    if (any_running && !stopping && first_consequence) wake = consequence_deadline;
     if (!any_running) wake = std::min(*sweep_until, now + std::chrono::milliseconds(50));
     const int timeout =
         wake ? static_cast<int>(std::max<int64_t>(

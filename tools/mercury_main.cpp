@@ -9,9 +9,12 @@
 //
 // Every train flag mirrors one TrainConfig key (mercury/train/config.hpp); --config FILE loads a
 // JSON object of the same keys, and flags given on the command line override it.
-// Exit codes: 0 success, 1 runtime failure, 2 bad usage / bad input; `launch` returns the
-// failing rank's code (128 + signal if it was killed), or 127/126 when the command cannot be run
-// (not found / not executable), like a shell.
+// Exit codes: 0 success, 1 runtime failure, 2 bad usage / bad input, 4 (a rank of a cluster)
+// failed because of another rank; `launch` returns the code of the rank that failed first of
+// its own accord (128 + signal if it was killed), or 127/126 when the command cannot be run
+// (not found / not executable), like a shell. Error messages are printed whole but printable:
+// control bytes and invalid UTF-8 are escaped (\xNN) and a message is cut at 4 KiB.
+#include <cxxabi.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -19,9 +22,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <typeinfo>
 
 #include "mercury/mercury.hpp"
 #include "net/auth.hpp"
@@ -41,6 +47,74 @@ using nlohmann::json;
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// "mercury: error: <what>" on stderr, with what made printable: valid UTF-8 and '\n'/'\t' pass,
+// every other byte below 0x20, 0x7F and every byte of invalid UTF-8 become \xNN; at most 4 KiB
+// of it (a message quoting a huge input says how much was cut). An empty message says so.
+void print_error(std::string_view what, const char* type = nullptr) {
+  constexpr std::size_t kMax = 4096;
+  std::string out;
+  std::size_t i = 0;
+  const auto escape = [&](unsigned char c) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02X", c);
+    out += buf;
+  };
+  while (i < what.size() && out.size() < kMax) {
+    const auto c = static_cast<unsigned char>(what[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F)
+        escape(c);
+      else
+        out += char(c);
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: lead byte, then 1..3 continuation bytes, no overlong/surrogate forms.
+    const int len = c >= 0xC2 && c <= 0xDF   ? 2
+                    : c >= 0xE0 && c <= 0xEF ? 3
+                    : c >= 0xF0 && c <= 0xF4 ? 4
+                                             : 0;
+    bool ok = len > 0 && i + std::size_t(len) <= what.size();
+    for (int k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(what[i + k]) & 0xC0) == 0x80;
+    if (ok && len == 3) {
+      const auto c1 = static_cast<unsigned char>(what[i + 1]);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+    }
+    if (ok && len == 4) {
+      const auto c1 = static_cast<unsigned char>(what[i + 1]);
+      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (ok) {
+      out.append(what.substr(i, std::size_t(len)));
+      i += std::size_t(len);
+    } else {
+      escape(c);
+      ++i;
+    }
+  }
+  if (i < what.size())
+    out += " ... (" + std::to_string(what.size() - i) + " more bytes of the message cut)";
+  if (what.empty()) {
+    std::string name = type ? type : "";
+    int status = 0;
+    if (char* readable = type ? abi::__cxa_demangle(type, nullptr, nullptr, &status) : nullptr) {
+      name = readable;
+      std::free(readable);
+    }
+    out = "(an error without a message" + (name.empty() ? "" : ": " + name) + ")";
+  }
+  std::cerr << "mercury: error: " << out << "\n";
+}
+
+// 4 when `e` blames another rank of this cluster (RANK in the environment), else 1.
+int runtime_failure_code(const std::exception& e) {
+  const auto* peer = dynamic_cast<const mercury::net::PeerError*>(&e);
+  const char* rank = std::getenv("RANK");
+  if (peer == nullptr || rank == nullptr || peer->peer() < 0) return 1;
+  return std::to_string(peer->peer()) != rank ? mercury::tools::kExitPeerFailed : 1;
+}
 
 // Converts a flag's text to the JSON type of the key's default value.
 json typed_flag(const std::string& key, const std::string& text, const json& like) {
@@ -90,11 +164,35 @@ json read_json_file(const std::string& path) {
   }
 }
 
+// What a rank reads from its environment besides RANK/WORLD_SIZE: the cluster secret, the
+// bandwidth shaping and MERCURY_FAULT. Read before any data is loaded: a bad value is bad usage
+// (exit 2), found in a second, not after minutes of loading.
+struct RankSetup {
+  std::vector<std::byte> secret;
+  std::shared_ptr<mercury::net::Pacer> pacer;
+  std::optional<mercury::net::FaultSpec> fault;
+};
+
+RankSetup rank_setup(const mercury::net::ClusterEnv& env) {
+  using namespace mercury;
+  RankSetup r;
+  try {
+    if (!env.secret_file.empty()) r.secret = net::load_secret_file(env.secret_file);
+    r.pacer = net::make_pacer(net::shaper_config_from_env());
+    r.fault = net::fault_from_env([](const char* n) -> const char* { return std::getenv(n); },
+                                  env.world_size);
+  } catch (const std::exception& e) {  // a bad secret file, MERCURY_BANDWIDTH*/MERCURY_FAULT
+    throw UsageError(e.what());
+  }
+  return r;
+}
+
 // One rank of a cluster (RANK/WORLD_SIZE set, normally by `mercury launch`): the Asio mesh with
-// the handshake over this model's ShardPlan and layout, bandwidth shaping and MERCURY_FAULT from
-// the environment, then the BSP trainer.
+// the handshake over this model's ShardPlan and layout, then the BSP trainer. The trainer is
+// built (partition, config and output checks) before the rendezvous, so a rank that cannot run
+// says why at once instead of after every rank has connected.
 void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::net::ClusterEnv& env,
-                       mercury::nn::Model& model, mercury::data::LoadedData& d) {
+                       RankSetup& setup, mercury::nn::Model& model, mercury::data::LoadedData& d) {
   using namespace mercury;
   const dist::ShardPlan plan(model.params.size(), env.world_size);
   net::MeshConfig mc;
@@ -106,7 +204,7 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
   if (!env.run_id.empty()) mc.run_id = env.run_id;
   mc.plan_hash = plan.hash();
   mc.layout_hash = model.params.layout_hash();
-  if (!env.secret_file.empty()) mc.secret = net::load_secret_file(env.secret_file);
+  mc.secret = std::move(setup.secret);
   mc.insecure = env.insecure;
   mc.connect_timeout_s = env.connect_timeout_s;
   mc.op_timeout_s = env.op_timeout_s;
@@ -114,16 +212,9 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
   mc.heartbeat_timeout_s = env.heartbeat_timeout_s;
   mc.max_message_bytes = env.max_frame_bytes;
   mc.chunk_bytes = env.chunk_bytes;
-  std::optional<net::FaultSpec> fault;
-  try {
-    mc.pacer = net::make_pacer(net::shaper_config_from_env());
-    fault = net::fault_from_env([](const char* n) -> const char* { return std::getenv(n); },
-                                env.world_size);
-  } catch (const std::exception& e) {  // a bad MERCURY_BANDWIDTH*/MERCURY_FAULT value
-    throw UsageError(e.what());
-  }
+  mc.pacer = setup.pacer;
+  const std::optional<net::FaultSpec>& fault = setup.fault;
   net::Mesh mesh(mc);
-  mesh.start();
   train::DistContext ctx{mesh, plan,
                          [&](int64_t iteration) {
                            if (!fault || !fault->fires(env.rank, static_cast<uint64_t>(iteration)))
@@ -138,9 +229,17 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
                          },
                          // The rank keeps its own partition's copy; the full set goes.
                          [&] { d.train.reset(); }};
-  train::Trainer trainer(cfg, model, *d.train, *d.test, std::cout, &ctx);
-  trainer.set_checkpoint_metadata(d.metadata);
-  trainer.run();
+  std::optional<train::Trainer> trainer;
+  try {
+    trainer.emplace(cfg, model, *d.train, *d.test, std::cout, &ctx);
+    trainer->set_checkpoint_metadata(d.metadata);
+  } catch (const std::invalid_argument& e) {  // this rank's settings or data cannot run
+    throw UsageError("rank " + std::to_string(env.rank) + ": " + e.what());
+  } catch (const io::CheckpointError& e) {
+    throw UsageError("rank " + std::to_string(env.rank) + ": " + e.what());
+  }
+  mesh.start();
+  trainer->run();
   mesh.close(net::deadline_in(env.op_timeout_s));
 }
 
@@ -168,6 +267,8 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   } catch (const net::FileKindError& e) {
     throw UsageError(e.what());
   }
+  std::optional<RankSetup> setup;
+  if (env.distributed) setup = rank_setup(env);
   data::DatasetOptions dopt;
   dopt.name = cfg.data;
   dopt.dir = cfg.data_dir;
@@ -189,19 +290,35 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
   if (env.distributed) {
     std::cout << net::describe(env) << "\n";
-    train_distributed(cfg, env, *model, d);
+    train_distributed(cfg, env, *setup, *model, d);
     return 0;
   }
-  train::Trainer trainer(cfg, *model, *d.train, *d.test, std::cout);
-  trainer.set_checkpoint_metadata(d.metadata);
-  trainer.run();
+  std::optional<train::Trainer> trainer;
+  try {  // settings that do not fit the data, a checkpoint that cannot be resumed: bad input
+    trainer.emplace(cfg, *model, *d.train, *d.test, std::cout);
+    trainer->set_checkpoint_metadata(d.metadata);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  } catch (const io::CheckpointError& e) {
+    throw UsageError(e.what());
+  }
+  trainer->run();
   return 0;
 }
 
 int run_inspect(const std::string& path) {
-  const auto f = mercury::io::SafetensorsFile::load(path);
+  // Any safetensors file can be inspected; whether a checksum vouches for it is printed.
+  const auto f = mercury::io::SafetensorsFile::load(path, mercury::io::Checksum::optional);
   std::cout << path << ": " << f.entries().size() << " tensors, " << f.data_size()
             << " data bytes\n";
+  const auto& meta = f.metadata();
+  std::cout << "  checksum: "
+            << (meta.count(std::string(mercury::io::kChecksumMetadataKey))
+                    ? "verified (header and data)"
+                : meta.count(std::string(mercury::io::kDataChecksumMetadataKey))
+                    ? "verified (data only; the header is unchecked)"
+                    : "none (not written by mercury, or removed)")
+            << "\n";
   for (const auto& [k, v] : f.metadata()) {
     if (k == "mercury.config") continue;
     std::cout << "  meta " << k << " = " << v << "\n";
@@ -393,7 +510,7 @@ int main(int argc, char** argv) {
       } catch (const mercury::tools::LaunchUsageError& e) {
         throw UsageError(std::string("launch: ") + e.what());
       } catch (const mercury::tools::SpawnError& e) {
-        std::cerr << "mercury: error: launch: " << e.what() << "\n";
+        print_error(std::string("launch: ") + e.what());
         return e.shell_code();
       }
     }
@@ -402,16 +519,22 @@ int main(int argc, char** argv) {
                        trace_out);
     }
     if (*inspect) return run_inspect(inspect_path);
-    if (*rep) return mercury::tools::report(report_files, report_out, std::cout, report_target);
+    if (*rep) {
+      try {
+        return mercury::tools::report(report_files, report_out, std::cout, report_target);
+      } catch (const std::invalid_argument& e) {  // bad files or --out: bad input
+        throw UsageError(e.what());
+      }
+    }
     if (*d_fm) return mercury::tools::fashion_mnist_check(fm_opt, std::cout);
     if (*d_speech) return mercury::tools::speech_synth(sp_opt, std::cout);
     if (*d_text) return mercury::tools::debian_text(dt_opt, std::cout);
   } catch (const UsageError& e) {
-    std::cerr << "mercury: error: " << e.what() << "\n";
+    print_error(e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "mercury: error: " << e.what() << "\n";
-    return 1;
+    print_error(e.what(), typeid(e).name());
+    return runtime_failure_code(e);
   }
   return 0;
 }

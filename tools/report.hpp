@@ -333,6 +333,9 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
     throw std::invalid_argument("report: target accuracy: expected a fraction in [0, 1], found " +
                                 std::to_string(target));
   }
+  if (const std::string kind = net::file_kind(out_dir); kind != "missing" && kind != "a directory")
+    throw std::invalid_argument("report: --out '" + out_dir +
+                                "': expected a directory (or a new path), found " + kind);
   std::filesystem::create_directories(out_dir);
   SvgChart by_steps("Test accuracy", "optimizer steps", "test accuracy");
   SvgChart by_time("Test accuracy", "training CPU seconds (scoring included, evaluation excluded)",
@@ -343,109 +346,121 @@ inline int report(const std::vector<std::string>& files, const std::string& out_
   SvgChart top10("Top-10% losses still top-10%", "lag (steps)", "fraction of the top 10% kept");
   nlohmann::json summary = nlohmann::json::array();
   std::map<std::string, EvalCurve> curves;
-  for (const auto& f : files) {
-    const auto ev = read_metrics(f);
-    std::string label = std::filesystem::path(f).stem().string();
-    Series s1{label, {}, {}}, s2{label, {}, {}};
-    nlohmann::json row = {{"run", label}, {"file", f}};
-    std::map<int64_t, std::vector<double>> lag_under10, lag_spearman, lag_top10;
-    std::vector<double> last3;  // the last three evaluations' accuracies
-    std::vector<double> cpu;    // training CPU seconds at each evaluation of s1 (NaN: unknown)
-    for (const auto& e : ev) {
-      const std::string kind = e["event"];
-      if (kind == "start" && e.contains("config"))
-        row["sampler"] = e["config"].value("sampler", "");
-      if (kind == "eval" || (kind == "epoch" && !e.contains("train_s"))) {
-        if (!e.contains("test_acc") || !e.contains("steps")) continue;
-        s1.x.push_back(e["steps"].get<double>());
-        s1.y.push_back(e["test_acc"].get<double>());
-        cpu.push_back(e.contains("train_cpu_s") ? e["train_cpu_s"].get<double>()
-                                                : std::numeric_limits<double>::quiet_NaN());
-        if (e.contains("train_cpu_s") || e.contains("train_s")) {
-          s2.x.push_back(e.value("train_cpu_s", e.value("train_s", 0.0)));
-          s2.y.push_back(e["test_acc"].get<double>());
-        }
-        row["final_test_acc"] = e["test_acc"];
-        row["final_steps"] = e["steps"];
-        last3.push_back(e["test_acc"].get<double>());
-        if (last3.size() > 3) last3.erase(last3.begin());
-        const double mean3 = last3.size() == 3 ? (last3[0] + last3[1] + last3[2]) / 3 : 0;
-        for (const bool smoothed : {false, true}) {
-          const std::string sfx = smoothed ? "_smoothed" : "";
-          const double acc = smoothed ? mean3 : e["test_acc"].get<double>();
-          if (target > 0 && !row.contains("steps_to_target" + sfx) && acc >= target) {
-            row["target_acc"] = target;
-            row["steps_to_target" + sfx] = e["steps"];
-            for (const char* k :
-                 {"wall_s", "train_s", "score_s", "compute_s", "train_cpu_s", "score_cpu_s"})
-              if (e.contains(k)) row[std::string(k) + "_to_target" + sfx] = e[k];
+  // A metrics file whose events have fields of the wrong type: name the file, not just the
+  // JSON library's complaint.
+  std::string current;
+  try {
+    for (const auto& f : files) {
+      current = f;
+      const auto ev = read_metrics(f);
+      std::string label = std::filesystem::path(f).stem().string();
+      Series s1{label, {}, {}}, s2{label, {}, {}};
+      nlohmann::json row = {{"run", label}, {"file", f}};
+      std::map<int64_t, std::vector<double>> lag_under10, lag_spearman, lag_top10;
+      std::vector<double> last3;  // the last three evaluations' accuracies
+      std::vector<double> cpu;    // training CPU seconds at each evaluation of s1 (NaN: unknown)
+      for (const auto& e : ev) {
+        const std::string kind = e["event"];
+        if (kind == "start" && e.contains("config"))
+          row["sampler"] = e["config"].value("sampler", "");
+        if (kind == "eval" || (kind == "epoch" && !e.contains("train_s"))) {
+          if (!e.contains("test_acc") || !e.contains("steps")) continue;
+          s1.x.push_back(e["steps"].get<double>());
+          s1.y.push_back(e["test_acc"].get<double>());
+          cpu.push_back(e.contains("train_cpu_s") ? e["train_cpu_s"].get<double>()
+                                                  : std::numeric_limits<double>::quiet_NaN());
+          if (e.contains("train_cpu_s") || e.contains("train_s")) {
+            s2.x.push_back(e.value("train_cpu_s", e.value("train_s", 0.0)));
+            s2.y.push_back(e["test_acc"].get<double>());
+          }
+          row["final_test_acc"] = e["test_acc"];
+          row["final_steps"] = e["steps"];
+          last3.push_back(e["test_acc"].get<double>());
+          if (last3.size() > 3) last3.erase(last3.begin());
+          const double mean3 = last3.size() == 3 ? (last3[0] + last3[1] + last3[2]) / 3 : 0;
+          for (const bool smoothed : {false, true}) {
+            const std::string sfx = smoothed ? "_smoothed" : "";
+            const double acc = smoothed ? mean3 : e["test_acc"].get<double>();
+            if (target > 0 && !row.contains("steps_to_target" + sfx) && acc >= target) {
+              row["target_acc"] = target;
+              row["steps_to_target" + sfx] = e["steps"];
+              for (const char* k :
+                   {"wall_s", "train_s", "score_s", "compute_s", "train_cpu_s", "score_cpu_s"})
+                if (e.contains(k)) row[std::string(k) + "_to_target" + sfx] = e[k];
+            }
           }
         }
-      }
-      if (kind == "target_reached" && target == 0) {
-        row["target_acc"] = e["target_acc"];
-        row["steps_to_target"] = e["steps"];
-        row["train_s_to_target"] = e["train_s"];
-        row["score_s_to_target"] = e["score_s"];
-        row["compute_s_to_target"] = e["compute_s"];
-        if (e.contains("train_cpu_s")) {
-          row["train_cpu_s_to_target"] = e["train_cpu_s"];
-          row["score_cpu_s_to_target"] = e["score_cpu_s"];
+        if (kind == "target_reached" && target == 0) {
+          row["target_acc"] = e["target_acc"];
+          row["steps_to_target"] = e["steps"];
+          row["train_s_to_target"] = e["train_s"];
+          row["score_s_to_target"] = e["score_s"];
+          row["compute_s_to_target"] = e["compute_s"];
+          if (e.contains("train_cpu_s")) {
+            row["train_cpu_s_to_target"] = e["train_cpu_s"];
+            row["score_cpu_s_to_target"] = e["score_cpu_s"];
+          }
+        }
+        if (kind == "epoch" && e.contains("is_overhead")) {
+          row["is_overhead"] = e["is_overhead"];
+          row["ess"] = e["ess"];
+        }
+        if (kind == "importance_hist") {
+          const auto counts = e["counts"].get<std::vector<double>>();
+          double total = 0;
+          for (double c : counts) total += c;
+          Series h{label + " @" + std::to_string(e["steps"].get<int64_t>()), {}, {}};
+          const double hi = e["hi"].get<double>();
+          for (std::size_t k = 0; k < counts.size(); ++k) {
+            h.x.push_back(hi * (static_cast<double>(k) + 0.5) / static_cast<double>(counts.size()));
+            h.y.push_back(total > 0 ? counts[k] / total : 0);
+          }
+          hist.add(std::move(h));
+        }
+        if (kind == "rank_change") {
+          lag_under10[e["lag"].get<int64_t>()].push_back(e["under10"]);
+          if (e.contains("spearman"))
+            lag_spearman[e["lag"].get<int64_t>()].push_back(e["spearman"]);
+          if (e.contains("top10_kept"))
+            lag_top10[e["lag"].get<int64_t>()].push_back(e["top10_kept"]);
         }
       }
-      if (kind == "epoch" && e.contains("is_overhead")) {
-        row["is_overhead"] = e["is_overhead"];
-        row["ess"] = e["ess"];
+      if (s1.x.empty()) {
+        throw std::runtime_error("report: '" + f + "' has no eval or epoch events with test_acc");
       }
-      if (kind == "importance_hist") {
-        const auto counts = e["counts"].get<std::vector<double>>();
-        double total = 0;
-        for (double c : counts) total += c;
-        Series h{label + " @" + std::to_string(e["steps"].get<int64_t>()), {}, {}};
-        const double hi = e["hi"].get<double>();
-        for (std::size_t k = 0; k < counts.size(); ++k) {
-          h.x.push_back(hi * (static_cast<double>(k) + 0.5) / static_cast<double>(counts.size()));
-          h.y.push_back(total > 0 ? counts[k] / total : 0);
+      curves[f] = EvalCurve{s1.x, s1.y, std::move(cpu)};
+      {  // the final accuracy without one evaluation's noise: the mean of the last five
+        const auto& a = s1.y;
+        const std::size_t n = std::min<std::size_t>(5, a.size());
+        double sum = 0;
+        for (std::size_t k = a.size() - n; k < a.size(); ++k) sum += a[k];
+        row["final_test_acc_last5"] = sum / static_cast<double>(n);
+      }
+      // Per lag, the mean over the run's periods: one bar series per run and a summary field.
+      auto per_lag = [&](const std::map<int64_t, std::vector<double>>& by_lag, const char* field,
+                         SvgChart& chart) {
+        if (by_lag.empty()) return;
+        Series r{label, {}, {}};
+        for (const auto& [lag, v] : by_lag) {
+          double m = 0;
+          for (double x : v) m += x / static_cast<double>(v.size());
+          r.x.push_back(static_cast<double>(lag));
+          r.y.push_back(m);
+          row[field + std::to_string(lag)] = m;
         }
-        hist.add(std::move(h));
-      }
-      if (kind == "rank_change") {
-        lag_under10[e["lag"].get<int64_t>()].push_back(e["under10"]);
-        if (e.contains("spearman")) lag_spearman[e["lag"].get<int64_t>()].push_back(e["spearman"]);
-        if (e.contains("top10_kept")) lag_top10[e["lag"].get<int64_t>()].push_back(e["top10_kept"]);
-      }
+        chart.add(std::move(r));
+      };
+      per_lag(lag_under10, "rank_moved_under10_lag", ranks);
+      per_lag(lag_spearman, "rank_spearman_lag", rho);
+      per_lag(lag_top10, "top10_kept_lag", top10);
+      by_steps.add(std::move(s1));
+      if (!s2.x.empty()) by_time.add(std::move(s2));
+      summary.push_back(row);
     }
-    if (s1.x.empty()) {
-      throw std::runtime_error("report: '" + f + "' has no eval or epoch events with test_acc");
-    }
-    curves[f] = EvalCurve{s1.x, s1.y, std::move(cpu)};
-    {  // the final accuracy without one evaluation's noise: the mean of the last five
-      const auto& a = s1.y;
-      const std::size_t n = std::min<std::size_t>(5, a.size());
-      double sum = 0;
-      for (std::size_t k = a.size() - n; k < a.size(); ++k) sum += a[k];
-      row["final_test_acc_last5"] = sum / static_cast<double>(n);
-    }
-    // Per lag, the mean over the run's periods: one bar series per run and a summary field.
-    auto per_lag = [&](const std::map<int64_t, std::vector<double>>& by_lag, const char* field,
-                       SvgChart& chart) {
-      if (by_lag.empty()) return;
-      Series r{label, {}, {}};
-      for (const auto& [lag, v] : by_lag) {
-        double m = 0;
-        for (double x : v) m += x / static_cast<double>(v.size());
-        r.x.push_back(static_cast<double>(lag));
-        r.y.push_back(m);
-        row[field + std::to_string(lag)] = m;
-      }
-      chart.add(std::move(r));
-    };
-    per_lag(lag_under10, "rank_moved_under10_lag", ranks);
-    per_lag(lag_spearman, "rank_spearman_lag", rho);
-    per_lag(lag_top10, "top10_kept_lag", top10);
-    by_steps.add(std::move(s1));
-    if (!s2.x.empty()) by_time.add(std::move(s2));
-    summary.push_back(row);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error("report: '" + current +
+                             "': an event lacks a field or has one of the wrong type (" + e.what() +
+                             ")");
   }
   auto write = [&](const std::string& name, const std::string& text) {
     io::write_file_atomically((std::filesystem::path(out_dir) / name).string(), text);

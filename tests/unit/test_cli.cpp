@@ -70,19 +70,55 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   CHECK(r.output.find("--no-such-flag") != std::string::npos);
   check_refused("train --epochs abc", "--epochs: expected an integer, found 'abc'");
   check_refused("train --nesterov maybe", "expected true or false, found 'maybe'");
-  check_refused("train --batch 0", "batch: expected >= 1, found 0");
+  check_refused("train --batch 0", "batch: expected 1..16777216, found 0");
   check_refused("train --sampler mercury --draw stratified",
                 "draw: expected iid or systematic, found 'stratified'");
   check_refused("train --sampler mercury --in-group gradnorm",
                 "in_group: expected loss or rank, found 'gradnorm'");
   check_refused("train --sampler kf --kf-tau-th -0.5",
-                "kf_tau_th: expected -1 (automatic) or >= 0");
+                "kf_tau_th: expected -1 (automatic) or a finite value >= 0");
   check_refused("train --sampler mercury --in-group rank --lambda 0",
                 "lambda: expected > 0 with in_group rank");
+  // Non-finite, underflowing and overflowing numbers, refused before any data is looked for.
+  check_refused("train --data-dir /nonexistent --sampler mercury --beta nan",
+                "beta: expected a finite value");
+  check_refused("train --data-dir /nonexistent --sampler mercury --beta inf", "found inf");
+  check_refused("train --data-dir /nonexistent --schedule step --gamma inf",
+                "gamma: expected a finite value in (0, 1000], found inf");
+  check_refused("train --data-dir /nonexistent --weight-decay inf",
+                "weight_decay: expected a finite value in [0, 100], found inf");
+  check_refused("train --data-dir /nonexistent --lr 1e-50",
+                "lr: expected a rate representable in float");
+  check_refused("train --data-dir /nonexistent --lr -nan", "lr: expected a finite value");
+  check_refused("train --data-dir /nonexistent --epochs 9223372036854775807",
+                "epochs: expected 1..1000000, found 9223372036854775807");
+  check_refused("train --data-dir /nonexistent --sampler kf --kf-presample 1000000",
+                "kf_presample: expected 1..64, found 1000000");
+  check_refused("train --data-dir /nonexistent --lr 1e400",
+                "--lr: expected a number, found '1e400'");
   r = run("train --optimizer rmsprop --data-dir /nonexistent");
   CHECK(r.code != 0);
   r = run("");
   CHECK(r.code != 0);
+}
+
+TEST_CASE("error messages escape control bytes and invalid UTF-8 and are cut at 4 KiB") {
+  TempDir d;
+  // A value with a control byte, a stray continuation byte and valid UTF-8 (kept as is).
+  const std::string cfg = d.file("ctl.json", "{\"sampler\": \"\\u0001caf\u00e9\\u001b[2J\"}");
+  auto r = run("train --data-dir /nonexistent --config " + cfg);
+  CHECK(r.code == 2);
+  CHECK(r.output.find("found '\\x01caf\u00e9\\x1B[2J'") != std::string::npos);
+  CHECK(r.output.find('\x1b') == std::string::npos);  // no terminal escape reaches the screen
+  // Bytes that are not UTF-8 at all (a stray continuation byte, 0xFF), through a flag.
+  r = run("train --data-dir /nonexistent --sampler \"$(printf 'a\\200b\\377c')\"");
+  CHECK(r.code == 2);
+  CHECK(r.output.find("found 'a\\x80b\\xFFc'") != std::string::npos);
+  // A 20,000-character value: the message is cut, saying by how much.
+  r = run("train --data-dir /nonexistent --sampler " + std::string(20000, 'q'));
+  CHECK(r.code == 2);
+  CHECK(r.output.find("more bytes of the message cut") != std::string::npos);
+  CHECK(r.output.size() < 4096 + 200);
 }
 
 TEST_CASE("malformed, mistyped and unknown-key configs are refused") {
@@ -169,6 +205,7 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
   r = run("inspect " + ck);
   CHECK(r.code == 0);
   CHECK(r.output.find("fc1.weight  F32 [256,784]") != std::string::npos);
+  CHECK(r.output.find("checksum: verified (header and data)") != std::string::npos);
   r = run("train --config " + cfg + " --epochs 3 --threads 1 --data-dir " + d.path.string() +
           " --resume " + ck);
   CHECK(r.code == 0);
@@ -176,7 +213,7 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
   // A truncated checkpoint is refused.
   fs::resize_file(ck, fs::file_size(ck) - 10);
   r = run("train --config " + cfg + " --data-dir " + d.path.string() + " --resume " + ck);
-  CHECK(r.code == 1);
+  CHECK(r.code == 2);  // bad input
   CHECK(r.output.find(ck) != std::string::npos);
 }
 
@@ -259,6 +296,17 @@ TEST_CASE("report averages probe rank changes per lag over periods and charts th
   change(2000, 10, 0.6, 0.8);
   const std::string f = d.file("mercury-s1.jsonl", text);
   const std::string out = (d.path / "rep").string();
+  // --out naming a regular file, and an event whose field has the wrong type: named, exit 2/1.
+  check_refused(
+      "report --out " + f + " " + f,
+      "report: --out '" + f + "': expected a directory (or a new path), found a regular file");
+  const std::string typed =
+      d.file("typed-s1.jsonl", "{\"event\": \"eval\", \"steps\": \"ten\", \"test_acc\": 0.5}\n");
+  const auto bad = run("report --out " + out + " " + typed);
+  CHECK(bad.code == 1);
+  CHECK(bad.output.find("report: '" + typed +
+                        "': an event lacks a field or has one of the wrong type") !=
+        std::string::npos);
   const auto r = run("report --out " + out + " " + f);
   INFO(r.output);
   REQUIRE(r.code == 0);

@@ -181,7 +181,7 @@ TEST_CASE("the ranks get torchrun's variables and the flags' MERCURY_* knobs") {
 
   TempDir dir;
   const std::string secret = dir.file("secret");
-  std::ofstream(secret) << "s3cret\n";
+  std::ofstream(secret) << "a-strong-secret-for-the-test\n";
   const Run trace = run_mercury(
       {"trace", "--set-point-mbps", "20", "--duration", "5", "--out", dir.file("trace.csv")});
   REQUIRE(trace.code == 0);
@@ -230,6 +230,30 @@ TEST_CASE("a rank that ignores SIGTERM is SIGKILLed after the grace period") {
                          "rank 0 was killed by signal 9 (SIGKILL)"});
   CHECK(r.seconds >= 0.5);
   check_all_gone(pids, 4);
+}
+
+TEST_CASE("a rank failing because of another (exit 4) is not blamed: the cause is") {
+  SUBCASE("the cause exits on its own shortly after") {
+    const Run r = launch(3, {"--grace-seconds", "0.5"},
+                         "case $RANK in 1) exit 4;; 2) sleep 0.5; echo cause; exit 5;; "
+                         "*) sleep 1000;; esac");
+    INFO(r.out << r.err);
+    CHECK(r.code == 5);
+    check_mentions(r.err, {"[launch] rank 1 exited with code 4 (a failure of another rank); "
+                           "waiting up to 2 s for that rank's own error",
+                           "[launch] rank 2 exited with code 5 (the root cause of rank 1's "
+                           "failure); stopping the other ranks"});
+  }
+  SUBCASE("no cause shows up: the first consequence is blamed after 2 s") {
+    const Run r =
+        launch(2, {"--grace-seconds", "0.5"}, "if [ \"$RANK\" = 1 ]; then exit 4; fi; sleep 1000");
+    INFO(r.out << r.err);
+    CHECK(r.code == 4);
+    check_mentions(r.err, {"rank 1 failed because of another rank, and no rank reported a cause "
+                           "of its own; stopping the other ranks"});
+    CHECK(r.seconds >= 2);
+    CHECK(r.seconds < 10);
+  }
 }
 
 TEST_CASE("a rank killed by signal 9 makes the launcher return 137") {
