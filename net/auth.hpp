@@ -212,23 +212,28 @@ inline Welcome decode_welcome(std::span<const std::byte> payload) {
   return w;
 }
 
+// "mercury/<role>" || HELLO payload || the server's nonce: what both MACs cover.
+inline std::vector<std::byte> handshake_transcript(std::string_view role,
+                                                   std::span<const std::byte> hello_payload,
+                                                   const Nonce& server_nonce) {
+  std::vector<std::byte> transcript;
+  for (char c : std::string_view("mercury/")) transcript.push_back(std::byte(c));
+  for (char c : role) transcript.push_back(std::byte(c));
+  transcript.insert(transcript.end(), hello_payload.begin(), hello_payload.end());
+  transcript.insert(transcript.end(), server_nonce.begin(), server_nonce.end());
+  return transcript;
+}
+
 // mac_c: proves the client knows the secret, bound to its HELLO and the server's nonce.
 inline Mac client_mac(std::span<const std::byte> secret, std::span<const std::byte> hello_payload,
                       const Nonce& server_nonce) {
-  std::vector<std::byte> transcript;
-  for (char c : std::string_view("mercury/client")) transcript.push_back(std::byte(c));
-  transcript.insert(transcript.end(), hello_payload.begin(), hello_payload.end());
-  transcript.insert(transcript.end(), server_nonce.begin(), server_nonce.end());
-  return hmac_sha256(secret, transcript);
+  return hmac_sha256(secret, handshake_transcript("client", hello_payload, server_nonce));
 }
 
 // mac_s: proves the server knows the secret, bound to the same transcript and its own Hello.
 inline Mac server_mac(std::span<const std::byte> secret, std::span<const std::byte> hello_payload,
                       const Nonce& server_nonce, const Hello& server) {
-  std::vector<std::byte> transcript;
-  for (char c : std::string_view("mercury/server")) transcript.push_back(std::byte(c));
-  transcript.insert(transcript.end(), hello_payload.begin(), hello_payload.end());
-  transcript.insert(transcript.end(), server_nonce.begin(), server_nonce.end());
+  std::vector<std::byte> transcript = handshake_transcript("server", hello_payload, server_nonce);
   const auto fields = encode_hello(server);
   transcript.insert(transcript.end(), fields.begin(), fields.end());
   return hmac_sha256(secret, transcript);

@@ -67,6 +67,13 @@ inline std::string file_kind(const std::string& path) {
   return file_kind_of(st);
 }
 
+// For a list of paths tried: "missing", or what `path` is when it is not a regular file
+// ("a directory, expected a regular file").
+inline std::string unusable_input_note(const std::string& path) {
+  const std::string kind = file_kind(path);
+  return kind == "missing" ? kind : kind + ", expected a regular file";
+}
+
 inline int open_regular_for_reading(const std::string& path, const std::string& what) {
   const std::string where = what + " '" + path + "'";
   int fd;

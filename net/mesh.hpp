@@ -525,6 +525,11 @@ class Mesh final : public Transport {
   static std::string endpoint_text(const tcp::endpoint& ep) {
     return host_port(ep.address().to_string(), ep.port());
   }
+  static std::string remote_text(const tcp::socket& socket) {
+    std::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    return ec ? "an unknown address" : endpoint_text(remote);
+  }
   static std::string text_of(std::span<const std::byte> payload) {
     std::string text;
     for (std::byte b : payload) {
@@ -885,9 +890,10 @@ class Mesh final : public Transport {
                              " s) or MERCURY_CONNECT_TIMEOUT (now ", cfg_.connect_timeout_s, " s)");
   }
 
-  // Client side: connect with exponential backoff until `deadline`, then handshake. A
-  // connection dropped or silent before the handshake got an answer (the server was busy, e.g.
-  // under a flood of unauthenticated connections) is retried the same way; a refusal is final.
+  // Client side: connect with exponential backoff until `deadline`, then handshake. A handshake
+  // the server dropped or left silent without an ERROR (it was busy, e.g. under a flood of
+  // unauthenticated connections, or its authentication window closed) is retried the same way;
+  // a refusal is final.
   awaitable<PeerPtr> connect_peer(int r, tcp::endpoint ep, Deadline deadline) {
     auto delay = std::chrono::milliseconds(20);
     std::string last;
@@ -902,14 +908,12 @@ class Mesh final : public Transport {
       if (stopping_) throw Stopped{};
       if (!ec) {
         p->socket.set_option(tcp::no_delay(true), ec);
-        std::optional<std::string> transient;
         try {
           co_await handshake_client(p, deadline);
           co_return p;
         } catch (const TransientHandshake& t) {
-          transient = t.what;
+          last = "handshake: " + t.what;
         }
-        last = "handshake: " + *transient;
       } else {
         std::erase(setup_links_, p);
         last = p->guard_fired ? "attempt timed out" : ec.message();
@@ -928,7 +932,7 @@ class Mesh final : public Transport {
     }
   }
 
-  // A handshake that ended without an answer from the server: worth another attempt.
+  // A handshake that ended without a refusal from the server: worth another attempt.
   struct TransientHandshake {
     std::string what;
   };
@@ -1013,7 +1017,7 @@ class Mesh final : public Transport {
   awaitable<void> serve_inbound(PeerPtr p) {
     std::error_code ec;
     const auto remote = p->socket.remote_endpoint(ec);
-    const std::string from = ec ? "an unknown address" : endpoint_text(remote);
+    const std::string from = remote_text(p->socket);
     const auto began = Clock::now();
     p->socket.set_option(tcp::no_delay(true), ec);
     arm(p, deadline_in(auth_window()));
@@ -1156,9 +1160,7 @@ class Mesh final : public Transport {
         continue;
       }
       if (inbound_pending_ >= kMaxPendingHandshakes) {
-        std::error_code ignored;
-        const auto remote = socket.remote_endpoint(ignored);
-        const std::string who = ignored ? "an unknown address" : endpoint_text(remote);
+        const std::string who = remote_text(socket);
         bool first = false;
         {
           std::lock_guard lock(mu_);

@@ -394,7 +394,8 @@ inline int launch(const LaunchOptions& o) {
             first_consequence = r;
             consequence_deadline = Clock::now() + kCauseWait;
             say("rank " + std::to_string(r) + " " + ranks[r].status.describe() +
-                " (a failure of another rank); waiting up to 2 s for that rank's own error");
+                " (a failure of another rank); waiting up to " +
+                std::to_string(kCauseWait.count()) + " s for that rank's own error");
           }
         }
       }

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -164,6 +165,19 @@ json read_json_file(const std::string& path) {
   }
 }
 
+// Runs `build` (constructing a trainer): what it throws for settings that do not fit the data
+// (std::invalid_argument) or a checkpoint that cannot be resumed (io::CheckpointError) is bad
+// input, a UsageError prefixed with `who`.
+void as_bad_input(const std::string& who, const std::function<void()>& build) {
+  try {
+    build();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(who + e.what());
+  } catch (const mercury::io::CheckpointError& e) {
+    throw UsageError(who + e.what());
+  }
+}
+
 // What a rank reads from its environment besides RANK/WORLD_SIZE: the cluster secret, the
 // bandwidth shaping and MERCURY_FAULT. Read before any data is loaded: a bad value is bad usage
 // (exit 2), found in a second, not after minutes of loading.
@@ -230,14 +244,10 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
                          // The rank keeps its own partition's copy; the full set goes.
                          [&] { d.train.reset(); }};
   std::optional<train::Trainer> trainer;
-  try {
+  as_bad_input("rank " + std::to_string(env.rank) + ": ", [&] {
     trainer.emplace(cfg, model, *d.train, *d.test, std::cout, &ctx);
     trainer->set_checkpoint_metadata(d.metadata);
-  } catch (const std::invalid_argument& e) {  // this rank's settings or data cannot run
-    throw UsageError("rank " + std::to_string(env.rank) + ": " + e.what());
-  } catch (const io::CheckpointError& e) {
-    throw UsageError("rank " + std::to_string(env.rank) + ": " + e.what());
-  }
+  });
   mesh.start();
   trainer->run();
   mesh.close(net::deadline_in(env.op_timeout_s));
@@ -294,14 +304,10 @@ int run_train(const mercury::train::TrainConfig& cfg) {
     return 0;
   }
   std::optional<train::Trainer> trainer;
-  try {  // settings that do not fit the data, a checkpoint that cannot be resumed: bad input
+  as_bad_input("", [&] {
     trainer.emplace(cfg, *model, *d.train, *d.test, std::cout);
     trainer->set_checkpoint_metadata(d.metadata);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  } catch (const io::CheckpointError& e) {
-    throw UsageError(e.what());
-  }
+  });
   trainer->run();
   return 0;
 }

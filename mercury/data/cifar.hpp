@@ -176,9 +176,7 @@ inline std::vector<std::string> find_files(const std::string& what,
       if (std::filesystem::is_regular_file(path, ignored)) {
         found.push_back(path.string());
       } else {
-        const std::string kind = net::file_kind(path.string());
-        missing += "\n  " + path.string() +
-                   (kind == "missing" ? " (missing)" : " (" + kind + ", expected a regular file)");
+        missing += "\n  " + path.string() + " (" + net::unusable_input_note(path.string()) + ")";
       }
     }
     if (found.size() == files.size()) return found;

@@ -64,11 +64,8 @@ inline FashionMnistFiles find_fashion_mnist(const std::string& data_dir = "") {
         const fs::path path = directory / candidate;
         std::error_code ignored;
         const bool exists = fs::is_regular_file(path, ignored);
-        const std::string kind = exists ? "" : net::file_kind(path.string());
-        tried.push_back(path.string() + (exists ? " (found)"
-                                         : kind == "missing"
-                                             ? " (missing)"
-                                             : " (" + kind + ", expected a regular file)"));
+        tried.push_back(path.string() + " (" +
+                        (exists ? "found" : net::unusable_input_note(path.string())) + ")");
         if (exists) {
           found[i] = path.string();
           break;

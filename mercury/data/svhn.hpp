@@ -346,9 +346,8 @@ inline ImageDataset load_svhn(const std::string& dir, Split split) {
     if (std::filesystem::is_regular_file(candidate, ignored)) {
       return read_svhn_mat(candidate.string(), std::string("svhn/") + split_name(split));
     }
-    const std::string kind = net::file_kind(candidate.string());
-    tried += "\n  " + candidate.string() +
-             (kind == "missing" ? " (missing)" : " (" + kind + ", expected a regular file)");
+    tried +=
+        "\n  " + candidate.string() + " (" + net::unusable_input_note(candidate.string()) + ")";
   }
   throw DataError("SVHN " + std::string(split_name(split)) + " split not found: expected " + file +
                   "; paths tried:" + tried);

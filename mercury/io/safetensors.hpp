@@ -33,6 +33,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -145,6 +146,13 @@ inline std::optional<uint64_t> tensor_bytes(const std::vector<int64_t>& shape,
   return bytes;
 }
 
+// The 8-byte little-endian header length field.
+inline std::array<uint8_t, 8> length_field(uint64_t header_length) {
+  std::array<uint8_t, 8> field{};
+  for (int b = 0; b < 8; ++b) field[size_t(b)] = static_cast<uint8_t>(header_length >> (8 * b));
+  return field;
+}
+
 inline uint32_t crc_of(std::span<const uint8_t> data, uint32_t crc = 0) {
   return crc32c(data.data(), data.size(), crc);
 }
@@ -242,14 +250,12 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
   }
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 
-  uint8_t length_field[8];
-  const uint64_t header_length = header_text.size();
-  for (int b = 0; b < 8; ++b) length_field[b] = static_cast<uint8_t>(header_length >> (8 * b));
+  const std::array<uint8_t, 8> length_field = detail::length_field(header_text.size());
   // The checksum covers the length field, the header with its own value zeroed, and the data,
   // read in place.
   const std::size_t crc_at = detail::checksum_value_offset(header_text);
   if (crc_at == std::string::npos) throw std::logic_error(prefix + "checksum field not dumped");
-  uint32_t checksum = crc32c(length_field, sizeof length_field);
+  uint32_t checksum = crc32c(length_field.data(), length_field.size());
   checksum = crc32c(header_text.data(), header_text.size(), checksum);
   for (size_t i = 0; i < tensors.size(); ++i)
     if (sizes[i] > 0) checksum = crc32c(tensors[i].data, sizes[i], checksum);
@@ -257,7 +263,7 @@ inline void write_safetensors(const std::string& path, const std::vector<TensorR
 
   try {
     AtomicFileWriter out(path);
-    out.write(length_field, sizeof length_field);
+    out.write(length_field.data(), length_field.size());
     out.write(header_text);
     for (size_t i = 0; i < tensors.size(); ++i) {
       if (sizes[i] > 0) out.write(tensors[i].data, sizes[i]);
@@ -415,13 +421,12 @@ class SafetensorsFile {
   struct HeaderShapeCheck {
     const std::string& where;
     std::vector<std::unordered_set<std::string>> keys;  // one set per open object/array
-    bool open(bool is_object) {
+    bool open() {
       if (keys.size() >= std::size_t(safetensors_detail::kMaxHeaderDepth))
         throw CheckpointError(where + "expected JSON nesting of at most " +
                               std::to_string(safetensors_detail::kMaxHeaderDepth) +
                               " levels, found more");
       keys.emplace_back();
-      (void)is_object;
       return true;
     }
     bool close() {
@@ -435,9 +440,9 @@ class SafetensorsFile {
     bool number_float(nlohmann::json::number_float_t, const std::string&) { return true; }
     bool string(std::string&) { return true; }
     bool binary(nlohmann::json::binary_t&) { return true; }
-    bool start_object(std::size_t) { return open(true); }
+    bool start_object(std::size_t) { return open(); }
     bool end_object() { return close(); }
-    bool start_array(std::size_t) { return open(false); }
+    bool start_array(std::size_t) { return open(); }
     bool end_array() { return close(); }
     bool key(std::string& k) {
       if (!keys.back().insert(k).second)
@@ -507,12 +512,11 @@ class SafetensorsFile {
                             "': expected it written as \"" + std::string(kChecksumMetadataKey) +
                             "\":\"<8 hex digits>\" (no spaces), found another form");
     }
-    uint8_t length_field[8];
-    for (int b = 0; b < 8; ++b) length_field[b] = static_cast<uint8_t>(text.size() >> (8 * b));
-    std::string zeroed(text);
-    zeroed.replace(at, 8, std::string(8, '0'));
-    header_crc_ = crc32c(length_field, sizeof length_field);
-    header_crc_ = crc32c(zeroed.data(), zeroed.size(), header_crc_);
+    const std::array<uint8_t, 8> length_field = safetensors_detail::length_field(text.size());
+    header_crc_ = crc32c(length_field.data(), length_field.size());
+    header_crc_ = crc32c(text.data(), at, header_crc_);  // the header around the zeroed value
+    header_crc_ = crc32c("00000000", 8, header_crc_);
+    header_crc_ = crc32c(text.data() + at + 8, text.size() - at - 8, header_crc_);
   }
 
   void check_hex32(std::string_view key, const std::string& stored) const {

@@ -293,8 +293,7 @@ class Trainer {
       }
       stop = end_epoch(e, epoch_train_s, seconds_since(t0), stop, result);
     }
-    if (cursor_.epoch >= cfg_.epochs && cursor_.global_step == start_step_ &&
-        start_epoch_ >= cfg_.epochs)
+    if (start_epoch_ >= cfg_.epochs)
       evaluate_finished(result);  // resumed a finished run: report its accuracy, not 0%
     result.steps = cursor_.global_step;
     result.train_samples_per_s =
@@ -309,7 +308,6 @@ class Trainer {
     sync_buffers();
     if (rank_ != 0) return;
     const EvalResult ev = evaluate();
-    if (!std::isfinite(ev.loss)) throw_not_finite(cursor_.global_step, "the test loss", ev.loss);
     result.final_test_acc = ev.accuracy;
     result.final_test_loss = ev.loss;
     char line[160];
@@ -343,6 +341,8 @@ class Trainer {
       }
     }
     if (n_test_ == 0) return {};
+    // A non-finite test loss means the weights diverged: never an accuracy figure.
+    if (!std::isfinite(loss)) throw_not_finite(cursor_.global_step, "the test loss", loss);
     return {loss / static_cast<double>(n_test_),
             static_cast<double>(correct) / static_cast<double>(n_test_)};
   }
@@ -561,10 +561,8 @@ class Trainer {
   // Training diverged (or the data hold NaN/inf): stop with the step and the knobs to turn,
   // before the non-finite value reaches a checkpoint or an accuracy figure.
   [[noreturn]] void throw_not_finite(int64_t step, const char* what, double value) const {
-    char v[32];
-    std::snprintf(v, sizeof v, "%g", value);
     throw std::runtime_error(
-        "step " + std::to_string(step) + ": " + what + " is " + v +
+        "step " + std::to_string(step) + ": " + what + " is " + config_number(value) +
         (rank_ || world_ > 1 ? " on rank " + std::to_string(rank_) : std::string()) +
         ": training diverged; lower --lr (now " + config_number(cfg_.lr) +
         "), add --warmup-steps, or check the data for non-finite values" +
@@ -609,7 +607,6 @@ class Trainer {
         report_.clear_progress();
         timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
         const EvalResult ev = evaluate();
-        if (!std::isfinite(ev.loss)) throw_not_finite(step, "the test loss", ev.loss);
         report_.eval(step, ev, timing_);
         e.start += clock::now() - pause;  // evaluation is not training time
         eval_pause_s_ += seconds_since(pause);
@@ -634,7 +631,6 @@ class Trainer {
     const auto pause = clock::now();
     timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
     const EvalResult ev = evaluate();
-    if (!std::isfinite(ev.loss)) throw_not_finite(cursor_.global_step, "the test loss", ev.loss);
     eval_pause_s_ += seconds_since(pause);
     report_.epoch_line(e.index + 1, train_loss, ev, sps, wall_s);
     nlohmann::json event = {

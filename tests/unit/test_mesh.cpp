@@ -161,6 +161,16 @@ struct BackgroundStart {
   }
 };
 
+// Rank 1 starts while rank 0 waits in `rank0`: both must come up and a message must cross.
+void rank1_joins(MeshList& m, BackgroundStart& rank0) {
+  const std::string error1 = start_error(*m[1]);
+  const std::string error0 = rank0.join();
+  CHECK_MESSAGE(error0.empty(), error0);
+  CHECK_MESSAGE(error1.empty(), error1);
+  m[1]->send(0, kData, 1, 1, pattern(10));
+  CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
+}
+
 // Blocking raw TCP client for speaking (bad) protocol at a listening mesh.
 struct RawClient {
   asio::io_context io;
@@ -498,12 +508,7 @@ TEST_CASE(
   huge.write(encode_header(hello));
   check_mentions(huge.read_error(), {"4294967295-byte payload", "protocol frames"});
 
-  const std::string error1 = start_error(*m[1]);
-  const std::string error0 = rank0.join();
-  CHECK_MESSAGE(error0.empty(), error0);
-  CHECK_MESSAGE(error1.empty(), error1);
-  m[1]->send(0, kData, 1, 1, pattern(10));
-  CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
+  rank1_joins(m, rank0);
   CHECK(silent.read_error().empty());  // dropped after op_timeout_s without a word from it
   check_mentions(log.once_mentioning("timed out"),
                  {"bad magic", "version 3", "4294967295", "handshake timed out after 1",
@@ -583,12 +588,7 @@ TEST_CASE("an unauthenticated peer learns nothing about the run and cannot hold 
     CHECK(text_of(refusal).find(s) == std::string::npos);
   }
   // The real rank 1 joins while the squatter still holds its connection open.
-  const std::string error1 = start_error(*m[1]);
-  const std::string error0 = rank0.join();
-  CHECK_MESSAGE(error0.empty(), error0);
-  CHECK_MESSAGE(error1.empty(), error1);
-  m[1]->send(0, kData, 1, 1, pattern(10));
-  CHECK(m[0]->recv(1, kData, 1, 1, deadline_in(20)).payload == pattern(10));
+  rank1_joins(m, rank0);
   // The squatter is cut off after the authentication window (min(5 s, op timeout, ...) = 2 s).
   const auto began = Clock::now();
   CHECK(read_raw_frame(squatter.socket).header.type == 0);
