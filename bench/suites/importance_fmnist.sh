@@ -17,6 +17,7 @@
 # Usage: bench/suites/importance_fmnist.sh [OUT]   (default runs/importance_fmnist)
 #   JOBS=2           runs two trainings at once (one thread each; CPU seconds stay per process)
 #   SEEDS="1 2 3 4 5"  seeds of every sampler (the issue asks for 3; 5 make the means steadier)
+#   SAMPLERS="uniform mercury kf selective-backprop infobatch"  the samplers run on every seed
 #   BUDGET=4000 steps;  ABLATIONS=0 skips the one-seed ablations
 #   FRESH_SEEDS="1"  seeds of the freshness-frontier runs (fresh-M128, fresh-M512)
 #   MERCURY_BIN      the binary (default build/release/tools/mercury)
@@ -27,6 +28,7 @@ out=${1:-runs/importance_fmnist}
 bin=${MERCURY_BIN:-build/release/tools/mercury}
 jobs=${JOBS:-1}
 seeds=${SEEDS:-1 2 3 4 5}
+samplers=${SAMPLERS:-uniform mercury kf selective-backprop infobatch}
 budget=${BUDGET:-4000}
 [ -x "$bin" ] || { echo "importance_fmnist.sh: $bin missing: build the release preset" >&2; exit 2; }
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "importance_fmnist.sh: JOBS: expected a positive integer, found '$jobs'" >&2; exit 2; }
@@ -43,12 +45,23 @@ m32="--sampler mercury --group-size 32"  # flags may appear once: the variants s
 mercury="$m32 --groups-per-batch 32 --draw systematic --weight-power 0.5"
 b="--max-steps $budget --eval-every 100"
 
+# InfoBatch anneals over the last 12.5% of the budget: of the 100 epochs' 93,800 steps, the
+# first 0.875 x BUDGET prune.
+ib_delta=$(awk -v b="$budget" 'BEGIN { printf "%.9f", (0.875 * b + 0.5) / 93800 }')
+infobatch="--sampler infobatch --ib-ratio 0.5 --ib-delta $ib_delta"
+
 runs=()  # "name|args..."
 for seed in $seeds; do
-  runs+=("uniform-s$seed|--sampler uniform --seed $seed $b")
-  runs+=("mercury-s$seed|$mercury --seed $seed $b")
-  runs+=("kf-s$seed|--sampler kf --seed $seed $b")
-  runs+=("selective-backprop-s$seed|--sampler selective-backprop --seed $seed $b")
+  for s in $samplers; do
+    case $s in
+      uniform) runs+=("uniform-s$seed|--sampler uniform --seed $seed $b") ;;
+      mercury) runs+=("mercury-s$seed|$mercury --seed $seed $b") ;;
+      kf) runs+=("kf-s$seed|--sampler kf --seed $seed $b") ;;
+      selective-backprop) runs+=("selective-backprop-s$seed|--sampler selective-backprop --seed $seed $b") ;;
+      infobatch) runs+=("infobatch-s$seed|$infobatch --seed $seed $b") ;;
+      *) echo "importance_fmnist.sh: SAMPLERS: unknown sampler '$s'" >&2; exit 2 ;;
+    esac
+  done
 done
 if [ "${ABLATIONS:-1}" != 0 ]; then
   # One seed each, against mercury above: the paper's own settings (M = 10 B, d = 2, i.i.d.

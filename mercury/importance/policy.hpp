@@ -1,5 +1,5 @@
 // mercury/importance/policy.hpp — where each training batch comes from: the samplers behind
-// `mercury train --sampler uniform|mercury|all-is|kf|selective-backprop`.
+// `mercury train --sampler uniform|mercury|all-is|kf|selective-backprop|infobatch`.
 //
 // Contract
 // - next(iteration, plan) fills plan.indices (up to B local sample indices) and, for weighted
@@ -12,9 +12,11 @@
 //   the iteration (no state to checkpoint).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -29,7 +31,7 @@
 
 namespace mercury::importance {
 
-enum class SamplerKind { uniform, mercury, all_is, kf, selective_backprop };
+enum class SamplerKind { uniform, mercury, all_is, kf, selective_backprop, infobatch };
 
 inline SamplerKind parse_sampler(const std::string& s) {
   if (s == "uniform") return SamplerKind::uniform;
@@ -37,21 +39,26 @@ inline SamplerKind parse_sampler(const std::string& s) {
   if (s == "all-is") return SamplerKind::all_is;
   if (s == "kf") return SamplerKind::kf;
   if (s == "selective-backprop") return SamplerKind::selective_backprop;
+  if (s == "infobatch") return SamplerKind::infobatch;
   throw std::invalid_argument(
-      "sampler: expected uniform, mercury, all-is, kf or selective-backprop, found '" + s + "'");
+      "sampler: expected uniform, mercury, all-is, kf, selective-backprop or infobatch, found '" +
+      s + "'");
 }
 
 struct PolicyConfig {
   SamplerKind kind = SamplerKind::mercury;
   int64_t batch = 64;
-  int64_t group_size = 0;           // M; 0: 10 × batch
-  SamplerConfig sampler;            // d, β, λ, weighting
-  int64_t score_chunk = 320;        // forward batch used for scoring
-  bool train_mode_norm = false;     // score with batch statistics (METHOD: eval mode is ours)
-  int64_t kf_presample = 3;         // kf: candidates per batch slot
-  double kf_tau_th = -1;            // kf: IS once τ > this (< 0: (kf_presample + 3)/3; 0: always)
-  double sb_beta = 1.0;             // selective-backprop: keep probability = percentile^β
-  int64_t sb_history = 1024;        // selective-backprop: losses remembered for percentiles
+  int64_t group_size = 0;        // M; 0: 10 × batch
+  SamplerConfig sampler;         // d, β, λ, weighting
+  int64_t score_chunk = 320;     // forward batch used for scoring
+  bool train_mode_norm = false;  // score with batch statistics (METHOD: eval mode is ours)
+  int64_t kf_presample = 3;      // kf: candidates per batch slot
+  double kf_tau_th = -1;         // kf: IS once τ > this (< 0: (kf_presample + 3)/3; 0: always)
+  double sb_beta = 1.0;          // selective-backprop: keep probability = percentile^β
+  int64_t sb_history = 1024;     // selective-backprop: losses remembered for percentiles
+  double ib_ratio = 0.5;         // infobatch: share of the below-mean samples pruned a pass
+  int64_t ib_anneal_at = std::numeric_limits<int64_t>::max();  // infobatch: passes that start
+                                                               // at or after it prune nothing
   bool reuse_train_losses = true;   // mercury: training-forward losses refresh the cache too
   int64_t refresh_every = 1;        // mercury: score one group every N iterations
   int64_t epoch_slots = 0;          // uniform: sample slots per epoch (0: n; more: wrap around)
@@ -88,6 +95,8 @@ class BatchPolicy {
   virtual void observe_bounds(std::span<const float> bounds) { (void)bounds; }
   // Whether observe() uses the per-sample losses (the trainer skips them otherwise).
   virtual bool wants_losses() const { return true; }
+  // Samples the policy left out of its passes over the data so far (data pruning: InfoBatch).
+  virtual int64_t pruned() const { return 0; }
   // Whether save_state() writes anything (a stateless policy needs no checkpoint tensor).
   virtual bool stateful() const { return true; }
   // Checkpointing: everything next() depends on (cache, RNG and stream states), so that a
@@ -498,6 +507,153 @@ class SelectiveBackpropPolicy final : public BatchPolicy {
   std::size_t next_slot_ = 0;
 };
 
+// InfoBatch (Qin et al., ICLR 2024): dynamic data pruning from the losses the training pass
+// already computes — no extra forward pass. The batches come from passes over the data; at the
+// start of each pass, every sample whose last training loss is below the mean of the known
+// losses is dropped with probability r (independently), and the kept ones among them train with
+// weight 1/(1 − r). So each sample's expected weight per pass is 1: a pass's weighted gradient
+// sum is an unbiased estimate of the full pass's, at (1 − r·share below the mean) of its steps.
+// A sample never trained yet (or just replaced by resharding) has no loss and is always kept.
+// Passes starting at iteration ib_anneal_at or later prune nothing (the paper's annealing: the
+// last 12.5% of the budget trains on the full data, unweighted). A pass may end inside a batch;
+// the batch is then filled from the next pass. Deterministic for a seed; the pass, its position,
+// the losses and the RNG are the state a resumed run needs.
+class InfoBatchPolicy final : public BatchPolicy {
+ public:
+  InfoBatchPolicy(const PolicyConfig& cfg, int64_t n)
+      : batch_(cfg.batch),
+        ratio_(cfg.ib_ratio),
+        anneal_at_(cfg.ib_anneal_at),
+        loss_(static_cast<std::size_t>(n), kUnknown),
+        scaled_(static_cast<std::size_t>(n), 0),
+        rng_(cfg.seed ^ 0x1B873593ull) {
+    if (n < 1 || batch_ < 1)
+      throw std::invalid_argument("infobatch sampler: expected n >= 1 and batch >= 1, found n = " +
+                                  std::to_string(n) + ", batch = " + std::to_string(batch_));
+    if (!(ratio_ >= 0 && ratio_ < 1))
+      throw std::invalid_argument("infobatch prune ratio: expected a value in [0, 1), found " +
+                                  std::to_string(ratio_));
+  }
+
+  void next(int64_t iteration, BatchPlan& plan) override {
+    plan.score_seconds = 0;
+    plan.scored = 0;
+    plan.indices.resize(static_cast<std::size_t>(batch_));
+    plan.weights.resize(static_cast<std::size_t>(batch_));
+    const float up = static_cast<float>(1.0 / (1.0 - ratio_));
+    bool weighted = false;
+    for (std::size_t k = 0; k < plan.indices.size(); ++k) {
+      if (pos_ == order_.size()) start_pass(iteration);  // the flags change with the pass
+      const int64_t i = order_[pos_++];
+      const bool scaled = scaled_[static_cast<std::size_t>(i)] != 0;
+      plan.indices[k] = i;
+      plan.weights[k] = scaled ? up : 1.0f;
+      weighted |= scaled;
+    }
+    if (!weighted) plan.weights.clear();
+    plan.importance = pruning_;
+  }
+  void observe(std::span<const int64_t> indices, std::span<const float> losses, int64_t) override {
+    for (std::size_t k = 0; k < indices.size(); ++k)
+      loss_[static_cast<std::size_t>(indices[k])] = std::isfinite(losses[k]) ? losses[k] : kUnknown;
+  }
+  void samples_replaced(std::span<const int64_t> slots) override {
+    for (int64_t s : slots) loss_[static_cast<std::size_t>(s)] = kUnknown;
+  }
+
+  // Passes started so far, and samples dropped over all of them (pruned / (passes · n) is the
+  // share of the work saved).
+  int64_t passes() const { return passes_; }
+  int64_t pruned() const override { return pruned_; }
+  // The samples of the current pass, in the order they are trained.
+  std::span<const int64_t> pass() const { return order_; }
+  bool scaled(int64_t i) const { return scaled_[static_cast<std::size_t>(i)] != 0; }
+
+  void save_state(io::StateWriter& w) const override {
+    w.vec(loss_);
+    w.vec(order_);
+    w.pod<uint64_t>(pos_);
+    w.vec(scaled_);
+    w.pod<uint8_t>(pruning_);
+    w.pod(passes_);
+    w.pod(pruned_);
+    w.rng(rng_);
+  }
+  void load_state(io::StateReader& r) override {
+    const auto n = static_cast<int64_t>(loss_.size());
+    auto loss = r.vec<float>("infobatch losses", n);
+    for (float v : loss)
+      if (!(std::isnan(v) || (std::isfinite(v) && v >= 0)))
+        r.fail("infobatch losses", "finite losses >= 0 (or NaN: not seen yet)", std::to_string(v));
+    auto order = r.vec<int64_t>("infobatch pass");
+    if (static_cast<int64_t>(order.size()) > n)
+      r.fail("infobatch pass", "at most " + std::to_string(n) + " samples",
+             std::to_string(order.size()));
+    for (int64_t v : order)
+      if (v < 0 || v >= n)
+        r.fail("infobatch pass", "sample indices below " + std::to_string(n), std::to_string(v));
+    const auto pos = r.pod<uint64_t>("infobatch pass position");
+    if (pos > order.size())
+      r.fail("infobatch pass position", "<= " + std::to_string(order.size()), std::to_string(pos));
+    auto scaled = r.vec<uint8_t>("infobatch scaled flags", n);
+    for (uint8_t v : scaled)
+      if (v > 1) r.fail("infobatch scaled flags", "0 or 1", std::to_string(v));
+    const bool pruning = r.pod<uint8_t>("infobatch pruning flag") != 0;
+    const auto passes = r.pod<int64_t>("infobatch passes");
+    const auto pruned = r.pod<int64_t>("infobatch pruned");
+    if (passes < 0 || pruned < 0)
+      r.fail("infobatch counters", "counts >= 0",
+             std::to_string(passes) + ", " + std::to_string(pruned));
+    r.rng("infobatch rng", rng_);
+    loss_ = std::move(loss);
+    order_ = std::move(order);
+    pos_ = static_cast<std::size_t>(pos);
+    scaled_ = std::move(scaled);
+    pruning_ = pruning;
+    passes_ = passes;
+    pruned_ = pruned;
+  }
+
+ private:
+  static constexpr float kUnknown = std::numeric_limits<float>::quiet_NaN();
+
+  void start_pass(int64_t iteration) {
+    const auto n = loss_.size();
+    double sum = 0;
+    int64_t known = 0;
+    for (float v : loss_)
+      if (!std::isnan(v)) sum += v, ++known;
+    pruning_ = iteration < anneal_at_ && ratio_ > 0 && known > 0;
+    const double mean = known ? sum / static_cast<double>(known) : 0.0;
+    std::bernoulli_distribution drop(ratio_);
+    order_.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool low = pruning_ && !std::isnan(loss_[i]) && loss_[i] < mean;
+      if (low && drop(rng_)) {
+        ++pruned_;
+        scaled_[i] = 0;
+        continue;
+      }
+      scaled_[i] = low;
+      order_.push_back(static_cast<int64_t>(i));
+    }
+    std::shuffle(order_.begin(), order_.end(), rng_);
+    pos_ = 0;
+    ++passes_;
+  }
+
+  int64_t batch_;
+  double ratio_;
+  int64_t anneal_at_;
+  std::vector<float> loss_;      // each sample's last training loss; NaN: none yet
+  std::vector<uint8_t> scaled_;  // kept below-mean samples of the current pass (weight 1/(1−r))
+  std::vector<int64_t> order_;   // the current pass
+  std::size_t pos_ = 0;
+  bool pruning_ = false;
+  int64_t passes_ = 0, pruned_ = 0;
+  std::mt19937_64 rng_;
+};
+
 // The policy for a sampler kind.
 inline std::unique_ptr<BatchPolicy> make_policy(const PolicyConfig& cfg, nn::Model& model,
                                                 const data::Dataset& data, int64_t n) {
@@ -511,6 +667,8 @@ inline std::unique_ptr<BatchPolicy> make_policy(const PolicyConfig& cfg, nn::Mod
       return std::make_unique<PresamplePolicy>(cfg, model, data, n);
     case SamplerKind::selective_backprop:
       return std::make_unique<SelectiveBackpropPolicy>(cfg, model, data, n);
+    case SamplerKind::infobatch:
+      return std::make_unique<InfoBatchPolicy>(cfg, n);
   }
   return nullptr;
 }

@@ -55,7 +55,8 @@ struct TrainConfig {
   int64_t eval_batch = 128;
   bool progress = true;  // progress line with ETA on a terminal
   // Importance sampling (mercury/importance/).
-  std::string sampler = "uniform";  // uniform | mercury | all-is | kf | selective-backprop
+  std::string sampler = "uniform";  // uniform | mercury | all-is | kf | selective-backprop |
+                                    // infobatch
   int64_t group_size = 0;           // M; 0: 10 × batch
   int64_t groups_per_batch = 2;     // d
   double beta = -1;                 // β of the group choice; < 0: 4/D
@@ -70,8 +71,10 @@ struct TrainConfig {
   int64_t kf_presample = 3;
   double kf_tau_th = -1;  // kf: IS once the variance-reduction EMA exceeds it (-1 auto, 0 always)
   double sb_beta = 1.0;
-  int64_t eval_every = 0;              // also evaluate every N steps (0: per epoch only)
-  double target_acc = 0;               // stop once test accuracy reaches this (0: never)
+  double ib_ratio = 0.5;    // infobatch: share of the below-mean samples pruned each pass
+  double ib_delta = 0.875;  // infobatch: prune only in the first ib_delta of the epochs' steps
+  int64_t eval_every = 0;   // also evaluate every N steps (0: per epoch only)
+  double target_acc = 0;    // stop once test accuracy reaches this (0: never)
   int64_t importance_stats_every = 0;  // histogram + rank change every N steps (0: off)
   // Distributed training (BSP; used only when the trainer is given a DistContext).
   std::string partition = "iid";    // how the training set is split over ranks: iid | dirichlet |
@@ -85,6 +88,7 @@ struct TrainConfig {
   int64_t scorer_threads = 1;     // bacc: the scorer thread's own worker budget
   std::string scorer_priority = "idle";  // bacc: idle (SCHED_IDLE: only idle CPU) | normal
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
+  bool bacc_finish_chunk = false;  // bacc: an adaptive window waits for its running chunk
   int64_t bacc_max_group = 8192;   // bacc: most samples scored in one aggregation window
   std::string replay_group_sizes;  // bacc: a metrics file whose "bacc" events fix each step's group
   // Resharding (distributed; mercury/dist/reshard.hpp).
@@ -151,7 +155,8 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"test_limit", "evaluate on the first N test samples (0: all)"},
       {"eval_batch", "batch size for evaluation (forward only)"},
       {"progress", "show a progress line with ETA on a terminal (true/false)"},
-      {"sampler", "batch sampler: uniform | mercury | all-is | kf | selective-backprop"},
+      {"sampler",
+       "batch sampler: uniform | mercury | all-is | kf | selective-backprop | infobatch"},
       {"group_size", "mercury: samples scored per iteration, M (0: 10 x batch)"},
       {"groups_per_batch", "mercury: groups a batch is drawn from, d"},
       {"beta", "mercury: recency temperature of the group choice, beta (< 0: 4/D)"},
@@ -175,6 +180,12 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "uniformly before (-1: (kf_presample + 3) / 3, Katharopoulos & Fleuret's eq. 29; 0: "
        "from the first step)"},
       {"sb_beta", "selective-backprop: keep probability = loss percentile ^ beta"},
+      {"ib_ratio",
+       "infobatch: each pass drops this share of the samples whose last loss is below the mean "
+       "(the kept ones weigh 1 / (1 - ib_ratio))"},
+      {"ib_delta",
+       "infobatch: prune in passes that start within this fraction of the budget (epochs x "
+       "steps per epoch; max_steps only stops a run), then train on all the data (annealing)"},
       {"eval_every", "also evaluate every N steps (0: once per epoch)"},
       {"target_acc", "stop when test accuracy reaches this fraction (0: never)"},
       {"importance_stats_every",
@@ -196,8 +207,11 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "bacc: idle (the scorer runs under SCHED_IDLE and takes only CPU time nothing else wants) "
        "| normal"},
       {"bacc_chunk",
-       "bacc: samples per scoring chunk; scoring stops at the first chunk boundary "
-       "after the aggregation"},
+       "bacc: samples per scoring chunk; an adaptive group is the chunks finished when the "
+       "aggregation ends (the running one is dropped)"},
+      {"bacc_finish_chunk",
+       "bacc: when the aggregation ends, wait for the chunk being scored and count it (true), "
+       "or drop it and never wait (false: smaller groups, nothing exposed)"},
       {"bacc_max_group", "bacc: most samples scored in one aggregation window"},
       {"replay_group_sizes",
        "bacc: repeat the group sizes an earlier run logged (its metrics file; rank r reads its "
@@ -262,6 +276,8 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"kf_presample", c.kf_presample},
                         {"kf_tau_th", c.kf_tau_th},
                         {"sb_beta", c.sb_beta},
+                        {"ib_ratio", c.ib_ratio},
+                        {"ib_delta", c.ib_delta},
                         {"eval_every", c.eval_every},
                         {"target_acc", c.target_acc},
                         {"importance_stats_every", c.importance_stats_every},
@@ -274,6 +290,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"scorer_threads", c.scorer_threads},
                         {"scorer_priority", c.scorer_priority},
                         {"bacc_chunk", c.bacc_chunk},
+                        {"bacc_finish_chunk", c.bacc_finish_chunk},
                         {"bacc_max_group", c.bacc_max_group},
                         {"replay_group_sizes", c.replay_group_sizes},
                         {"reshard", c.reshard},
@@ -362,6 +379,8 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.kf_presample = j["kf_presample"];
   c.kf_tau_th = j["kf_tau_th"];
   c.sb_beta = j["sb_beta"];
+  c.ib_ratio = j["ib_ratio"];
+  c.ib_delta = j["ib_delta"];
   c.eval_every = j["eval_every"];
   c.target_acc = j["target_acc"];
   c.importance_stats_every = j["importance_stats_every"];
@@ -374,6 +393,7 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.scorer_threads = j["scorer_threads"];
   c.scorer_priority = j["scorer_priority"];
   c.bacc_chunk = j["bacc_chunk"];
+  c.bacc_finish_chunk = j["bacc_finish_chunk"];
   c.bacc_max_group = j["bacc_max_group"];
   c.replay_group_sizes = j["replay_group_sizes"];
   c.reshard = j["reshard"];
@@ -442,8 +462,8 @@ inline void validate(const TrainConfig& c) {
   count(c.step_size, 1, kMaxSteps, "step_size");
   real(c.gamma, 0, 1000, "gamma", true);
   need(c.sampler == "uniform" || c.sampler == "mercury" || c.sampler == "all-is" ||
-           c.sampler == "kf" || c.sampler == "selective-backprop",
-       "sampler: expected uniform, mercury, all-is, kf or selective-backprop",
+           c.sampler == "kf" || c.sampler == "selective-backprop" || c.sampler == "infobatch",
+       "sampler: expected uniform, mercury, all-is, kf, selective-backprop or infobatch",
        "'" + c.sampler + "'");
   count(c.group_size, 0, kMaxBatch, "group_size");
   count(c.groups_per_batch, 1, 65536, "groups_per_batch");
@@ -466,6 +486,8 @@ inline void validate(const TrainConfig& c) {
   need(c.kf_tau_th == -1 || (std::isfinite(c.kf_tau_th) && c.kf_tau_th >= 0),
        "kf_tau_th: expected -1 (automatic) or a finite value >= 0", config_number(c.kf_tau_th));
   real(c.sb_beta, 0, 1000, "sb_beta", true);
+  real(c.ib_ratio, 0, 1, "ib_ratio", false, true);  // 1 would weigh the kept ones infinitely
+  real(c.ib_delta, 0, 1, "ib_delta");
   count(c.eval_every, 0, kMaxSteps, "eval_every");
   real(c.target_acc, 0, 1, "target_acc");
   count(c.importance_stats_every, 0, kMaxSteps, "importance_stats_every");

@@ -120,7 +120,7 @@ inline nlohmann::json shared_config(const TrainConfig& c) {
   for (const char* local :
        {"data_dir", "threads", "checkpoint", "resume", "resume_unchecked", "metrics", "progress",
         "eval_batch", "test_limit", "op_timeout", "scorer_threads", "scorer_priority", "bacc_chunk",
-        "replay_group_sizes", "reshard_share"})
+        "bacc_finish_chunk", "replay_group_sizes", "reshard_share"})
     j.erase(local);
   j["resume (set)"] = !c.resume.empty();
   j["replay_group_sizes (set)"] = !c.replay_group_sizes.empty();

@@ -15,9 +15,9 @@
 //   while the aggregation runs, with a copy of the weights and BN statistics as they were before
 //   the update; after the aggregation the scored prefix refreshes the cache at that iteration,
 //   so the next step's draw sees it. group_size 0 adapts the group to the aggregation's length
-//   (it stops at the first chunk boundary after it); group_size > 0 scores exactly that many
-//   (deterministic); --replay-group-sizes repeats an adaptive run's logged sizes bit for bit.
-//   Each window logs a "bacc" event (group, busy, CPU, hidden, exposed, aggregation seconds).
+//   (the chunks finished when it ends; the running one is dropped); group_size > 0 scores exactly
+//   that many (deterministic); --replay-group-sizes repeats an adaptive run's logged sizes bit for
+//   bit. Each window logs a "bacc" event (group, busy, CPU, hidden, exposed, aggregation seconds).
 // - Deterministic: the model init, the per-epoch shuffle (a pure function of seed and epoch),
 //   the samplers and dropout (RNGs saved in checkpoints) depend only on the config; with
 //   threads = 1 two runs give bit-identical weights, and save → load → continue equals an
@@ -442,12 +442,22 @@ class Trainer {
     pc.kf_presample = cfg_.kf_presample;
     pc.kf_tau_th = cfg_.kf_tau_th;
     pc.sb_beta = cfg_.sb_beta;
+    pc.ib_ratio = cfg_.ib_ratio;
+    pc.ib_anneal_at = infobatch_anneal_at();
     pc.reuse_train_losses = cfg_.reuse_train_losses;
     pc.refresh_every = cfg_.refresh_every;
     pc.epoch_slots = n_epoch_;
     pc.background_scoring = bacc_;
     pc.seed = seed();
     return pc;
+  }
+
+  // InfoBatch's annealing point: passes starting in the first ib_delta of the budget prune. The
+  // budget is the epochs' steps, as for the learning-rate schedule: max_steps stops a run but
+  // does not reshape it, so a run cut short and resumed draws what the whole run draws.
+  int64_t infobatch_anneal_at() const {
+    return static_cast<int64_t>(
+        std::floor(cfg_.ib_delta * static_cast<double>(cfg_.epochs * steps_per_epoch())));
   }
 
   // The policy's batch for iteration `it` (scoring it first if the sampler needs to), with this
@@ -479,6 +489,7 @@ class Trainer {
     if (!groupwise_) throw std::logic_error("pipeline bacc: the mercury policy is not group-wise");
     importance::WorkerConfig wc;
     wc.chunk = cfg_.bacc_chunk;
+    wc.finish_late_chunk = cfg_.bacc_finish_chunk;
     wc.max_group = cfg_.bacc_max_group;
     wc.threads = static_cast<int>(cfg_.scorer_threads);
     wc.idle_priority = cfg_.scorer_priority == "idle";
@@ -516,7 +527,7 @@ class Trainer {
     return true;
   }
 
-  // Ends the window (the scorer stops at its next chunk boundary, or finishes a fixed group),
+  // Ends the window (an adaptive one at once, its running chunk dropped; a fixed group once done),
   // refreshes the cache with the scored prefix at iteration `it`, and logs the window.
   void close_window(int64_t it, double aggregate_s) {
     const importance::WindowStats st = worker_->close();
@@ -652,6 +663,7 @@ class Trainer {
         {"score_cpu_s", timing_.score_cpu_s},
         {"ess", timing_.steps ? timing_.ess_sum / timing_.steps : 1.0},
         {"is_steps", timing_.is_steps},
+        {"pruned_samples", policy_->pruned()},
         {"pipeline", bacc_ ? "bacc" : "sequential"},
         {"score_hidden_s", timing_.score_hidden_s},
         {"score_exposed_s", timing_.score_exposed_s},

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <numeric>
 #include <random>
@@ -107,7 +108,7 @@ TEST_CASE("scoring worker: a fixed group scores exactly N with the snapshot, not
   CHECK(std::equal(now.begin(), now.end(), worker.scores().begin()));
 }
 
-TEST_CASE("scoring worker: an adaptive window stops at the first chunk boundary after close") {
+TEST_CASE("scoring worker: an adaptive window's group is the chunks finished before close()") {
   const auto data = synthetic_images(300, 42);
   auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 6);
   importance::WorkerConfig wc;
@@ -139,6 +140,107 @@ TEST_CASE("scoring worker: an adaptive window stops at the first chunk boundary 
   const auto q = quick.close();
   CHECK(q.scored <= 20);
   CHECK((q.scored % 8 == 0 || q.scored == 20));
+}
+
+TEST_CASE("scoring worker: an adaptive close() never waits for the running chunk: it is dropped") {
+  const auto data = synthetic_images(300, 45);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 9);
+  importance::WorkerConfig wc;
+  wc.chunk = 8;
+  wc.max_group = 256;
+  std::promise<void> third_scored;
+  std::atomic<bool> t_returned{false}, waited_for_t{false}, fired{false};
+  wc.before_commit = [&](int64_t committed) {
+    if (committed != 16 || fired.exchange(true)) return;
+    third_scored.set_value();  // the third chunk is scored, not yet committed: close() comes now
+    // Hold the chunk until close() has returned on the training thread (a close() that waited
+    // for the chunk boundary would never return: give up after 10 s and fail below).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!t_returned.load() && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    waited_for_t = t_returned.load();
+  };
+  importance::ScoringWorker worker(*model, data, wc);
+  worker.set_snapshot(model->params.values(), model->params.buffers());
+  worker.open(iota(300), 0);
+  third_scored.get_future().wait();
+  const importance::WindowStats st = worker.close();
+  t_returned = true;
+  CHECK(st.scored == 16);  // the chunk running at close() is not in the group
+  const auto want = reference_scores(*model, data, iota(16), model->params.values());
+  CHECK(std::equal(want.begin(), want.end(), worker.scores().begin()));
+  // The next window (other candidates, a fixed group) skips the dropped chunk S finished late.
+  std::vector<int64_t> next(24);
+  std::iota(next.begin(), next.end(), int64_t{100});
+  worker.open(next, 24);  // no new snapshot: the last one again
+  CHECK(worker.close().scored == 24);
+  CHECK(waited_for_t.load());
+  const auto want2 = reference_scores(*model, data, next, model->params.values());
+  CHECK(std::equal(want2.begin(), want2.end(), worker.scores().begin()));
+  // Short windows in a row, closed at once: the dropped chunks never corrupt a group.
+  for (int k = 0; k < 100; ++k) {
+    worker.set_snapshot(model->params.values(), model->params.buffers());
+    worker.open(iota(300), k % 10 == 9 ? 8 : 0);
+    const auto q = worker.close();
+    CHECK((k % 10 != 9 || q.scored == 8));
+    CHECK(q.scored % 8 == 0);
+  }
+}
+
+TEST_CASE("scoring worker: with finish_late_chunk, close() waits for the running chunk") {
+  const auto data = synthetic_images(300, 47);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 11);
+  importance::WorkerConfig wc;
+  wc.chunk = 8;
+  wc.max_group = 256;
+  wc.finish_late_chunk = true;
+  std::promise<void> third_scored;
+  std::atomic<bool> fired{false};
+  importance::ScoringWorker* self = nullptr;
+  wc.before_commit = [&](int64_t committed) {
+    if (committed != 16 || fired.exchange(true)) return;
+    third_scored.set_value();
+    while (!self->closing()) std::this_thread::yield();  // close() has begun: it must wait
+  };
+  importance::ScoringWorker worker(*model, data, wc);
+  self = &worker;
+  worker.set_snapshot(model->params.values(), model->params.buffers());
+  worker.open(iota(300), 0);
+  third_scored.get_future().wait();
+  const importance::WindowStats st = worker.close();
+  CHECK(st.scored == 24);  // the chunk running at close() counts, and is the last
+  const auto want = reference_scores(*model, data, iota(24), model->params.values());
+  CHECK(std::equal(want.begin(), want.end(), worker.scores().begin()));
+  for (int k = 0; k < 50; ++k) {  // windows closed at once stay whole chunks
+    worker.open(iota(300), 0);
+    CHECK(worker.close().scored % 8 == 0);
+  }
+}
+
+TEST_CASE("scoring worker: dropped chunks never fill the ring, however many windows drop one") {
+  const auto data = synthetic_images(100, 46);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 10);
+  importance::WorkerConfig wc;
+  wc.chunk = 8;
+  wc.max_group = 64;  // a ring of 2 · 8 + 2 chunks, rounded up to 32
+  std::atomic<int> scored{0}, closed{0};
+  std::atomic<bool> adaptive{true};
+  wc.before_commit = [&](int64_t) {
+    const int window = ++scored;  // one chunk per window: the k-th chunk is window k's
+    while (adaptive.load() && closed.load() < window) std::this_thread::yield();
+  };
+  importance::ScoringWorker worker(*model, data, wc);
+  worker.set_snapshot(model->params.values(), model->params.buffers());
+  // Every window: S scores its first chunk, T closes before S commits it: a dropped chunk each.
+  for (int k = 0; k < 100; ++k) {
+    worker.open(iota(100), 0);
+    while (scored.load() == k) std::this_thread::yield();
+    CHECK(worker.close().scored == 0);
+    ++closed;
+  }
+  adaptive = false;
+  worker.open(iota(100), 40);  // a fixed group still gets all its chunks through
+  CHECK(worker.close().scored == 40);
 }
 
 TEST_CASE("scoring worker: misuse and a failing scorer are reported, never hang") {

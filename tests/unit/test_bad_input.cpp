@@ -65,7 +65,7 @@ TEST_CASE("every real-valued knob refuses NaN, infinities and absurd magnitudes,
     else
       CHECK_MESSAGE(huge.rfind(key, 0) == 0, key << " = 1e300: " << huge);
   }
-  CHECK(keys == 13);
+  CHECK(keys == 15);
   MESSAGE("real-valued knobs: ", keys, " keys, ", tried, " bad values, all refused");
 }
 
@@ -107,6 +107,9 @@ TEST_CASE("a learning rate that is 0 in float, and the bounds themselves") {
   CHECK(verdict("beta", -1.0).empty());  // automatic
   check_mentions(verdict("epochs", int64_t{1} << 40), {"epochs: expected 1..1000000"});
   check_mentions(verdict("kf_presample", 1000000), {"kf_presample: expected 1..64"});
+  CHECK(verdict("ib_ratio", 0.0).empty());  // InfoBatch that prunes nothing: uniform passes
+  check_mentions(verdict("ib_ratio", 1.0), {"ib_ratio: expected a finite value in [0, 1)"});
+  check_mentions(verdict("ib_delta", 1.5), {"ib_delta: expected a finite value in [0, 1]"});
 }
 
 namespace {

@@ -257,7 +257,7 @@ TEST_CASE("unequal partitions: the mean of scaled rank estimates is the full-dat
 
 TEST_CASE("every sampler on 3 ranks: identical replicas, bitwise repeatable, unequal parts") {
   const auto train = synthetic_images(120, 31), test = synthetic_images(32, 32);
-  for (const char* sampler : {"mercury", "all-is", "kf", "selective-backprop"}) {
+  for (const char* sampler : {"mercury", "all-is", "kf", "selective-backprop", "infobatch"}) {
     CAPTURE(sampler);
     auto cfg = config(sampler);
     cfg.batch = 12;
@@ -292,6 +292,9 @@ TEST_CASE("every sampler on 3 ranks: identical replicas, bitwise repeatable, une
     CHECK(std::isfinite(epochs[1]["train_loss"].get<double>()));
     if (std::string(sampler) != "selective-backprop")
       CHECK(epochs[1]["is_steps"].get<int64_t>() > 0);
+    // InfoBatch pruned some of its part's easy samples; the others prune nothing.
+    CHECK((epochs[1]["pruned_samples"].get<int64_t>() > 0) ==
+          (std::string(sampler) == "infobatch"));
     for (int r = 0; r < 3; ++r) std::filesystem::remove(train::dist_metrics_path(cfg.metrics, r));
   }
 }
@@ -353,7 +356,8 @@ TEST_CASE("BN running statistics are averaged over ranks before evaluation and c
 
 TEST_CASE("distributed resume continues bit for bit: uniform and every sampler") {
   const auto train = synthetic_images(90, 37), test = synthetic_images(16, 38);
-  for (const char* sampler : {"uniform", "mercury", "all-is", "kf", "selective-backprop"}) {
+  for (const char* sampler :
+       {"uniform", "mercury", "all-is", "kf", "selective-backprop", "infobatch"}) {
     CAPTURE(sampler);
     auto cfg = config(sampler);
     cfg.batch = 12;
@@ -470,25 +474,32 @@ TEST_CASE("adaptive BACC: group sizes follow the aggregation and replay bit for 
   cfg.group_size = 0;  // adaptive; pipeline auto is bacc for a distributed mercury run
   cfg.bacc_chunk = 2;
   cfg.metrics = temp_path("bacc-adaptive.jsonl");
-  const auto adaptive = train_ranks(cfg, 2, train, test, true);
   auto replay = cfg;
   replay.replay_group_sizes = cfg.metrics;
   replay.metrics = temp_path("bacc-replay.jsonl");
-  const auto repeated = train_ranks(replay, 2, train, test);  // unshaped: other windows
-  int64_t total = 0;
-  for (int r = 0; r < 2; ++r) {
-    CAPTURE(r);
-    CHECK(repeated[r].weights == adaptive[r].weights);
-    const auto logged = events(train::dist_metrics_path(cfg.metrics, r), "bacc");
-    const auto again = events(train::dist_metrics_path(replay.metrics, r), "bacc");
-    REQUIRE(logged.size() == again.size());
-    for (std::size_t k = 0; k < logged.size(); ++k) {
-      CHECK(again[k]["group"] == logged[k]["group"]);
-      total += logged[k]["group"].get<int64_t>();
+  // The late chunk dropped (the default) or finished: either way the logged sizes replay.
+  for (const bool finish : {false, true}) {
+    CAPTURE(finish);
+    cfg.bacc_finish_chunk = replay.bacc_finish_chunk = finish;
+    for (const auto& p : {cfg.metrics, replay.metrics})
+      for (int r = 0; r < 2; ++r) std::filesystem::remove(train::dist_metrics_path(p, r));
+    const auto adaptive = train_ranks(cfg, 2, train, test, true);
+    const auto repeated = train_ranks(replay, 2, train, test);  // unshaped: other windows
+    int64_t total = 0;
+    for (int r = 0; r < 2; ++r) {
+      CAPTURE(r);
+      CHECK(repeated[r].weights == adaptive[r].weights);
+      const auto logged = events(train::dist_metrics_path(cfg.metrics, r), "bacc");
+      const auto again = events(train::dist_metrics_path(replay.metrics, r), "bacc");
+      REQUIRE(logged.size() == again.size());
+      for (std::size_t k = 0; k < logged.size(); ++k) {
+        CHECK(again[k]["group"] == logged[k]["group"]);
+        total += logged[k]["group"].get<int64_t>();
+      }
     }
+    CHECK(total > 0);  // the slowed aggregation left time to score
+    CHECK(adaptive[0].weights == adaptive[1].weights);
   }
-  CHECK(total > 0);  // the slowed aggregation left time to score
-  CHECK(adaptive[0].weights == adaptive[1].weights);
   // A log without bacc events, or of another run, is refused with the file and step named.
   auto wrong = cfg;
   wrong.metrics.clear();

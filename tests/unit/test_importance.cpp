@@ -315,7 +315,7 @@ TEST_CASE("policies are deterministic for a seed") {
   auto model = tiny_model(3);
   const auto data = tiny_images(50, 6);
   for (SamplerKind kind : {SamplerKind::mercury, SamplerKind::all_is, SamplerKind::kf,
-                           SamplerKind::selective_backprop}) {
+                           SamplerKind::selective_backprop, SamplerKind::infobatch}) {
     PolicyConfig pc;
     pc.kind = kind;
     pc.batch = 8;
@@ -339,7 +339,7 @@ TEST_CASE("a policy restored from its saved state draws what the original draws"
   auto model = tiny_model(3);
   const auto data = tiny_images(50, 6);
   for (SamplerKind kind : {SamplerKind::mercury, SamplerKind::all_is, SamplerKind::kf,
-                           SamplerKind::selective_backprop}) {
+                           SamplerKind::selective_backprop, SamplerKind::infobatch}) {
     CAPTURE(static_cast<int>(kind));
     PolicyConfig pc;
     pc.kind = kind;
@@ -572,4 +572,255 @@ TEST_CASE("probe schedule: a base every period, then lags 1, 10 and 100 below th
   CHECK(probe_lag(200, 100) == 0);
   CHECK(probe_lag(11, 10) == 1);
   CHECK(probe_lag(20, 10) == 0);  // lag 10 = the period: the next base compares with it
+}
+
+namespace {
+
+PolicyConfig infobatch_config(int64_t batch, double ratio, uint64_t seed) {
+  PolicyConfig pc;
+  pc.kind = SamplerKind::infobatch;
+  pc.batch = batch;
+  pc.ib_ratio = ratio;
+  pc.seed = seed;
+  return pc;
+}
+
+// Drives an InfoBatch policy as the trainer does: next(), then the trained batch's losses back
+// through observe(). Sample i's loss is loss[i] (NaN: the sample is never given a loss).
+struct InfoBatchDriver {
+  InfoBatchPolicy& p;
+  const std::vector<float>& loss;
+  int64_t it = 0;
+  BatchPlan plan;
+  std::vector<float> batch_loss;
+  void step() {
+    p.next(it, plan);
+    batch_loss.clear();
+    for (int64_t i : plan.indices) batch_loss.push_back(loss[static_cast<std::size_t>(i)]);
+    p.observe(plan.indices, batch_loss, it);
+    ++it;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("infobatch: every pass drops below-mean samples with probability r, weighs the rest") {
+  const int64_t n = 40;
+  PolicyConfig pc = infobatch_config(7, 0.3, 5);
+  InfoBatchPolicy p(pc, n);
+  // Losses 0.0, 0.1, ..., 3.5; samples 36–39 never get one. The mean of the known ones is 1.75,
+  // so samples 0–17 are below it (prunable) and 18–39 always train.
+  std::vector<float> loss(n, std::numeric_limits<float>::quiet_NaN());
+  for (int64_t i = 0; i < 36; ++i) loss[static_cast<std::size_t>(i)] = 0.1f * static_cast<float>(i);
+  InfoBatchDriver d{p, loss};
+  const float up = static_cast<float>(1.0 / 0.7);
+  std::vector<int64_t> kept(n, 0);
+  int64_t passes = 0, all_samples = 0, checked_weights = 0;
+  while (p.passes() < 2002) {
+    const int64_t before = p.passes();
+    d.step();
+    if (p.passes() != before) all_samples += static_cast<int64_t>(p.pass().size());
+    // A new pass from the third on: the first knows no losses, and the second starts before the
+    // first pass's last batch has reported its losses.
+    if (p.passes() != before && p.passes() >= 3) {
+      const auto pass = p.pass();
+      std::vector<int64_t> seen(n, 0);
+      for (int64_t i : pass) ++seen[static_cast<std::size_t>(i)];
+      for (int64_t i = 0; i < n; ++i) {
+        CAPTURE(i);
+        const auto k = static_cast<std::size_t>(i);
+        REQUIRE(seen[k] <= 1);               // a pass is a set
+        if (i >= 18) REQUIRE(seen[k] == 1);  // at or above the mean, or unknown: always trained
+        CHECK(p.scaled(i) == (i < 18 && seen[k] == 1));
+        kept[k] += seen[k];
+      }
+      ++passes;
+    }
+    // The batch's weights: 1/(1 − r) exactly for the kept below-mean samples, 1 for the others
+    // (checked once every sample of the batch comes from a pass that knew all the losses).
+    if (before >= 3) {
+      for (std::size_t k = 0; k < d.plan.indices.size(); ++k) {
+        const int64_t i = d.plan.indices[k];
+        const float w = d.plan.weights.empty() ? 1.0f : d.plan.weights[k];
+        CHECK(w == (i < 18 ? up : 1.0f));
+        ++checked_weights;
+      }
+    }
+  }
+  CHECK(checked_weights > 1000);
+  // Each below-mean sample is kept in a fraction 0.7 of the passes (binomial, 5 sigma).
+  const double sigma = std::sqrt(passes * 0.7 * 0.3);
+  for (int64_t i = 0; i < 18; ++i) {
+    CAPTURE(i);
+    CHECK(std::abs(static_cast<double>(kept[static_cast<std::size_t>(i)]) - 0.7 * passes) <
+          5 * sigma);
+  }
+  // The pruned count is what the passes left out.
+  CHECK(p.pruned() == p.passes() * n - all_samples);
+  CHECK(static_cast<double>(p.pruned()) / passes == doctest::Approx(0.3 * 18).epsilon(0.05));
+}
+
+TEST_CASE("infobatch's pass gradient is unbiased by exact enumeration of the prune patterns") {
+  auto model = tiny_model(3);
+  nn::Engine eng(*model);
+  const int64_t n = 6;
+  const auto data = tiny_images(n, 4);
+  const double r = 0.4;
+  PolicyConfig pc = infobatch_config(3, r, 9);
+  InfoBatchPolicy p(pc, n);
+  const std::vector<float> loss{0.2f, 2.0f, 0.1f, 1.5f, 0.3f, 3.0f};  // mean 1.18: 0, 2, 4 low
+  InfoBatchDriver d{p, loss};
+  // The policy's own weight for a kept below-mean sample (the only weight that is not 1).
+  float w_low = 0;
+  for (int k = 0; k < 400 && w_low == 0; ++k) {
+    d.step();
+    for (std::size_t j = 0; j < d.plan.weights.size(); ++j)
+      if (d.plan.weights[j] != 1.0f) {
+        CHECK(d.plan.indices[j] % 2 == 0);  // only 0, 2 and 4 are below the mean
+        w_low = d.plan.weights[j];
+      }
+  }
+  REQUIRE(w_low == doctest::Approx(1.0 / (1.0 - r)));
+  // Every pattern of the three low samples' Bernoulli(r) drops, with its probability: the
+  // expected weighted gradient sum of the pass equals the full pass's gradient sum.
+  const std::vector<int64_t> low{0, 2, 4};
+  std::vector<double> expected(static_cast<std::size_t>(model->params.size()), 0.0);
+  for (int mask = 0; mask < 8; ++mask) {
+    std::vector<int64_t> idx{1, 3, 5};
+    std::vector<float> w{1, 1, 1};
+    double prob = 1;
+    for (int b = 0; b < 3; ++b) {
+      if (mask & (1 << b)) {
+        prob *= r;  // dropped
+      } else {
+        prob *= 1 - r;
+        idx.push_back(low[static_cast<std::size_t>(b)]);
+        w.push_back(w_low);
+      }
+    }
+    const auto g = gradient(*model, eng, data, idx, w.data());  // a mean over idx
+    for (std::size_t k = 0; k < expected.size(); ++k)
+      expected[k] += prob * g[k] * static_cast<double>(idx.size());
+  }
+  std::vector<int64_t> all(n);
+  std::iota(all.begin(), all.end(), int64_t{0});
+  auto full = gradient(*model, eng, data, all, nullptr);
+  for (double& v : full) v *= static_cast<double>(n);
+  CHECK(max_rel_diff(expected, full) < 1e-5);
+  // Without the 1/(1 − r) weights the estimate under-weights the easy samples.
+  std::vector<double> unweighted(expected.size(), 0.0);
+  for (int mask = 0; mask < 8; ++mask) {
+    std::vector<int64_t> idx{1, 3, 5};
+    double prob = 1;
+    for (int b = 0; b < 3; ++b) {
+      prob *= (mask & (1 << b)) ? r : 1 - r;
+      if (!(mask & (1 << b))) idx.push_back(low[static_cast<std::size_t>(b)]);
+    }
+    const auto g = gradient(*model, eng, data, idx, nullptr);
+    for (std::size_t k = 0; k < unweighted.size(); ++k)
+      unweighted[k] += prob * g[k] * static_cast<double>(idx.size());
+  }
+  CHECK(max_rel_diff(unweighted, full) > 1e-3);
+}
+
+TEST_CASE("infobatch anneals: passes from ib_anneal_at on train everything, unweighted") {
+  const int64_t n = 30;
+  PolicyConfig pc = infobatch_config(8, 0.5, 3);
+  pc.ib_anneal_at = 40;
+  InfoBatchPolicy p(pc, n);
+  std::vector<float> loss(n);
+  for (int64_t i = 0; i < n; ++i) loss[static_cast<std::size_t>(i)] = static_cast<float>(i);
+  InfoBatchDriver d{p, loss};
+  int64_t pruned_before = -1, importance_steps = 0;
+  for (int k = 0; k < 120; ++k) {
+    const int64_t before = p.passes();
+    d.step();
+    const int64_t started_at = d.it - 1;  // the iteration whose next() started any new pass
+    if (p.passes() != before && p.passes() >= 2) {
+      if (started_at < 40) {
+        CHECK(p.pass().size() < static_cast<std::size_t>(n));  // 15 below the mean, ~7 dropped
+      } else {
+        CHECK(p.pass().size() == static_cast<std::size_t>(n));
+        if (pruned_before < 0) pruned_before = p.pruned();
+      }
+    }
+    importance_steps += d.plan.importance;
+    if (pruned_before >= 0 && p.pass().size() == static_cast<std::size_t>(n) &&
+        d.plan.importance == false)
+      CHECK(d.plan.weights.empty());
+  }
+  REQUIRE(pruned_before >= 0);
+  CHECK(p.pruned() == pruned_before);  // nothing dropped after the annealing point
+  CHECK(importance_steps > 0);
+}
+
+TEST_CASE("infobatch: resumed from its state it draws the same; damage and resharding") {
+  const int64_t n = 25;
+  PolicyConfig pc = infobatch_config(6, 0.5, 11);
+  std::vector<float> loss(n);
+  for (int64_t i = 0; i < n; ++i)
+    loss[static_cast<std::size_t>(i)] = static_cast<float>((i * 7) % 11) * 0.25f;
+  InfoBatchPolicy a(pc, n);
+  InfoBatchDriver da{a, loss};
+  for (int k = 0; k < 13; ++k) da.step();  // mid-pass, after pruning passes
+  REQUIRE(a.passes() >= 3);
+  REQUIRE(a.pruned() > 0);
+  io::StateWriter w;
+  a.save_state(w);
+  pc.seed = 12;  // the state, not the seed, decides what comes next
+  InfoBatchPolicy b(pc, n);
+  io::StateReader r(w.bytes(), "test state");
+  b.load_state(r);
+  r.finish();
+  InfoBatchDriver db{b, loss};
+  db.it = da.it;
+  for (int k = 0; k < 30; ++k) {
+    da.step();
+    db.step();
+    CHECK(da.plan.indices == db.plan.indices);
+    CHECK(da.plan.weights == db.plan.weights);
+  }
+  CHECK(a.pruned() == b.pruned());
+  // Damaged states are refused, naming the field. Layout: losses (8 + 4n), pass (8 + 8k), ...
+  const auto bytes = w.bytes();
+  const auto damaged = [&](std::size_t at, const void* v, std::size_t len) {
+    auto x = bytes;
+    std::memcpy(x.data() + at, v, len);
+    InfoBatchPolicy c(pc, n);
+    io::StateReader rc(x, "test state");
+    c.load_state(rc);
+  };
+  const float negative = -1;
+  CHECK_THROWS_WITH(damaged(8, &negative, 4), doctest::Contains("infobatch losses"));
+  const int64_t out_of_range = n;
+  CHECK_THROWS_WITH(damaged(8 + 4 * n + 8, &out_of_range, 8), doctest::Contains("infobatch pass"));
+  uint64_t pass_len;
+  std::memcpy(&pass_len, bytes.data() + 8 + 4 * n, 8);
+  const std::size_t pos_at = 8 + 4 * n + 8 + 8 * pass_len;
+  const uint64_t far = pass_len + 1;
+  CHECK_THROWS_WITH(damaged(pos_at, &far, 8), doctest::Contains("infobatch pass position"));
+  const uint8_t two = 2;
+  CHECK_THROWS_WITH(damaged(pos_at + 8 + 8, &two, 1), doctest::Contains("infobatch scaled flags"));
+  // Resharding replaced two slots: they have no loss any more, so no later pass drops them.
+  std::vector<float> low_loss(n, 0.0f);  // every sample equal: nothing is below the mean ...
+  low_loss[3] = 9;                       // ... but 3, which lifts the mean above all the others
+  InfoBatchPolicy e(pc, n);
+  InfoBatchDriver de{e, low_loss};
+  for (int k = 0; k < 10; ++k) de.step();
+  const std::vector<int64_t> slots{0, 1};
+  e.samples_replaced(slots);
+  std::vector<float> unseen = low_loss;  // the new samples' losses are not seen again
+  unseen[0] = unseen[1] = std::numeric_limits<float>::quiet_NaN();
+  InfoBatchDriver de2{e, unseen};
+  de2.it = de.it;
+  for (int k = 0; k < 60; ++k) {
+    const int64_t before = e.passes();
+    de2.step();
+    if (e.passes() != before) {
+      const auto pass = e.pass();
+      CHECK(std::find(pass.begin(), pass.end(), 0) != pass.end());
+      CHECK(std::find(pass.begin(), pass.end(), 1) != pass.end());
+      CHECK(pass.size() < static_cast<std::size_t>(n));  // the others are still pruned
+    }
+  }
 }

@@ -207,7 +207,7 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
 TEST_CASE("resume with an importance sampler continues bit for bit") {
   const auto tr = synthetic_images(100, 12), te = synthetic_images(20, 13);
   std::ostringstream log;
-  for (const char* sampler : {"mercury", "kf", "selective-backprop"}) {
+  for (const char* sampler : {"mercury", "kf", "selective-backprop", "infobatch"}) {
     CAPTURE(sampler);
     auto cfg = small_config();
     cfg.sampler = sampler;
