@@ -159,23 +159,18 @@ class ScoringWorker {
     const uint64_t w = opened_;
     const Slot& s = slots_[w & 1];
     open_ = false;
-    uint64_t v;
-    if (s.target == 0 && cfg_.finish_late_chunk) {  // S stops at its next chunk boundary
-      finish_.store(w, std::memory_order_release);
-      for (v = commit_.load(std::memory_order_acquire); !(v & kEnded);
-           v = commit_.load(std::memory_order_acquire))
-        commit_.wait(v, std::memory_order_acquire);
-      v = commit_.fetch_or(kClosed, std::memory_order_acq_rel);
-    } else if (s.target > 0) {  // a fixed group: wait for all of it (or for S to give up on it)
-      const uint64_t need = static_cast<uint64_t>((s.target + cfg_.chunk - 1) / cfg_.chunk);
-      for (v = commit_.load(std::memory_order_acquire); (v & kCountMask) < need && !(v & kEnded);
-           v = commit_.load(std::memory_order_acquire))
-        commit_.wait(v, std::memory_order_acquire);
-      v = commit_.fetch_or(kClosed, std::memory_order_acq_rel);
-    } else {
-      v = commit_.fetch_or(kClosed, std::memory_order_acq_rel);
-    }
-    const uint64_t committed = v & kCountMask;
+    // Wait until `need` chunks are committed or S has left the window: a fixed group's chunks,
+    // every chunk up to S's next boundary (finish_late_chunk), or none (an adaptive window).
+    const bool finish = s.target == 0 && cfg_.finish_late_chunk;
+    if (finish) finish_.store(w, std::memory_order_release);  // S stops at its next boundary
+    const uint64_t need = s.target > 0
+                              ? static_cast<uint64_t>((s.target + cfg_.chunk - 1) / cfg_.chunk)
+                          : finish ? kCountMask + 1
+                                   : 0;
+    for (uint64_t v = commit_.load(std::memory_order_acquire);
+         (v & kCountMask) < need && !(v & kEnded); v = commit_.load(std::memory_order_acquire))
+      commit_.wait(v, std::memory_order_acquire);
+    const uint64_t committed = commit_.fetch_or(kClosed, std::memory_order_acq_rel) & kCountMask;
     WindowStats st;
     // The committed chunks are in the ring (each pushed before its commit). Everything else in
     // it is dropped: chunks S finished too late for an older window, or for this one after the
