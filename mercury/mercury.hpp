@@ -48,6 +48,7 @@
 #include "mercury/nn/sequence.hpp"
 #include "mercury/optim/optimizer.hpp"
 #include "mercury/optim/schedule.hpp"
+#include "mercury/sim/simulator.hpp"
 #include "mercury/tensor/arena.hpp"
 #include "mercury/tensor/tensor.hpp"
 #include "mercury/tensor/thread_pool.hpp"

@@ -23,10 +23,17 @@
 //   never arrive); send to a closed peer throws PeerError(peer). A closed transport throws
 //   PeerError(-1) from send/recv/flush.
 // - stats(peer) counts payload bytes and messages (there are no frame headers in-process);
-//   throughput_bps stays 0 (no link to measure). Received = delivered into the mailbox.
+//   throughput_bps stays 0 (no link to measure; the simulator: the link's rate at the rank's
+//   virtual time). Received = delivered into the mailbox.
+// - The simulator: LocalHub(std::shared_ptr<VirtualNetwork>) runs the same mailboxes on virtual
+//   clocks (net/virtual_net.hpp). A message is still delivered at once, stamped with the virtual
+//   time it arrives (Message::arrival_s); the receiver's clock moves to that time when it takes
+//   the message. now() is the rank's virtual time, advance_to() moves it, device_factor() is the
+//   device's compute factor. Each rank's transport must then be used by one thread (its own).
 // - Argument errors (dst/src outside [0, W) or equal to this rank, type < kFirstAppType) throw
 //   std::invalid_argument naming the expected range and the value found.
 // - Thread-safe: one mutex guards the hub; each rank waits on its own condition variable.
+//   Mailboxes are net::Mailbox, as in net::Mesh.
 #pragma once
 
 #include <condition_variable>
@@ -45,7 +52,9 @@
 #include <utility>
 #include <vector>
 
+#include "net/mailbox.hpp"
 #include "net/transport.hpp"
+#include "net/virtual_net.hpp"
 
 namespace mercury::net {
 
@@ -66,6 +75,9 @@ class LocalTransport final : public Transport {
   void flush(Deadline deadline) override;
   void close(Deadline deadline) override;
   LinkStats stats(int peer) const override;
+  double now() override;
+  void advance_to(double t) override;
+  std::optional<double> device_factor() const override;
 
  private:
   friend class LocalHub;
@@ -77,21 +89,17 @@ class LocalTransport final : public Transport {
 
 class LocalHub {
  public:
-  explicit LocalHub(int world) {
-    if (world < 1) {
-      throw std::invalid_argument("LocalHub: expected world >= 1, found " + std::to_string(world));
-    }
-    for (int r = 0; r < world; ++r) {
-      ranks_.push_back(std::make_unique<RankState>());
-      ranks_[r]->transport.reset(new LocalTransport(*this, r));
-      ranks_[r]->links.resize(static_cast<std::size_t>(world));
-    }
-  }
+  explicit LocalHub(int world) : LocalHub(world, nullptr) {}
+  // The simulator's hub: world = net->world() ranks on net's virtual clocks.
+  explicit LocalHub(std::shared_ptr<VirtualNetwork> net) : LocalHub(net ? net->world() : 0, net) {}
+
   ~LocalHub() { pool_->set_max_retained_bytes(0); }  // payloads outliving the hub are freed
   LocalHub(const LocalHub&) = delete;
   LocalHub& operator=(const LocalHub&) = delete;
 
   int world() const { return static_cast<int>(ranks_.size()); }
+  // The simulator's clocks and links (null for a plain in-process hub).
+  VirtualNetwork* network() const { return net_.get(); }
 
   LocalTransport& transport(int rank) {
     check_rank(rank, "LocalHub::transport: rank");
@@ -117,11 +125,20 @@ class LocalHub {
 
  private:
   friend class LocalTransport;
-  using MailKey = std::tuple<int, uint8_t, uint64_t, uint64_t>;  // src, type, key, iteration
 
+  LocalHub(int world, std::shared_ptr<VirtualNetwork> net) : net_(std::move(net)) {
+    if (world < 1) {
+      throw std::invalid_argument("LocalHub: expected world >= 1, found " + std::to_string(world));
+    }
+    for (int r = 0; r < world; ++r) {
+      ranks_.push_back(std::make_unique<RankState>());
+      ranks_[r]->transport.reset(new LocalTransport(*this, r));
+      ranks_[r]->links.resize(static_cast<std::size_t>(world));
+    }
+  }
   struct RankState {
     std::unique_ptr<LocalTransport> transport;
-    std::map<MailKey, std::deque<Payload>> mailbox;
+    Mailbox mailbox;
     std::condition_variable cv;
     std::optional<PeerError> error;  // the first failure this rank's transport saw (sticky)
     bool closed = false;
@@ -154,8 +171,7 @@ class LocalHub {
     for (auto& r : ranks_) r->cv.notify_all();
   }
   static std::string describe(uint8_t type, uint64_t key, uint64_t iteration) {
-    return "type " + std::to_string(type) + ", key " + std::to_string(key) + ", iteration " +
-           std::to_string(iteration);
+    return describe_message(type, key, iteration);
   }
 
   void check_send(int self, int dst, uint8_t type) const {
@@ -179,6 +195,7 @@ class LocalHub {
   void deliver(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
                Payload&& payload) {
     const std::size_t bytes = payload.size();
+    const double arrival = net_ ? net_->on_send(self, dst, bytes) : 0.0;  // the sender's clock
     {
       std::lock_guard<std::mutex> lock(mu_);
       throw_if_unusable(self);
@@ -188,7 +205,7 @@ class LocalHub {
                                  std::to_string(dst) + " (" + describe(type, key, iteration) +
                                  "): rank " + std::to_string(dst) + " has closed its transport");
       }
-      to.mailbox[MailKey{self, type, key, iteration}].push_back(std::move(payload));
+      to.mailbox.put(Message{self, type, key, iteration, std::move(payload), arrival});
       LinkStats& out = ranks_[self]->links[dst];
       out.bytes_sent += bytes;
       ++out.messages_sent;
@@ -202,32 +219,35 @@ class LocalHub {
   Message recv(int self, int src, uint8_t type, uint64_t key, uint64_t iteration,
                Deadline deadline) {
     check_peer(self, src, "recv: source");
+    Message m = take(self, MailKey{src, type, key, iteration}, deadline);
+    if (net_) net_->on_recv(self, m.arrival_s);  // the receiver's clock, outside the lock
+    return m;
+  }
+
+  Message take(int self, const MailKey& k, Deadline deadline) {
     std::unique_lock<std::mutex> lock(mu_);
     RankState& me = *ranks_[self];
-    const MailKey k{src, type, key, iteration};
     for (;;) {
       throw_if_unusable(self);
-      auto it = me.mailbox.find(k);
-      if (it != me.mailbox.end()) {
-        Message m{src, type, key, iteration, std::move(it->second.front())};
-        it->second.pop_front();
-        if (it->second.empty()) me.mailbox.erase(it);
-        return m;
-      }
-      if (ranks_[src]->closed) {
-        throw PeerError(src, "rank " + std::to_string(self) + ": recv from rank " +
-                                 std::to_string(src) + " (" + describe(type, key, iteration) +
-                                 "): rank " + std::to_string(src) +
-                                 " closed its transport without sending it");
+      if (std::optional<Message> m = me.mailbox.take(k)) return std::move(*m);
+      if (ranks_[k.src]->closed) {
+        throw PeerError(
+            k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
+                       " (" + describe(k.type, k.key, k.iteration) + "): rank " +
+                       std::to_string(k.src) + " closed its transport without sending it");
       }
       if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
         // One last look: the message or a failure may have come with the deadline.
         throw_if_unusable(self);
-        it = me.mailbox.find(k);
-        if (it != me.mailbox.end()) continue;
-        throw TimeoutError(src, "rank " + std::to_string(self) + ": recv from rank " +
-                                    std::to_string(src) + " (" + describe(type, key, iteration) +
-                                    "): deadline passed, nothing arrived (local hub)");
+        if (std::optional<Message> m = me.mailbox.take(k)) return std::move(*m);
+        const std::size_t n = me.mailbox.count_from(k.src);
+        throw TimeoutError(
+            k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
+                       " (" + describe(k.type, k.key, k.iteration) +
+                       "): deadline passed, nothing arrived (local hub)" +
+                       (n ? "; " + std::to_string(n) + " other message(s) from it are waiting: " +
+                                me.mailbox.waiting_from(k.src, 3)
+                          : std::string()));
       }
     }
   }
@@ -258,12 +278,15 @@ class LocalHub {
   LinkStats stats(int self, int peer) const {
     check_peer(self, peer, "stats: peer");
     std::lock_guard<std::mutex> lock(mu_);
-    return ranks_[self]->links[peer];
+    LinkStats st = ranks_[self]->links[peer];
+    if (net_) st.throughput_bps = net_->link_rate_bps(self);
+    return st;
   }
 
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<RankState>> ranks_;  // condition variables do not move
   std::shared_ptr<PayloadPool> pool_ = PayloadPool::create();
+  std::shared_ptr<VirtualNetwork> net_;  // the simulator's clocks (null: a plain hub)
 };
 
 inline int LocalTransport::world() const {
@@ -301,6 +324,16 @@ inline void LocalTransport::close(Deadline deadline) {
 }
 inline LinkStats LocalTransport::stats(int peer) const {
   return hub_.stats(rank_, peer);
+}
+inline double LocalTransport::now() {
+  return hub_.net_ ? hub_.net_->now(rank_) : steady_seconds();
+}
+inline void LocalTransport::advance_to(double t) {
+  if (hub_.net_) hub_.net_->advance_to(rank_, t);
+}
+inline std::optional<double> LocalTransport::device_factor() const {
+  if (!hub_.net_) return std::nullopt;
+  return hub_.net_->factor(rank_);
 }
 
 }  // namespace mercury::net

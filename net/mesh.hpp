@@ -76,6 +76,7 @@
 #include "net/address.hpp"
 #include "net/auth.hpp"
 #include "net/frame.hpp"
+#include "net/mailbox.hpp"
 #include "net/pacing.hpp"
 #include "net/transport.hpp"
 
@@ -314,12 +315,7 @@ class Mesh final : public Transport {
     for (bool expired = false;;
          expired = cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
       if (error_) std::rethrow_exception(error_);
-      if (auto it = mailbox_.find(k); it != mailbox_.end()) {
-        Message m = std::move(it->second.front());
-        it->second.pop_front();
-        if (it->second.empty()) mailbox_.erase(it);
-        return m;
-      }
+      if (std::optional<Message> m = mailbox_.take(k)) return std::move(*m);
       if (!ready_) throw std::logic_error("Mesh::recv() before start() succeeded");
       if (closed_) throw PeerError(-1, closed_message("recv"));
       if (src != cfg_.rank && peers_[src]->bye_received)
@@ -328,14 +324,7 @@ class Mesh final : public Transport {
             frame_detail::cat(describe_locked(src), " closed its transport (said BYE) without ",
                               "sending type ", int(type), " key ", key, " iteration ", iteration));
       if (expired || Clock::now() >= deadline) {
-        std::string others;
-        int n = 0;
-        for (const auto& [mk, q] : mailbox_) {
-          if (mk.src != src) continue;
-          if (n++ < 3)
-            others += frame_detail::cat(n > 1 ? ", " : "", "type ", int(mk.type), " key ", mk.key,
-                                        " iteration ", mk.iteration);
-        }
+        const std::size_t n = mailbox_.count_from(src);
         throw TimeoutError(
             src, frame_detail::cat(
                      "rank ", cfg_.rank, " timed out after ", secs(Clock::now() - begin),
@@ -343,7 +332,7 @@ class Mesh final : public Transport {
                      " from ", describe_locked(src),
                      n == 0 ? std::string("; nothing else from it is waiting either")
                             : frame_detail::cat("; ", n, " other message(s) from it are waiting: ",
-                                                others, n > 3 ? ", ..." : ""),
+                                                mailbox_.waiting_from(src, 3)),
                      "; is it slow, stalled, or waiting for us?"));
       }
     }
@@ -498,13 +487,6 @@ class Mesh final : public Transport {
   };
   using PeerPtr = std::shared_ptr<Peer>;
 
-  struct MailKey {
-    int src;
-    uint8_t type;
-    uint64_t key, iteration;
-    auto operator<=>(const MailKey&) const = default;
-  };
-
   struct Frame {
     FrameHeader header;
     std::vector<std::byte> payload;
@@ -629,8 +611,7 @@ class Mesh final : public Transport {
     {
       std::lock_guard lock(mu_);
       throw_if_unusable_locked("send");
-      mailbox_[{cfg_.rank, type, key, iteration}].push_back(
-          Message{cfg_.rank, type, key, iteration, std::move(payload)});
+      mailbox_.put(Message{cfg_.rank, type, key, iteration, std::move(payload)});
     }
     cv_.notify_all();
   }
@@ -1568,7 +1549,7 @@ class Mesh final : public Transport {
           ++p->messages_received;
           {
             std::lock_guard lock(mu_);
-            mailbox_[{m->src, m->type, m->key, m->iteration}].push_back(std::move(*m));
+            mailbox_.put(std::move(*m));
           }
           cv_.notify_all();
         }
@@ -1685,7 +1666,7 @@ class Mesh final : public Transport {
   std::vector<PeerPtr> peers_;          // [rank], set once the link is up
   std::vector<std::string> addresses_;  // [rank] "host:port"
   std::vector<char> claimed_;           // [rank] an inbound handshake owns this rank
-  std::map<MailKey, std::deque<Message>> mailbox_;
+  Mailbox mailbox_;
   std::size_t queued_messages_ = 0;
   int links_up_ = 0;
   bool started_ = false, ready_ = false, closing_ = false, closed_ = false, io_stopped_ = false;

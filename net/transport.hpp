@@ -25,14 +25,21 @@
 //   for their BYE; it is idempotent. Destruction without close() drops connections.
 // - Thread-safe: any thread may call send/recv/flush concurrently.
 //
+// - now() is the rank's clock (steady_clock, or the simulator's virtual time): everything that
+//   times distributed work (BSP's split, resharding's waits, the trainer's wall_s) reads it.
+//
 // Implementations: net::Mesh (Asio TCP full mesh, net/mesh.hpp) and net::LocalHub (ranks as
-// threads of one process, net/local.hpp); the simulator adds a virtual-clock one.
+// threads of one process, net/local.hpp), which with a net::VirtualNetwork is the simulator's
+// virtual-clock transport. All three keep what arrived in a net::Mailbox (net/mailbox.hpp).
 #pragma once
+
+#include <time.h>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -44,6 +51,18 @@ namespace mercury::net {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
+
+// steady_clock as seconds: the clock of real transports (Transport::now()).
+inline double steady_seconds() {
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the calling thread, in seconds (what the simulator charges a device for).
+inline double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 inline Deadline deadline_in(double seconds) {
   return Clock::now() +
@@ -64,6 +83,7 @@ struct Message {
   uint64_t key = 0;
   uint64_t iteration = 0;
   Payload payload;
+  double arrival_s = 0;  // the simulator: virtual time its last byte arrived (0 elsewhere)
 };
 
 // A peer (or the transport as a whole) failed. what() is the full human-readable message.
@@ -115,6 +135,18 @@ class Transport {
   virtual void flush(Deadline deadline) = 0;
   virtual void close(Deadline deadline) = 0;
   virtual LinkStats stats(int peer) const = 0;
+
+  // Time, in seconds, as the algorithms on this rank should see it: steady_clock on real
+  // transports; on the simulator's (net/virtual_net.hpp) the calling rank's virtual time (its
+  // thread's CPU time × the device's factor, plus what it waited for the network). Call it
+  // from the rank's own thread.
+  virtual double now() { return steady_seconds(); }
+  // The simulator: the calling rank waited off the network (for BACC's scorer) until virtual
+  // time t; its clock moves to at least t. Real transports ignore it (that wait was real).
+  virtual void advance_to(double /*t*/) {}
+  // The simulator: the factor from this host's CPU seconds to the device's; nullopt on real
+  // transports.
+  virtual std::optional<double> device_factor() const { return std::nullopt; }
 };
 
 }  // namespace mercury::net

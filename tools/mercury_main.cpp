@@ -5,6 +5,7 @@
 //   mercury data fashion-mnist|speech-synth|debian-text   produce/verify the offline datasets
 //   mercury report --out DIR RUN.jsonl...                 SVG plots + summary of metrics files
 //   mercury launch -n N [flags] -- COMMAND...             N ranks of COMMAND on this machine
+//   mercury sim -n N [flags] -- TRAIN FLAGS...            N simulated devices on virtual clocks
 //   mercury trace --set-point-mbps X --out FILE           a fluctuating bandwidth trace (CSV)
 //
 // Every train flag mirrors one TrainConfig key (mercury/train/config.hpp); --config FILE loads a
@@ -17,6 +18,7 @@
 #include <cxxabi.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -31,6 +33,7 @@
 #include <typeinfo>
 
 #include "mercury/mercury.hpp"
+#include "mercury/sim/simulator.hpp"
 #include "net/auth.hpp"
 #include "net/env.hpp"
 #include "net/fault.hpp"
@@ -253,6 +256,52 @@ void train_distributed(const mercury::train::TrainConfig& cfg, const mercury::ne
   mesh.close(net::deadline_in(env.op_timeout_s));
 }
 
+// Where ranks [first_rank, end_rank) write is checked before any data is loaded (bad input:
+// exit 2).
+void check_outputs(const mercury::train::TrainConfig& cfg, int first_rank, int end_rank) {
+  using namespace mercury;
+  try {
+    if (!cfg.checkpoint.empty() && first_rank == 0)
+      net::check_output_path(cfg.checkpoint, "--checkpoint");
+    for (int rank = first_rank; rank < end_rank; ++rank) {
+      const std::string metrics = train::dist_metrics_path(cfg.metrics, rank);
+      if (metrics.empty()) continue;
+      const std::string kind = net::file_kind(metrics);
+      if (kind != "missing" && kind != "a regular file")
+        throw net::FileKindError("--metrics '" + metrics + "'",
+                                 "expected a regular file (or a new path), found " + kind);
+    }
+  } catch (const net::FileKindError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+mercury::data::LoadedData load_data(const mercury::train::TrainConfig& cfg) {
+  using namespace mercury;
+  data::DatasetOptions dopt;
+  dopt.name = cfg.data;
+  dopt.dir = cfg.data_dir;
+  dopt.image_size = cfg.image_size;
+  dopt.seed = static_cast<uint64_t>(cfg.seed);
+  dopt.augment = cfg.augment;
+  dopt.vocabulary = cfg.vocabulary;
+  dopt.log_mel = cfg.log_mel;
+  try {
+    return data::load_dataset(dopt);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+}
+
+std::unique_ptr<mercury::nn::Model> build_model(const mercury::train::TrainConfig& cfg,
+                                                const mercury::data::LoadedData& d) {
+  using namespace mercury;
+  models::ModelOptions mo;
+  if (d.vocabulary > 0) mo.lstm_attention.vocab = mo.textcnn.vocab = d.vocabulary;
+  return models::make_model(cfg.model, d.train->sample_shape(), d.train->num_classes(),
+                            static_cast<uint64_t>(cfg.seed), mo);
+}
+
 int run_train(const mercury::train::TrainConfig& cfg) {
   using namespace mercury;
   net::ClusterEnv env;
@@ -263,40 +312,11 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   }
   // Ranks write through `mercury launch`'s pipes: line-buffer so their lines interleave live.
   if (env.distributed) std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  // Where the outputs go is checked before any data is loaded (bad input: exit 2).
-  try {
-    if (!cfg.checkpoint.empty() && env.rank == 0)
-      net::check_output_path(cfg.checkpoint, "--checkpoint");
-    const std::string metrics = train::dist_metrics_path(cfg.metrics, env.rank);
-    if (!metrics.empty()) {
-      const std::string kind = net::file_kind(metrics);
-      if (kind != "missing" && kind != "a regular file")
-        throw net::FileKindError("--metrics '" + metrics + "'",
-                                 "expected a regular file (or a new path), found " + kind);
-    }
-  } catch (const net::FileKindError& e) {
-    throw UsageError(e.what());
-  }
+  check_outputs(cfg, env.rank, env.rank + 1);
   std::optional<RankSetup> setup;
   if (env.distributed) setup = rank_setup(env);
-  data::DatasetOptions dopt;
-  dopt.name = cfg.data;
-  dopt.dir = cfg.data_dir;
-  dopt.image_size = cfg.image_size;
-  dopt.seed = static_cast<uint64_t>(cfg.seed);
-  dopt.augment = cfg.augment;
-  dopt.vocabulary = cfg.vocabulary;
-  dopt.log_mel = cfg.log_mel;
-  data::LoadedData d;
-  try {
-    d = data::load_dataset(dopt);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  models::ModelOptions mo;
-  if (d.vocabulary > 0) mo.lstm_attention.vocab = mo.textcnn.vocab = d.vocabulary;
-  auto model = models::make_model(cfg.model, d.train->sample_shape(), d.train->num_classes(),
-                                  static_cast<uint64_t>(cfg.seed), mo);
+  data::LoadedData d = load_data(cfg);
+  auto model = build_model(cfg, d);
   std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
   if (env.distributed) {
     std::cout << net::describe(env) << "\n";
@@ -309,6 +329,112 @@ int run_train(const mercury::train::TrainConfig& cfg) {
     trainer->set_checkpoint_metadata(d.metadata);
   });
   trainer->run();
+  return 0;
+}
+
+// `mercury sim`'s own flags.
+struct SimFlags {
+  int devices = 0;
+  std::string bandwidth, bandwidth_trace, trace_interp, trace_end, latency_ms;
+  std::string device, device_mix;
+  double device_factor = 0;
+  std::vector<std::string> train_args;  // after "--"
+};
+
+// The per-rank factors, the links and the latency from the flags (the link flags go through
+// the parser `mercury launch`'s ranks use, so both accept and refuse the same values).
+mercury::sim::SimOptions sim_options(const SimFlags& f) {
+  using namespace mercury;
+  sim::SimOptions o;
+  if (f.devices < 1 || f.devices > 4096)
+    throw UsageError("sim: -n: expected 1..4096 devices, found " + std::to_string(f.devices));
+  if (!f.device.empty() && !f.device_mix.empty())
+    throw UsageError("sim: expected --device or --device-mix, found both");
+  try {
+    if (!f.device_mix.empty()) {
+      o.factors = sim::parse_device_mix(f.device_mix, f.devices);
+    } else {
+      o.factors.assign(static_cast<std::size_t>(f.devices),
+                       sim::find_profile(f.device.empty() ? "host" : f.device).factor);
+    }
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("sim: ") + e.what());
+  }
+  if (f.device_factor != 0) {
+    if (!(std::isfinite(f.device_factor) && f.device_factor > 0 && f.device_factor <= 1e4))
+      throw UsageError("sim: --device-factor: expected a number in (0, 10000], found " +
+                       std::to_string(f.device_factor));
+    if (!f.device.empty() || !f.device_mix.empty())
+      throw UsageError("sim: expected --device-factor or a device profile, found both");
+    o.factors.assign(o.factors.size(), f.device_factor);
+  }
+  const std::map<std::string, std::string> env = {
+      {"MERCURY_BANDWIDTH", f.bandwidth},
+      {"MERCURY_BANDWIDTH_TRACE", f.bandwidth_trace},
+      {"MERCURY_BANDWIDTH_TRACE_INTERP", f.trace_interp},
+      {"MERCURY_BANDWIDTH_TRACE_END", f.trace_end},
+      {"MERCURY_LATENCY_MS", f.latency_ms}};
+  try {
+    const net::ShaperConfig sc = net::shaper_config_from_env([&](const char* name) -> const char* {
+      const auto it = env.find(name);
+      return it == env.end() || it->second.empty() ? nullptr : it->second.c_str();
+    });
+    if (sc.rate_bps) o.trace = net::BandwidthTrace::constant(*sc.rate_bps / 1e6);
+    if (sc.trace) o.trace = sc.trace;
+    o.latency_s = 1e-9 * static_cast<double>(sc.pacer.latency.count());
+  } catch (const net::ShaperError& e) {
+    throw UsageError(std::string("sim: ") + e.what() +
+                     " (MERCURY_BANDWIDTH* and MERCURY_LATENCY_MS are --bandwidth*, "
+                     "--latency-ms here)");
+  }
+  return o;
+}
+
+int run_sim(const SimFlags& flags, const mercury::train::TrainConfig& cfg) {
+  using namespace mercury;
+  const sim::SimOptions options = sim_options(flags);
+  const int world = static_cast<int>(options.factors.size());
+  check_outputs(cfg, 0, world);
+  data::LoadedData d = load_data(cfg);
+  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
+  std::cout << "sim: " << world << " devices on virtual clocks; links "
+            << (options.trace ? options.trace->describe() : std::string("unlimited"))
+            << ", latency " << 1e3 * options.latency_s << " ms; compute factors";
+  for (std::size_t r = 0; r < options.factors.size() && r < 8; ++r)
+    std::cout << (r ? "," : "") << " " << options.factors[r];
+  std::cout << (options.factors.size() > 8 ? ", ..." : "") << "\n";
+  sim::SimResult result;
+  try {
+    result = sim::simulate(
+        cfg, options, [&] { return build_model(cfg, d); }, *d.train, *d.test, d.metadata,
+        std::cout);
+  } catch (const std::invalid_argument& e) {  // settings the ranks refused
+    throw UsageError(e.what());
+  }
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const net::DeviceClock& c : result.clocks)
+    ranks.push_back({{"virtual_s", c.now_s}, {"compute_s", c.compute_s}, {"wait_s", c.wait_s}});
+  io::MetricsWriter(cfg.metrics)
+      .write({{"event", "sim"},
+              {"devices", world},
+              {"factors", options.factors},
+              {"links", options.trace ? options.trace->describe() : std::string("unlimited")},
+              {"latency_s", options.latency_s},
+              {"real_s", result.real_s},
+              {"virtual_s", result.virtual_s},
+              {"speed", result.speed()},
+              {"ranks", ranks}});
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "sim: %.2f virtual s in %.2f real s (%.2fx real time); per device: ",
+                result.virtual_s, result.real_s, result.speed());
+  std::cout << line;
+  for (std::size_t r = 0; r < result.clocks.size() && r < 8; ++r) {
+    std::snprintf(line, sizeof line, "%s[%zu] compute %.2f s wait %.2f s", r ? ", " : "", r,
+                  result.clocks[r].compute_s, result.clocks[r].wait_s);
+    std::cout << line;
+  }
+  std::cout << (result.clocks.size() > 8 ? ", ..." : "") << "\n";
   return 0;
 }
 
@@ -361,6 +487,49 @@ int run_trace(double set_point_mbps, double deviation, double duration, double s
   return 0;
 }
 
+// The train flags (one per TrainConfig key, and --config) on a CLI11 app: `mercury train`'s own,
+// and the ones after `mercury sim ... --`.
+struct TrainFlags {
+  std::string config_path;
+  json defaults = mercury::train::to_json(mercury::train::TrainConfig{});
+  std::map<std::string, std::string> values;
+  std::map<std::string, CLI::Option*> options;
+
+  void add_to(CLI::App* app) {
+    app->add_option("--config", config_path, "JSON file with any of the keys below");
+    for (const auto& [key, help] : mercury::train::train_config_help()) {
+      std::string flag = "--" + key;
+      for (char& c : flag)
+        if (c == '_') c = '-';
+      // A flag given twice takes its last value, so wrappers (tools/demo) can set defaults that
+      // the user's own flags override.
+      options[key] =
+          app->add_option(flag, values[key], help + " (default: " + defaults[key].dump() + ")")
+              ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+  }
+
+  // The config: --config's JSON, then the flags given over it; validated.
+  mercury::train::TrainConfig config() const {
+    json patch = json::object();
+    if (!config_path.empty()) patch = read_json_file(config_path);
+    if (!patch.is_object()) {
+      throw UsageError("--config '" + config_path + "': expected a JSON object, found " +
+                       std::string(patch.type_name()));
+    }
+    for (const auto& [key, opt] : options)
+      if (opt->count()) patch[key] = typed_flag(key, values.at(key), defaults[key]);
+    try {
+      mercury::train::TrainConfig cfg = mercury::train::config_from_json(
+          patch, {}, config_path.empty() ? "flags" : "--config '" + config_path + "'");
+      mercury::train::validate(cfg);
+      return cfg;
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -368,21 +537,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   auto* train = app.add_subcommand("train", "train a model on this device");
-  std::string config_path;
-  train->add_option("--config", config_path, "JSON file with any of the keys below");
-  const json defaults = mercury::train::to_json(mercury::train::TrainConfig{});
-  std::map<std::string, std::string> flag_values;
-  std::map<std::string, CLI::Option*> flag_options;
-  for (const auto& [key, help] : mercury::train::train_config_help()) {
-    std::string flag = "--" + key;
-    for (char& c : flag)
-      if (c == '_') c = '-';
-    // A flag given twice takes its last value, so wrappers (tools/demo) can set defaults that
-    // the user's own flags override.
-    flag_options[key] =
-        train->add_option(flag, flag_values[key], help + " (default: " + defaults[key].dump() + ")")
-            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  }
+  TrainFlags train_flags;
+  train_flags.add_to(train);
 
   auto* data = app.add_subcommand("data", "produce or verify the datasets usable offline");
   data->require_subcommand(1);
@@ -452,6 +608,30 @@ int main(int argc, char** argv) {
       "code is returned.");
   launch->allow_extras();  // so a command given without '--' gets a clear message below
 
+  auto* sim_cmd = app.add_subcommand(
+      "sim", "simulate N devices of a distributed run in this process, on virtual clocks");
+  SimFlags sim_flags;
+  sim_cmd->add_option("-n,--devices", sim_flags.devices, "number of devices, 1..4096")->required();
+  sim_cmd->add_option("--bandwidth", sim_flags.bandwidth,
+                      "every link's rate, e.g. 10mbps ('off' or unset: unlimited)");
+  sim_cmd->add_option("--bandwidth-trace", sim_flags.bandwidth_trace,
+                      "t_seconds,mbps CSV every link's rate follows over virtual time");
+  sim_cmd->add_option("--bandwidth-trace-interp", sim_flags.trace_interp,
+                      "step (default) or linear");
+  sim_cmd->add_option("--bandwidth-trace-end", sim_flags.trace_end, "hold (default) or loop");
+  sim_cmd->add_option("--latency-ms", sim_flags.latency_ms, "one-way delay of every message");
+  sim_cmd->add_option("--device", sim_flags.device, "every device's profile (default host)");
+  sim_cmd->add_option("--device-mix", sim_flags.device_mix,
+                      "profiles and counts, e.g. rpi4:2,host:2 (counts add up to -n)");
+  sim_cmd->add_option("--device-factor", sim_flags.device_factor,
+                      "every device's compute factor (seconds per host CPU second), "
+                      "instead of a profile");
+  sim_cmd->footer(
+      "The train flags follow '--': mercury sim -n 4 --bandwidth 10mbps -- --sampler mercury "
+      "--epochs 1 ...\nMetrics are a real run's, with virtual seconds; rank 0's file ends with a "
+      "\"sim\" event (per-device virtual, compute and wait seconds, simulation speed).");
+  sim_cmd->allow_extras();
+
   auto* trace_cmd = app.add_subcommand(
       "trace", "write a fluctuating bandwidth trace (t_seconds,mbps CSV) for --bandwidth-trace");
   double trace_set_point = 0, trace_deviation = 0.1, trace_duration = 60, trace_step = 0.5;
@@ -468,10 +648,11 @@ int main(int argc, char** argv) {
   // `mercury launch ... -- COMMAND...`: everything after the first "--" is the ranks' command,
   // untouched by CLI11 (it may have flags of its own, even another "--").
   int parse_argc = argc;
-  if (argc > 1 && std::string(argv[1]) == "launch") {
+  if (argc > 1 && (std::string(argv[1]) == "launch" || std::string(argv[1]) == "sim")) {
     for (int i = 2; i < argc; ++i) {
       if (std::string(argv[i]) == "--") {
-        launch_opt.command.assign(argv + i + 1, argv + argc);
+        (std::string(argv[1]) == "launch" ? launch_opt.command : sim_flags.train_args)
+            .assign(argv + i + 1, argv + argc);
         parse_argc = i;
         break;
       }
@@ -484,25 +665,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*train) {
-      json patch = json::object();
-      if (!config_path.empty()) patch = read_json_file(config_path);
-      if (!patch.is_object()) {
-        throw UsageError("--config '" + config_path + "': expected a JSON object, found " +
-                         std::string(patch.type_name()));
-      }
-      for (const auto& [key, opt] : flag_options)
-        if (opt->count()) patch[key] = typed_flag(key, flag_values[key], defaults[key]);
-      mercury::train::TrainConfig cfg;
-      try {
-        cfg = mercury::train::config_from_json(
-            patch, {}, config_path.empty() ? "flags" : "--config '" + config_path + "'");
-        mercury::train::validate(cfg);
-      } catch (const std::invalid_argument& e) {
-        throw UsageError(e.what());
-      }
-      return run_train(cfg);
-    }
+    if (*train) return run_train(train_flags.config());
     if (*launch) {
       if (!launch->remaining().empty()) {
         std::string extra;
@@ -519,6 +682,25 @@ int main(int argc, char** argv) {
         print_error(std::string("launch: ") + e.what());
         return e.shell_code();
       }
+    }
+    if (*sim_cmd) {
+      if (!sim_cmd->remaining().empty()) {
+        std::string extra;
+        for (const std::string& a : sim_cmd->remaining()) extra += (extra.empty() ? "" : " ") + a;
+        throw UsageError("sim: unexpected '" + extra +
+                         "' (unknown flag, or train flags without '--' before them: mercury sim "
+                         "-n 4 -- --epochs 1 ...)");
+      }
+      CLI::App sim_train{"the train flags of mercury sim (after '--')", "mercury sim -n N ... --"};
+      TrainFlags sim_train_flags;
+      sim_train_flags.add_to(&sim_train);
+      std::vector<std::string> args(sim_flags.train_args.rbegin(), sim_flags.train_args.rend());
+      try {
+        sim_train.parse(args);
+      } catch (const CLI::ParseError& e) {
+        return sim_train.exit(e) == 0 ? 0 : 2;
+      }
+      return run_sim(sim_flags, sim_train_flags.config());
     }
     if (*trace_cmd) {
       return run_trace(trace_set_point, trace_deviation, trace_duration, trace_step, trace_seed,

@@ -23,7 +23,8 @@
 // - Deadlines: each phase (gradient reduce, parameter gather) gets op_timeout_s. A TimeoutError
 //   or PeerError from the transport is rethrown with the same type and peer, its message
 //   prefixed with rank, iteration, phase and the knob (`op_timeout`).
-// - Time split of a step (wall clock, cumulative in timing(), per step in last()):
+// - Time split of a step (the transport's clock — wall, or the simulator's virtual time —
+//   cumulative in timing(), per step in last()):
 //     update_s: reduce + optimizer on my shard;
 //     idle_s:   waiting for peers to produce data, estimated per receive as
 //               max(0, time blocked in recv − payload bits / measured link throughput); a link
@@ -154,7 +155,7 @@ class BspSync {
   }
 
   void step(float lr, int64_t iteration) {
-    const auto t0 = Clock::now();
+    const double t0 = t_.now();
     const uint64_t it = checked_iteration(iteration);
     double idle = 0;
     uint64_t sent = 0, received = 0;
@@ -184,10 +185,10 @@ class BspSync {
         contributions_[r] = reinterpret_cast<const float*>(inbox_[r].payload.data());
         received += inbox_[r].payload.size();
       }
-      const auto tu = Clock::now();
+      const double tu = t_.now();
       server_.reduce(contributions_);
       server_.step(values + mine.begin, lr);
-      update = seconds(Clock::now() - tu);
+      update = t_.now() - tu;
       for (auto& m : inbox_) m.payload = {};  // release the contributions before phase 3
     }
     // 3. Broadcast my range (3+ ranks: one copy shared by every send); gather the others.
@@ -219,7 +220,7 @@ class BspSync {
     last_.steps = 1;
     last_.update_s = update;
     last_.idle_s = idle;
-    last_.comm_s = std::max(0.0, seconds(Clock::now() - t0) - update - idle);
+    last_.comm_s = std::max(0.0, t_.now() - t0 - update - idle);
     last_.bytes_sent = sent;
     last_.bytes_received = received;
     total_.steps += 1;
@@ -433,7 +434,6 @@ class BspSync {
   // A call's deadline: its own (startup phases, where ranks arrive at different times), else
   // op_timeout.
   double limit(double timeout_s) const { return timeout_s > 0 ? timeout_s : op_timeout_s_; }
-  static double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
   static const ShardPlan& checked(const ShardPlan& plan, const net::Transport& t,
                                   const nn::ParamStore& params, double op_timeout_s) {
@@ -508,10 +508,10 @@ class BspSync {
   // part of the blocked time to `idle`.
   net::Message recv(int src, uint8_t type, uint64_t key, uint64_t it, net::Deadline deadline,
                     const char* phase, int64_t expect_bytes, double& idle) {
-    const auto t0 = Clock::now();
+    const double t0 = t_.now();
     net::Message m = guarded(phase, static_cast<int64_t>(it),
                              [&] { return t_.recv(src, type, key, it, deadline); });
-    const double blocked = seconds(Clock::now() - t0);
+    const double blocked = t_.now() - t0;
     const double bps = t_.stats(src).throughput_bps;
     const double transfer = bps > 0 ? 8.0 * static_cast<double>(m.payload.size()) / bps : 0.0;
     idle += std::max(0.0, blocked - transfer);

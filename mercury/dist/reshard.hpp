@@ -315,7 +315,7 @@ class Resharder {
 
   // Step start: chooses this step's samples and hands them to the transport (low priority).
   void send(int64_t it, const importance::ImportanceCache* cache) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = t_.now();
     partner_ = reshard_partner(t_.rank(), t_.world(), it);
     count_ = schedule_.count(t_.rank(), partner_, it);
     slots_.clear();
@@ -340,18 +340,18 @@ class Resharder {
       t_.send(partner_, kReshard, 0, static_cast<uint64_t>(it), std::move(payload),
               net::Priority::low);
     }
-    stats_.select_s += seconds_since(t0);
+    stats_.select_s += t_.now() - t0;
   }
 
   // Step end: the partner's samples into the slots this rank sent. Returns those slots.
   std::span<const int64_t> receive(int64_t it) {
     schedule_.advance(it);
     if (count_ == 0) return {};
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = t_.now();
     net::Message m =
         t_.recv(partner_, kReshard, 0, static_cast<uint64_t>(it), net::deadline_in(cfg_.timeout_s));
-    const auto t1 = std::chrono::steady_clock::now();
-    stats_.wait_s += std::chrono::duration<double>(t1 - t0).count();
+    const double t1 = t_.now();
+    stats_.wait_s += t1 - t0;
     const ReshardExpect e{
         partner_, it, count_, store_.raw_sample_bytes(), store_.id_space(), store_.num_classes()};
     decode_reshard(std::span<const std::byte>(m.payload.data(), m.payload.size()), e, batch_);
@@ -372,7 +372,7 @@ class Resharder {
     }
     stats_.received += count_;
     stats_.bytes_received += m.payload.size();
-    stats_.apply_s += seconds_since(t1);
+    stats_.apply_s += t_.now() - t1;
     count_ = 0;
     return slots_;
   }
@@ -387,10 +387,6 @@ class Resharder {
   }
 
  private:
-  static double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-
   net::Transport& t_;
   data::LocalStore& store_;
   ReshardConfig cfg_;

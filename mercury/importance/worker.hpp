@@ -65,6 +65,7 @@
 #include "mercury/importance/ring.hpp"
 #include "mercury/importance/scorer.hpp"
 #include "mercury/tensor/thread_pool.hpp"
+#include "net/transport.hpp"
 
 namespace mercury::importance {
 
@@ -77,6 +78,9 @@ struct WorkerConfig {
   int threads = 1;           // the scorer's own worker budget
   bool train_mode_norm = false;
   bool idle_priority = true;  // S (and its pool) under SCHED_IDLE: it only takes idle CPU
+  // The simulator: > 0 puts windows on a virtual clock. A chunk then costs S's thread CPU time
+  // × this factor, and close(budget) counts the chunks that fit in the budget (see close()).
+  double virtual_factor = 0;
   // Tests: called on the scorer thread after each chunk with the samples scored so far.
   std::function<void(int64_t scored)> after_chunk;
   // Tests: called on the scorer thread when a chunk is scored, before it is committed, with the
@@ -86,6 +90,7 @@ struct WorkerConfig {
 
 struct WindowStats {
   int64_t scored = 0;
+  double virtual_s = 0;  // virtual mode: when, from the open, the counted chunks were done
   double busy_s = 0;
   double cpu_s = 0;
   double exposed_s = 0;
@@ -153,8 +158,9 @@ class ScoringWorker {
     seq_.notify_all();
   }
 
-  WindowStats close() {
+  WindowStats close(double budget_s = -1) {
     if (!open_) throw std::logic_error("ScoringWorker::close: no window is open");
+    if (cfg_.virtual_factor > 0) return close_virtual(budget_s);
     const auto t0 = std::chrono::steady_clock::now();
     const uint64_t w = opened_;
     const Slot& s = slots_[w & 1];
@@ -202,6 +208,65 @@ class ScoringWorker {
     return st;
   }
 
+  // Virtual mode (the simulator): the window lasted budget_s of T's virtual time. An adaptive
+  // window counts the chunks S finished within it on the virtual clock — their costs' running
+  // sum at most budget_s — so the group is what the device would have scored while the
+  // aggregation ran, however the host's threads were scheduled; T waits (in real time) until S
+  // has scored past the budget or run out of candidates. With finish_late_chunk the chunk
+  // crossing the budget counts too, and its overrun is exposed. A fixed group counts all its
+  // chunks; what they cost beyond the budget is exposed. virtual_s is the counted chunks'
+  // total cost: T's clock must reach open + max(budget, virtual_s).
+  WindowStats close_virtual(double budget_s) {
+    if (!(budget_s >= 0))
+      throw std::invalid_argument("ScoringWorker::close: a virtual window needs a budget >= 0 s");
+    const uint64_t w = opened_;
+    const Slot& s = slots_[w & 1];
+    open_ = false;
+    WindowStats st;
+    double cost = 0;  // every chunk of this window S finished, counted or not
+    bool over = false;
+    const bool finish = s.target == 0 && cfg_.finish_late_chunk;
+    auto take = [&] {
+      for (Chunk c; ring_.try_pop(c);) {
+        if (c.window != w) continue;  // a chunk finished too late for an older window
+        if (c.begin != st.scored && !over) {
+          throw std::logic_error("ScoringWorker: chunk at " + std::to_string(c.begin) +
+                                 " does not continue the scored prefix of " +
+                                 std::to_string(st.scored) + " of window " + std::to_string(w));
+        }
+        cost += c.cost;
+        if (over) continue;
+        if (s.target == 0 && cost > budget_s) {
+          over = true;
+          if (!finish) continue;
+        }
+        st.scored += c.count;
+        st.virtual_s = cost;
+      }
+    };
+    const int64_t goal = s.target > 0 ? s.target : s.count;
+    for (uint64_t v = commit_.load(std::memory_order_acquire);;
+         v = commit_.load(std::memory_order_acquire)) {
+      take();
+      if (over || st.scored >= goal) break;
+      if (v & kEnded) {  // S left the window: what it pushed before is in the ring
+        take();
+        break;
+      }
+      commit_.wait(v, std::memory_order_acquire);
+    }
+    commit_.fetch_or(kClosed, std::memory_order_acq_rel);  // S stops at its next chunk
+    last_closed_ = w;
+    rethrow_error(s.target > 0 ? w : 0);
+    st.exposed_s = std::max(0.0, st.virtual_s - budget_s);
+    st.busy_s = cost;
+    const double cpu = cpu_s_.load(std::memory_order_acquire);
+    st.cpu_s = cpu - reported_cpu_s_;
+    reported_cpu_s_ = cpu;
+    st.hidden_s = std::max(0.0, st.busy_s - st.exposed_s);
+    return st;
+  }
+
   // The scores of the last closed window (its scored prefix is valid).
   std::span<const float> scores() const {
     const Slot& s = slots_[last_closed_ & 1];
@@ -226,6 +291,7 @@ class ScoringWorker {
     uint64_t window = 0;
     int64_t begin = 0;
     int64_t count = 0;
+    double cost = 0;  // virtual mode: S's CPU seconds for it × virtual_factor
   };
   struct Slot {
     std::vector<float> weights, buffers;
@@ -283,11 +349,6 @@ class ScoringWorker {
     return false;
 #endif
   }
-  static double thread_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-  }
 
   void loop() {
     // The priority first, then the pool: its workers inherit S's scheduling policy.
@@ -339,7 +400,7 @@ class ScoringWorker {
         if (s.target == 0 && (closed() || finish_.load(std::memory_order_acquire) == w)) break;
         const int64_t c = std::min(cfg_.chunk, goal - done);
         const auto t0 = std::chrono::steady_clock::now();
-        const double c0 = thread_cpu_seconds();
+        const double c0 = net::thread_cpu_seconds();
         scorer_.score(
             std::span<const int64_t>(s.candidates.data() + done, static_cast<std::size_t>(c)),
             s.scores.data() + done);
@@ -347,10 +408,11 @@ class ScoringWorker {
             busy_s_.load(std::memory_order_relaxed) +
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
             std::memory_order_release);
-        cpu_s_.store(cpu_s_.load(std::memory_order_relaxed) + thread_cpu_seconds() - c0,
+        cpu_s_.store(cpu_s_.load(std::memory_order_relaxed) + net::thread_cpu_seconds() - c0,
                      std::memory_order_release);
         if (cfg_.before_commit) cfg_.before_commit(done);
-        if (!ring_.try_push(Chunk{w, done, c})) break;  // cannot happen: sized for two windows
+        const double cost = cfg_.virtual_factor * (net::thread_cpu_seconds() - c0);
+        if (!ring_.try_push(Chunk{w, done, c, cost})) break;  // cannot happen: sized for 2 windows
         if (!commit(w)) break;  // closed while this chunk ran: dropped (close() skips it)
         commit_.notify_all();
         done += c;

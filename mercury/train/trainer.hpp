@@ -232,7 +232,7 @@ class Trainer {
     if (before_step_) before_step_(it);
     const double cpu0 = process_cpu_seconds();
     choose_batch(it);
-    const auto t0 = clock::now();
+    const double t0 = now_s();
     StepResult r{compute_gradient(it), static_cast<int64_t>(plan_.indices.size())};
     if (!std::isfinite(r.loss)) throw_not_finite(it, "the training loss", r.loss);
     const float lr = schedule_.at(it);
@@ -240,7 +240,7 @@ class Trainer {
       timing_.compute_s += seconds_since(t0);
       timing_.train_cpu_s += process_cpu_seconds() - cpu0;
       const bool window = worker_ && open_window(it);
-      const auto ta = clock::now();
+      const double ta = now_s();
       bsp_->step(lr, it);
       if (window) close_window(it, seconds_since(ta));
       if (resharder_) {  // the partner's samples into the slots this rank sent
@@ -249,7 +249,7 @@ class Trainer {
       }
     } else {
       const bool window = worker_ && open_window(it);
-      const auto ta = clock::now();
+      const double ta = now_s();
       opt_.step(model_.params.values(), model_.params.grads(), lr);
       const double aggregate_s = seconds_since(ta);
       timing_.compute_s += seconds_since(t0);
@@ -268,14 +268,14 @@ class Trainer {
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
     if (bsp_) release_full_dataset();
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step, startup_timeout());
-    const auto t0 = clock::now();
+    const double t0 = now_s();
     run_t0_ = t0;
     TrainResult result;
     double train_seconds = 0;
     int64_t samples_done = 0;
     bool stop = false;
     for (int64_t epoch = cursor_.epoch; epoch < cfg_.epochs && !stop; ++epoch) {
-      Epoch e{epoch, clock::now()};
+      Epoch e{epoch, now_s()};
       for (int64_t s = cursor_.step_in_epoch; s < steps_per_epoch() && !stop; ++s) {
         const StepResult r = step();
         cursor_.step_in_epoch = s + 1;
@@ -408,16 +408,16 @@ class Trainer {
   }
 
  private:
-  using clock = std::chrono::steady_clock;
-  static double seconds_since(clock::time_point t) {
-    return std::chrono::duration<double>(clock::now() - t).count();
-  }
+  // The clock of the run: steady_clock, or distributed the transport's (the simulator's
+  // virtual time on a simulated one).
+  double now_s() { return bsp_ ? bsp_->transport().now() : net::steady_seconds(); }
+  double seconds_since(double t) { return now_s() - t; }
   // Keys of rank 0's stop decision (a mid-epoch evaluation and the epoch end can share a step).
   static constexpr uint64_t kStopKeyEval = 0, kStopKeyEpoch = 1;
 
   struct Epoch {
     int64_t index = 0;
-    clock::time_point start;  // moved forward by evaluation pauses: they are not training time
+    double start = 0;  // moved forward by evaluation pauses: they are not training time
     double loss_sum = 0;
     int64_t steps = 0;
     int64_t samples = 0;
@@ -494,6 +494,16 @@ class Trainer {
     wc.threads = static_cast<int>(cfg_.scorer_threads);
     wc.idle_priority = cfg_.scorer_priority == "idle";
     wc.train_mode_norm = cfg_.score_train_mode;
+    if (bsp_) {  // the simulator: the scorer's chunks cost the device's virtual time
+      if (const auto factor = bsp_->transport().device_factor()) {
+        if (cfg_.scorer_threads != 1)
+          throw std::invalid_argument(
+              "scorer_threads: expected 1 in the simulator (one scorer thread's CPU time is "
+              "what a window costs the device), found " +
+              std::to_string(cfg_.scorer_threads));
+        wc.virtual_factor = *factor;
+      }
+    }
     worker_ = std::make_unique<importance::ScoringWorker>(model_, train_, wc);
     if (!cfg_.replay_group_sizes.empty()) {
       replay_path_ =
@@ -520,17 +530,26 @@ class Trainer {
         return false;
       }
     }
-    const auto t0 = clock::now();
+    const double t0 = now_s();
     worker_->set_snapshot(model_.params.values(), model_.params.buffers());
     worker_->open(groupwise_->candidates(cfg_.bacc_max_group), target);
-    window_setup_s_ = seconds_since(t0);
+    window_open_s_ = now_s();
+    window_setup_s_ = window_open_s_ - t0;
     return true;
   }
 
   // Ends the window (an adaptive one at once, its running chunk dropped; a fixed group once done),
   // refreshes the cache with the scored prefix at iteration `it`, and logs the window.
   void close_window(int64_t it, double aggregate_s) {
-    const importance::WindowStats st = worker_->close();
+    if (worker_->config().virtual_factor > 0) {  // the simulator: the window on the virtual clock
+      const double budget = std::max(0.0, now_s() - window_open_s_);
+      const importance::WindowStats st = worker_->close(budget);
+      if (st.virtual_s > budget) bsp_->transport().advance_to(window_open_s_ + st.virtual_s);
+      return closed_window(it, st, aggregate_s);
+    }
+    closed_window(it, worker_->close(), aggregate_s);
+  }
+  void closed_window(int64_t it, const importance::WindowStats& st, double aggregate_s) {
     if (st.scored > 0)
       groupwise_->refresh(worker_->scores().first(static_cast<std::size_t>(st.scored)), it);
     const double exposed = st.exposed_s + window_setup_s_;
@@ -614,12 +633,12 @@ class Trainer {
     if (cfg_.eval_every && step % cfg_.eval_every == 0) {
       sync_buffers();
       if (rank_ == 0) {
-        const auto pause = clock::now();
+        const double pause = now_s();
         report_.clear_progress();
         timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
         const EvalResult ev = evaluate();
         report_.eval(step, ev, timing_);
-        e.start += clock::now() - pause;  // evaluation is not training time
+        e.start += now_s() - pause;  // evaluation is not training time
         eval_pause_s_ += seconds_since(pause);
         stop = target_reached(ev);
       }
@@ -639,7 +658,7 @@ class Trainer {
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       return agree_on_stop(stop, kStopKeyEpoch);
     }
-    const auto pause = clock::now();
+    const double pause = now_s();
     timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
     const EvalResult ev = evaluate();
     eval_pause_s_ += seconds_since(pause);
@@ -1184,7 +1203,8 @@ class Trainer {
   std::string replay_path_;                            // bacc: --replay-group-sizes (this rank's)
   std::map<int64_t, int64_t> replay_;                  // step → group size to score
   double window_setup_s_ = 0;
-  clock::time_point run_t0_{};
+  double window_open_s_ = 0;  // bacc: now_s() when the window opened
+  double run_t0_ = 0;
   double eval_pause_s_ = 0;  // rank 0: evaluation time, excluded from Timing::wall_s
   std::unique_ptr<ImportanceProbe> probe_;
   Timing timing_;

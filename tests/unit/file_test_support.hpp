@@ -1,5 +1,6 @@
 // Helpers for tests that create files: a self-cleaning temp directory, whole-file read/write, and
-// capturing an expected exception's message so tests can check that it names the key facts.
+// capturing an expected exception's message so tests can check that it names the key facts, and
+// reading a metrics file's events.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -13,6 +14,8 @@
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace mercury::testing {
 
@@ -79,6 +82,17 @@ inline void check_mentions(const std::string& message,
     CHECK_MESSAGE(message.find(fragment) != std::string::npos,
                   "message lacks \"" << fragment << "\": " << message);
   }
+}
+
+// The events of one kind in a JSON-lines metrics file, in order.
+inline std::vector<nlohmann::json> metrics_events(const std::string& path, const char* kind) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["event"] == kind) v.push_back(j);
+  }
+  return v;
 }
 
 }  // namespace mercury::testing

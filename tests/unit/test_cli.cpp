@@ -330,3 +330,46 @@ TEST_CASE("report averages probe rank changes per lag over periods and charts th
   CHECK(bar_x[2] - bar_x[1] == doctest::Approx(bar_x[3] - bar_x[2]));
   CHECK(chart.find(">1000</text>") != std::string::npos);
 }
+
+TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are named") {
+  TempDir d;
+  mercury::testing::write_tiny_fashion_mnist(d.path, 64, 20);
+  const std::string metrics = (d.path / "sim.jsonl").string();
+  const std::string train = " -- --model mlp --batch 16 --epochs 1 --eval-every 2 --data-dir " +
+                            d.path.string() + " --metrics " + metrics;
+  const Result r =
+      run("sim -n 2 --bandwidth 10mbps --latency-ms 5 --device-mix rpi4:1,host:1" + train);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(r.output.find("sim: 2 devices on virtual clocks; links 10 Mbps") != std::string::npos);
+  std::ifstream in(metrics);
+  std::vector<nlohmann::json> evals, sims;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["event"] == "eval") evals.push_back(j);
+    if (j["event"] == "sim") sims.push_back(j);
+  }
+  REQUIRE(sims.size() == 1);
+  CHECK(sims[0]["devices"] == 2);
+  CHECK(sims[0]["factors"][0].get<double>() == 4.1);
+  REQUIRE(sims[0]["ranks"].size() == 2);
+  for (const auto& rank : sims[0]["ranks"]) CHECK(rank["compute_s"].get<double>() > 0);
+  // Every step moves at least a latency and the rank's share of the weights each way.
+  REQUIRE(evals.size() >= 2);
+  CHECK(evals[1]["wall_s"].get<double>() > evals[0]["wall_s"].get<double>() + 2 * 0.005);
+  CHECK(fs::exists(d.path / "sim.rank1.jsonl"));
+
+  check_refused("sim -n 0" + train, "sim: -n: expected 1..4096 devices, found 0");
+  check_refused("sim -n 2 --device pi9" + train, "device: expected one of host, jetson-tx1");
+  check_refused("sim -n 3 --device-mix rpi4:2" + train, "expected counts adding up to -n 3");
+  check_refused("sim -n 2 --device rpi4 --device-mix rpi4:2" + train,
+                "expected --device or --device-mix, found both");
+  check_refused("sim -n 2 --device-factor -1" + train, "--device-factor: expected a number");
+  check_refused("sim -n 2 --bandwidth 10xbps" + train, "expected a rate like '10mbps'");
+  check_refused("sim -n 2 --latency-ms -3" + train, "MERCURY_LATENCY_MS");
+  check_refused("sim -n 2 --bandwidth-trace " + (d.path / "none.csv").string() + train, "none.csv");
+  check_refused("sim -n 2 --model mlp", "unexpected '--model mlp'");
+  check_refused("sim -n 2" + train + " --threads 2", "threads: expected 1 in the simulator");
+  check_refused("sim -n 2" + train + " --batch 15", "multiple of the world size 2");
+  check_refused("sim -n 2" + train + " --epochs x", "--epochs: expected an integer, found 'x'");
+}

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "file_test_support.hpp"
 #include "mercury/mercury.hpp"
 #include "net/local.hpp"
 #include "ranks_as_threads.hpp"
@@ -120,13 +121,7 @@ std::vector<RankOut> train_ranks(const train::TrainConfig& cfg, int W, const dat
 }
 
 std::vector<nlohmann::json> events(const std::string& path, const char* kind) {
-  std::vector<nlohmann::json> v;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j["event"] == kind) v.push_back(j);
-  }
-  return v;
+  return mercury::testing::metrics_events(path, kind);
 }
 
 std::string temp_path(const std::string& name) {

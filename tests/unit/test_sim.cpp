@@ -1,0 +1,372 @@
+// The simulator: virtual clocks and links (net/virtual_net.hpp), the hub on them, BACC's
+// virtual windows, and whole runs through sim::simulate against the same runs on a plain
+// in-process hub (bitwise the same weights where the algorithm is deterministic).
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "file_test_support.hpp"
+#include "mercury/mercury.hpp"
+#include "mercury/sim/simulator.hpp"
+#include "net/local.hpp"
+#include "net/virtual_net.hpp"
+#include "ranks_as_threads.hpp"
+#include "synthetic_data.hpp"
+
+using namespace mercury;
+using mercury::testing::synthetic_images;
+
+namespace {
+
+// Burns about `seconds` of this thread's CPU time.
+double burn(double seconds) {
+  const double c0 = net::thread_cpu_seconds();
+  volatile double x = 1;
+  while (net::thread_cpu_seconds() - c0 < seconds)
+    for (int i = 0; i < 1000; ++i) x = x * 1.0000001 + 1e-9;
+  return net::thread_cpu_seconds() - c0;
+}
+
+net::VirtualNetworkConfig links(int world, double mbps, double latency_s = 0) {
+  net::VirtualNetworkConfig c;
+  c.factors.assign(static_cast<std::size_t>(world), 1.0);
+  if (mbps > 0) c.trace = net::BandwidthTrace::constant(mbps);
+  c.latency_s = latency_s;
+  return c;
+}
+
+using mercury::testing::metrics_events;
+
+train::TrainConfig config(const char* sampler) {
+  train::TrainConfig c;
+  c.model = "mlp";
+  c.epochs = 2;
+  c.batch = 18;
+  c.lr = 0.01;
+  c.threads = 1;
+  c.seed = 5;
+  c.progress = false;
+  c.eval_batch = 32;
+  c.eval_every = 3;
+  c.op_timeout = 60;
+  c.sampler = sampler;
+  c.group_size = 12;
+  return c;
+}
+
+struct Final {
+  std::vector<float> weights;
+  int64_t steps = 0;
+};
+
+// The run on a plain in-process hub (real clocks).
+std::vector<Final> run_on_hub(const train::TrainConfig& cfg, int W, const data::Dataset& train,
+                              const data::Dataset& test) {
+  net::LocalHub hub(W);
+  std::vector<Final> out(static_cast<std::size_t>(W));
+  const auto errors = mercury::testing::run_ranks(W, [&](int r) {
+    auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(),
+                                    static_cast<uint64_t>(cfg.seed));
+    const train::DistContext ctx{hub.transport(r), dist::ShardPlan(model->params.size(), W)};
+    std::ostringstream log;
+    train::Trainer trainer(cfg, *model, train, test, log, &ctx);
+    out[r].steps = trainer.run().steps;
+    out[r].weights.assign(model->params.values(), model->params.values() + model->params.size());
+    hub.transport(r).close(net::deadline_in(10));
+  });
+  mercury::testing::require_no_errors(errors);
+  return out;
+}
+
+// The run in the simulator.
+std::vector<Final> run_in_sim(const train::TrainConfig& cfg, sim::SimOptions o,
+                              const data::Dataset& train, const data::Dataset& test,
+                              sim::SimResult* result = nullptr) {
+  std::vector<Final> out(o.factors.size());
+  o.after_run = [&](int r, const train::Trainer& t, const nn::Model& m) {
+    out[r].steps = t.cursor().global_step;
+    out[r].weights.assign(m.params.values(), m.params.values() + m.params.size());
+  };
+  std::ostringstream log;
+  const sim::SimResult res = sim::simulate(
+      cfg, o,
+      [&] {
+        return models::make_model(cfg.model, train.sample_shape(), train.num_classes(),
+                                  static_cast<uint64_t>(cfg.seed));
+      },
+      train, test, {}, log);
+  if (result) *result = res;
+  return out;
+}
+
+sim::SimOptions sim_options(int W, double mbps, double factor = 1) {
+  sim::SimOptions o;
+  o.factors.assign(static_cast<std::size_t>(W), factor);
+  if (mbps > 0) o.trace = net::BandwidthTrace::constant(mbps);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("virtual links: a message takes wire bytes / rate + latency, queued per link") {
+  net::VirtualNetwork vn(links(3, 8.0, 0.002));  // 8 Mbps = 1 byte per microsecond
+  const double t0 = vn.now(0);
+  const std::size_t n = 100000;
+  const double wire = static_cast<double>(n + net::kHeaderBytes) * 8 / 8e6;
+  const double a = vn.on_send(0, 1, n);
+  CHECK(a == doctest::Approx(t0 + wire + 0.002).epsilon(1e-3));
+  // The next message on the same link waits for the first; another link is free.
+  const double b = vn.on_send(0, 1, n);
+  CHECK(b == doctest::Approx(a + wire).epsilon(1e-3));
+  const double c = vn.on_send(0, 2, n);
+  CHECK(c < b);
+  CHECK(c == doctest::Approx(a).epsilon(1e-2));
+  // A 3 MiB message pays one header per 1 MiB chunk.
+  const double d = vn.on_send(0, 2, 3u << 20);
+  CHECK(d - c == doctest::Approx(static_cast<double>((3u << 20) + 3 * net::kHeaderBytes) * 8 / 8e6)
+                     .epsilon(1e-3));
+  // Unlimited links: only the latency.
+  net::VirtualNetwork free_links(links(2, 0, 0.01));
+  const double t1 = free_links.now(0);
+  CHECK(free_links.on_send(0, 1, 1 << 20) == doctest::Approx(t1 + 0.01).epsilon(1e-3));
+}
+
+TEST_CASE("virtual links follow a trace over virtual time") {
+  net::VirtualNetworkConfig c = links(2, 0);
+  c.trace = net::BandwidthTrace({{0, 8}, {1, 80}});  // 8 Mbps for 1 s, then 80
+  net::VirtualNetwork vn(c);
+  vn.now(0);
+  vn.advance_to(0, 0.9);
+  // 0.1 s at 1 byte/us covers 100,000 bytes; the remaining 900,000 go at 10 bytes/us.
+  const std::size_t n = 1000000 - net::kHeaderBytes;
+  CHECK(vn.on_send(0, 1, n) == doctest::Approx(1.09).epsilon(1e-3));
+}
+
+TEST_CASE("virtual clocks: compute is thread CPU time x factor, never backwards, one thread") {
+  net::VirtualNetworkConfig c = links(2, 10);
+  c.factors = {1.0, 4.0};
+  net::VirtualNetwork vn(c);
+  std::thread([&] {
+    double last = vn.now(1);
+    for (int k = 0; k < 5; ++k) {
+      const double used = burn(0.004);
+      const double t = vn.now(1);
+      CHECK(t >= last + 4 * used * 0.99);
+      last = t;
+    }
+    vn.on_recv(1, last - 1);  // a message that arrived long ago does not move the clock back
+    CHECK(vn.now(1) >= last);
+    vn.on_recv(1, last + 2);
+    CHECK(vn.now(1) >= last + 2);
+  }).join();
+  const net::DeviceClock clock = vn.clock(1);
+  CHECK(clock.compute_s >= 4 * 5 * 0.004 * 0.99);
+  CHECK(clock.wait_s == doctest::Approx(2).epsilon(1e-3));
+  CHECK(clock.now_s >= clock.compute_s + clock.wait_s - 1e-9);
+  // Rank 1's clock belongs to the thread that first read it.
+  CHECK_THROWS_WITH(vn.now(1), doctest::Contains("thread other than the rank's own"));
+  CHECK_THROWS_AS(vn.now(2), std::invalid_argument);
+  for (const double bad : {0.0, -1.0, std::nan("")}) {
+    net::VirtualNetworkConfig b = links(2, 10);
+    b.factors[1] = bad;
+    CHECK_THROWS_WITH(net::VirtualNetwork{b}, doctest::Contains("device 1: expected a compute "
+                                                                "factor > 0"));
+  }
+}
+
+TEST_CASE("the hub on virtual clocks: the receiver waits until the message arrives") {
+  auto vn = std::make_shared<net::VirtualNetwork>(links(2, 8.0));
+  net::LocalHub hub(vn);
+  CHECK(hub.transport(0).device_factor() == 1.0);
+  CHECK(!net::LocalHub(2).transport(0).device_factor());
+  double sent_at = 0, after_send = 0, arrived = 0, received_at = 0;
+  const auto errors = mercury::testing::run_ranks(2, [&](int r) {
+    net::Transport& t = hub.transport(r);
+    if (r == 0) {
+      burn(0.01);
+      sent_at = t.now();
+      t.send(1, 16, 0, 0, std::vector<std::byte>(80000));
+      after_send = t.now();  // the copy into the message is the sender's CPU time
+    } else {
+      const net::Message m = t.recv(0, 16, 0, 0, net::deadline_in(10));
+      arrived = m.arrival_s;
+      received_at = t.now();
+      CHECK(t.stats(0).throughput_bps == 8e6);
+    }
+  });
+  mercury::testing::require_no_errors(errors);
+  const double wire = (80000.0 + net::kHeaderBytes) / 1e6;
+  CHECK(arrived >= sent_at + wire * 0.999);
+  CHECK(arrived <= after_send + wire * 1.001);
+  CHECK(received_at >= arrived);
+  CHECK(received_at < arrived + 0.01);  // rank 1 did nothing else
+}
+
+TEST_CASE("BACC in virtual mode: the group is the chunks whose cost fits the window") {
+  const auto data = synthetic_images(256, 7);
+  auto model = models::make_model("mlp", data.sample_shape(), data.num_classes(), 1);
+  std::vector<int64_t> candidates(256);
+  for (int64_t i = 0; i < 256; ++i) candidates[i] = i;
+  for (const bool finish : {false, true}) {
+    CAPTURE(finish);
+    importance::WorkerConfig wc;
+    wc.chunk = 16;
+    wc.max_group = 256;
+    wc.virtual_factor = 2.0;
+    wc.finish_late_chunk = finish;
+    importance::ScoringWorker w(*model, data, wc);
+    w.set_snapshot(model->params.values(), model->params.buffers());
+    // No time at all: nothing fits; in finish mode the first chunk counts and is exposed.
+    w.open(candidates, 0);
+    importance::WindowStats st = w.close(0.0);
+    CHECK(st.scored == (finish ? 16 : 0));
+    CHECK(st.exposed_s == doctest::Approx(finish ? st.virtual_s : 0.0));
+    if (finish) CHECK(st.virtual_s > 0);
+    // Plenty of time: every candidate.
+    w.open(candidates, 0);
+    st = w.close(1e9);
+    CHECK(st.scored == 256);
+    CHECK(st.exposed_s == 0);
+    CHECK(st.virtual_s > 0);
+    const double per_sample = st.virtual_s / 256;
+    // Half the full cost: about half the candidates, never more than fit.
+    w.open(candidates, 0);
+    st = w.close(per_sample * 128);
+    CHECK(st.scored % 16 == 0);
+    CHECK(st.scored >= 32);
+    CHECK(st.scored <= 256);
+    if (!finish) CHECK(st.virtual_s <= per_sample * 128);
+    // A fixed group is scored whole, its cost beyond the window exposed.
+    w.open(candidates, 40);
+    st = w.close(0.0);
+    CHECK(st.scored == 40);
+    CHECK(st.exposed_s == doctest::Approx(st.virtual_s));
+    CHECK(w.scores()[39] > 0);
+  }
+  importance::WorkerConfig wc;
+  wc.virtual_factor = 1;
+  importance::ScoringWorker w(*model, data, wc);
+  w.set_snapshot(model->params.values(), model->params.buffers());
+  w.open(candidates, 0);
+  CHECK_THROWS_WITH(w.close(), doctest::Contains("a virtual window needs a budget"));
+}
+
+TEST_CASE("simulated runs equal real ones bit for bit, every device computes, time moves on") {
+  const auto train = synthetic_images(192, 11), test = synthetic_images(32, 12);
+  struct Case {
+    const char* name;
+    train::TrainConfig cfg;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"uniform", config("uniform")});
+  cases.push_back({"mercury sequential", config("mercury")});
+  cases.back().cfg.pipeline = "sequential";
+  cases.push_back({"mercury bacc fixed group", config("mercury")});
+  cases.back().cfg.pipeline = "bacc";
+  cases.back().cfg.bacc_chunk = 4;
+  for (auto& c : cases) {
+    CAPTURE(c.name);
+    const mercury::testing::TempDir dir;
+    c.cfg.metrics = dir.file("bitwise.jsonl");
+    sim::SimResult res;
+    const auto simulated = run_in_sim(c.cfg, sim_options(3, 10.0), train, test, &res);
+    const auto eval = metrics_events(c.cfg.metrics, "eval");
+    auto real_cfg = c.cfg;
+    real_cfg.metrics.clear();
+    const auto real = run_on_hub(real_cfg, 3, train, test);
+    for (int r = 0; r < 3; ++r) {
+      CAPTURE(r);
+      CHECK(simulated[r].steps == real[r].steps);
+      CHECK(simulated[r].weights == real[r].weights);
+      CHECK(res.clocks[r].compute_s > 0);  // a simulator that forgot compute fails here
+      CHECK(res.clocks[r].now_s >= res.clocks[r].compute_s);
+    }
+    // Virtual wall time only moves forward, and each step costs at least its traffic: rank 0
+    // pushes 2/3 of the gradient and pulls 2/3 of the weights over 10 Mbps links.
+    REQUIRE(eval.size() >= 3);
+    const double step_bytes = 4.0 * static_cast<double>(real[0].weights.size()) * 2 / 3;
+    for (std::size_t k = 1; k < eval.size(); ++k) {
+      const double dt = eval[k]["wall_s"].get<double>() - eval[k - 1]["wall_s"].get<double>();
+      const int64_t ds = eval[k]["steps"].get<int64_t>() - eval[k - 1]["steps"].get<int64_t>();
+      CHECK(dt > 0);
+      CHECK(dt >= ds * step_bytes * 8 / 10e6 * 0.99);
+    }
+    const auto sim_done = metrics_events(c.cfg.metrics, "done");
+    REQUIRE(sim_done.size() == 1);
+    CHECK(sim_done[0]["wall_s"].get<double>() <= res.virtual_s + 1e-9);
+  }
+}
+
+TEST_CASE("simulated BACC: adaptive groups follow the virtual window, stragglers show") {
+  const auto train = synthetic_images(400, 13), test = synthetic_images(32, 14);
+  auto cfg = config("mercury");
+  cfg.group_size = 0;
+  cfg.bacc_chunk = 2;
+  cfg.batch = 16;
+  cfg.epochs = 1;
+  cfg.eval_every = 0;
+  // Each rank's total group over the run.
+  auto groups = [&](double mbps, std::vector<double> factors) {
+    const mercury::testing::TempDir dir;
+    cfg.metrics = dir.file("adaptive.jsonl");
+    sim::SimOptions o = sim_options(2, mbps);
+    o.factors = factors;
+    run_in_sim(cfg, o, train, test);
+    std::vector<int64_t> total(2);
+    for (int r = 0; r < 2; ++r) {
+      const std::string path = train::dist_metrics_path(cfg.metrics, r);
+      for (const auto& e : metrics_events(path, "bacc")) total[r] += e["group"].get<int64_t>();
+    }
+    return total;
+  };
+  const auto slow_link = groups(0.5, {1, 1}), unlimited = groups(0, {1, 1});
+  CAPTURE(slow_link[0]);
+  CAPTURE(unlimited[0]);
+  CHECK(slow_link[0] > unlimited[0]);  // a longer aggregation scores more
+  CHECK(slow_link[1] > unlimited[1]);
+  // A straggler 50x slower: the fast device waits for it and scores in the wait, the slow one
+  // has no time left to score.
+  const auto mixed = groups(0, {1, 50});
+  CAPTURE(mixed[0]);
+  CAPTURE(mixed[1]);
+  CHECK(mixed[0] > mixed[1]);
+  CHECK(mixed[0] > unlimited[0]);
+}
+
+TEST_CASE("simulate: one compute thread per device; a refused setting names itself") {
+  const auto train = synthetic_images(64, 15), test = synthetic_images(16, 16);
+  auto cfg = config("uniform");
+  cfg.threads = 2;
+  CHECK_THROWS_WITH(run_in_sim(cfg, sim_options(2, 10), train, test),
+                    doctest::Contains("threads: expected 1 in the simulator"));
+  cfg.threads = 1;
+  cfg.batch = 15;  // not a multiple of the world
+  CHECK_THROWS_AS(run_in_sim(cfg, sim_options(2, 10), train, test), std::invalid_argument);
+  CHECK_THROWS_WITH(run_in_sim(cfg, sim::SimOptions{}, train, test),
+                    doctest::Contains("at least 1 device"));
+}
+
+TEST_CASE("device profiles and mixes") {
+  CHECK(sim::find_profile("host").factor == 1.0);
+  for (const auto& p : sim::device_profiles()) {
+    CHECK(p.factor >= 1.0);
+    CHECK(!p.source.empty());
+  }
+  const auto mix = sim::parse_device_mix("rpi4:2,host:1", 3);
+  REQUIRE(mix.size() == 3);
+  CHECK(mix[0] == sim::find_profile("rpi4").factor);
+  CHECK(mix[2] == 1.0);
+  CHECK_THROWS_WITH(sim::find_profile("pi5"), doctest::Contains("expected one of host, "));
+  CHECK_THROWS_WITH(sim::parse_device_mix("rpi4:2", 3),
+                    doctest::Contains("expected counts adding up to -n 3, found 2"));
+  CHECK_THROWS_WITH(sim::parse_device_mix("rpi4:4", 3), doctest::Contains("found more"));
+  for (const char* bad : {"rpi4", "rpi4:", "rpi4:0", "rpi4:-1", "rpi4:x", ":2", "rpi4:2,", ""})
+    CHECK_THROWS_AS(sim::parse_device_mix(bad, 2), std::invalid_argument);
+}
