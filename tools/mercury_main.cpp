@@ -1,7 +1,7 @@
 // tools/mercury_main.cpp — the `mercury` command-line tool.
 //
 //   mercury train   [--config FILE] [--<key> VALUE ...]   single-device training
-//   mercury inspect CHECKPOINT                            what a checkpoint holds
+//   mercury inspect CHECKPOINT                            what a checkpoint holds (CRC per tensor)
 //   mercury data fashion-mnist|speech-synth|debian-text   produce/verify the offline datasets
 //   mercury report --out DIR RUN.jsonl...                 SVG plots + summary of metrics files
 //   mercury launch -n N [flags] -- COMMAND...             N ranks of COMMAND on this machine
@@ -336,7 +336,7 @@ int run_train(const mercury::train::TrainConfig& cfg) {
 struct SimFlags {
   int devices = 0;
   std::string bandwidth, bandwidth_trace, trace_interp, trace_end, latency_ms;
-  std::string device, device_mix;
+  std::string device, device_mix, fault;
   double device_factor = 0;
   std::vector<std::string> train_args;  // after "--"
 };
@@ -387,6 +387,13 @@ mercury::sim::SimOptions sim_options(const SimFlags& f) {
                      " (MERCURY_BANDWIDTH* and MERCURY_LATENCY_MS are --bandwidth*, "
                      "--latency-ms here)");
   }
+  if (!f.fault.empty()) {
+    try {
+      o.fault = net::parse_fault(f.fault, "--fault");
+    } catch (const net::FaultSpecError& e) {
+      throw UsageError(std::string("sim: ") + e.what());
+    }
+  }
   return o;
 }
 
@@ -410,6 +417,9 @@ int run_sim(const SimFlags& flags, const mercury::train::TrainConfig& cfg) {
         std::cout);
   } catch (const std::invalid_argument& e) {  // settings the ranks refused
     throw UsageError(e.what());
+  } catch (const sim::DeviceFault& e) {  // as `mercury launch` reports a rank that died
+    print_error(e.what());
+    return e.exit_code();
   }
   nlohmann::json ranks = nlohmann::json::array();
   for (const net::DeviceClock& c : result.clocks)
@@ -458,7 +468,11 @@ int run_inspect(const std::string& path) {
   for (const auto& e : f.entries()) {
     std::cout << "  " << e.name << "  " << e.dtype << " [";
     for (std::size_t i = 0; i < e.shape.size(); ++i) std::cout << (i ? "," : "") << e.shape[i];
-    std::cout << "]\n";
+    // The data's CRC32C: two checkpoints hold the same tensor iff these agree (up to collisions).
+    const auto data = f.bytes(e);
+    char crc[16];
+    std::snprintf(crc, sizeof crc, "%08x", mercury::io::crc32c(data.data(), data.size()));
+    std::cout << "]  crc32c " << crc << "\n";
   }
   return 0;
 }
@@ -626,6 +640,9 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--device-factor", sim_flags.device_factor,
                       "every device's compute factor (seconds per host CPU second), "
                       "instead of a profile");
+  sim_cmd->add_option("--fault", sim_flags.fault,
+                      "rank=R,iter=I,action=kill|exit|delay[,seconds=S][,code=C]: device R dies "
+                      "(or straggles S virtual seconds) at step I");
   sim_cmd->footer(
       "The train flags follow '--': mercury sim -n 4 --bandwidth 10mbps -- --sampler mercury "
       "--epochs 1 ...\nMetrics are a real run's, with virtual seconds; rank 0's file ends with a "

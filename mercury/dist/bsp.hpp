@@ -44,7 +44,10 @@
 // - check_replicas(iteration): every rank's CRC32C of params.values() goes to every other rank;
 //   if any differ, every rank throws ReplicaMismatch listing all ranks' checksums. Returns the
 //   (common) checksum.
-// - broadcast_flag(flag, key, iteration): rank 0's flag, returned on every rank (a stop decision).
+// - broadcast_flag(flag, key, iteration): rank 0's flag, returned on every rank (a stop decision);
+//   broadcast_value(v, key, iteration) likewise for an int64 (AdaComm's period).
+// - average_params(iteration): local SGD's averaging — the same exchange as step() with the
+//   parameter values in place of the gradients and the mean in place of the optimizer step.
 // - gather_to_root(values, key, iteration): every rank's doubles (the same count on each) on
 //   rank 0, in rank order (rank 0 gets world × count values, the others nothing): a global
 //   train loss, per-rank counters.
@@ -154,82 +157,14 @@ class BspSync {
     return t;
   }
 
-  void step(float lr, int64_t iteration) {
-    const double t0 = t_.now();
-    const uint64_t it = checked_iteration(iteration);
-    double idle = 0;
-    uint64_t sent = 0, received = 0;
-    float* values = params_.values();
-    const float* grads = params_.grads();
-    const ShardRange mine = plan_.range(rank_);
+  void step(float lr, int64_t iteration) { exchange(params_.grads(), lr, iteration, false); }
 
-    // 1. Push: ring order from the next rank on, so the ranks do not all start at rank 0.
-    for (int k = 1; k < world_; ++k) {
-      const int j = (rank_ + k) % world_;
-      if (plan_.size(j) == 0) continue;
-      send(j, kGradPush, static_cast<uint64_t>(j), it, grads + plan_.begin(j), plan_.size(j),
-           "gradient push");
-      sent += static_cast<uint64_t>(plan_.size(j)) * sizeof(float);
-    }
-    // 2. Reduce my range in rank order, then step it.
-    double update = 0;
-    if (!mine.empty()) {
-      const auto deadline = net::deadline_in(op_timeout_s_);
-      for (int r = 0; r < world_; ++r) {
-        if (r == rank_) {
-          contributions_[r] = grads + mine.begin;
-          continue;
-        }
-        inbox_[r] = recv(r, kGradPush, static_cast<uint64_t>(rank_), it, deadline,
-                         "gradient reduce", mine.size() * 4, idle);
-        contributions_[r] = reinterpret_cast<const float*>(inbox_[r].payload.data());
-        received += inbox_[r].payload.size();
-      }
-      const double tu = t_.now();
-      server_.reduce(contributions_);
-      server_.step(values + mine.begin, lr);
-      update = t_.now() - tu;
-      for (auto& m : inbox_) m.payload = {};  // release the contributions before phase 3
-    }
-    // 3. Broadcast my range (3+ ranks: one copy shared by every send); gather the others.
-    if (!mine.empty() && world_ > 1) {
-      const net::SharedPayload updated =
-          world_ > 2 ? share(values + mine.begin, mine.size()) : nullptr;
-      for (int k = 1; k < world_; ++k) {
-        const int j = (rank_ + k) % world_;
-        if (updated) {
-          guarded("parameter broadcast", iteration,
-                  [&] { t_.send(j, kParams, static_cast<uint64_t>(rank_), it, updated); });
-        } else {
-          send(j, kParams, static_cast<uint64_t>(rank_), it, values + mine.begin, mine.size(),
-               "parameter broadcast");
-        }
-        sent += static_cast<uint64_t>(mine.size()) * sizeof(float);
-      }
-    }
-    const auto deadline = net::deadline_in(op_timeout_s_);
-    for (int k = 1; k < world_; ++k) {
-      const int j = (rank_ + k) % world_;
-      if (plan_.size(j) == 0) continue;
-      const net::Message m = recv(j, kParams, static_cast<uint64_t>(j), it, deadline,
-                                  "parameter gather", plan_.size(j) * 4, idle);
-      std::memcpy(values + plan_.begin(j), m.payload.data(), m.payload.size());
-      received += m.payload.size();
-    }
-
-    last_.steps = 1;
-    last_.update_s = update;
-    last_.idle_s = idle;
-    last_.comm_s = std::max(0.0, t_.now() - t0 - update - idle);
-    last_.bytes_sent = sent;
-    last_.bytes_received = received;
-    total_.steps += 1;
-    total_.update_s += last_.update_s;
-    total_.idle_s += last_.idle_s;
-    total_.comm_s += last_.comm_s;
-    total_.bytes_sent += last_.bytes_sent;
-    total_.bytes_received += last_.bytes_received;
-  }
+  // Local SGD's averaging (AdaComm): every rank's parameter values go to the shard owners in
+  // place of gradients; each owner sets its range to their mean (ShardServer::reduce: rank
+  // order, bitwise reproducible) without an optimizer step, and the ranges come back as in
+  // step(). Afterwards every rank holds bitwise the same params.values(). Same messages, phases,
+  // deadlines and time split as step() (update_s is the averaging).
+  void average_params(int64_t iteration) { exchange(params_.values(), 0, iteration, true); }
 
   void broadcast_initial_params(int64_t iteration = 0, double timeout_s = 0) {
     const uint64_t it = checked_iteration(iteration);
@@ -338,6 +273,27 @@ class BspSync {
     return m.payload[0] != std::byte{0};
   }
 
+  // Rank 0's value, returned on every rank (AdaComm's communication period).
+  int64_t broadcast_value(int64_t value, uint64_t key, int64_t iteration) {
+    const uint64_t it = checked_iteration(iteration);
+    if (rank_ == 0) {
+      for (int j = 1; j < world_; ++j) {
+        guarded("value broadcast", iteration, [&] {
+          t_.send(
+              j, kFlag, key, it,
+              std::span<const std::byte>(reinterpret_cast<const std::byte*>(&value), sizeof value));
+        });
+      }
+      return value;
+    }
+    double idle = 0;
+    const net::Message m = recv(0, kFlag, key, it, net::deadline_in(op_timeout_s_),
+                                "value from rank 0", sizeof(int64_t), idle);
+    int64_t v = 0;
+    std::memcpy(&v, m.payload.data(), sizeof v);
+    return v;
+  }
+
   std::vector<double> gather_to_root(std::span<const double> values, uint64_t key,
                                      int64_t iteration) {
     const uint64_t it = checked_iteration(iteration);
@@ -430,6 +386,89 @@ class BspSync {
   }
 
  private:
+  // step() (source = the gradients, then the shard optimizer) or average_params() (source = the
+  // values, then their mean written into my range).
+  void exchange(const float* source, float lr, int64_t iteration, bool average) {
+    const double t0 = t_.now();
+    const uint64_t it = checked_iteration(iteration);
+    double idle = 0;
+    uint64_t sent = 0, received = 0;
+    float* values = params_.values();
+    const float* grads = source;
+    const ShardRange mine = plan_.range(rank_);
+    // 1. Push: ring order from the next rank on, so the ranks do not all start at rank 0.
+    for (int k = 1; k < world_; ++k) {
+      const int j = (rank_ + k) % world_;
+      if (plan_.size(j) == 0) continue;
+      send(j, kGradPush, static_cast<uint64_t>(j), it, grads + plan_.begin(j), plan_.size(j),
+           "gradient push");
+      sent += static_cast<uint64_t>(plan_.size(j)) * sizeof(float);
+    }
+    // 2. Reduce my range in rank order, then step it.
+    double update = 0;
+    if (!mine.empty()) {
+      const auto deadline = net::deadline_in(op_timeout_s_);
+      for (int r = 0; r < world_; ++r) {
+        if (r == rank_) {
+          contributions_[r] = grads + mine.begin;
+          continue;
+        }
+        inbox_[r] = recv(r, kGradPush, static_cast<uint64_t>(rank_), it, deadline,
+                         "gradient reduce", mine.size() * 4, idle);
+        contributions_[r] = reinterpret_cast<const float*>(inbox_[r].payload.data());
+        received += inbox_[r].payload.size();
+      }
+      const double tu = t_.now();
+      server_.reduce(contributions_);
+      if (average) {
+        std::memcpy(values + mine.begin, server_.gradient(),
+                    static_cast<std::size_t>(mine.size()) * sizeof(float));
+      } else {
+        server_.step(values + mine.begin, lr);
+      }
+      update = t_.now() - tu;
+      for (auto& m : inbox_) m.payload = {};  // release the contributions before phase 3
+    }
+    // 3. Broadcast my range (3+ ranks: one copy shared by every send); gather the others.
+    if (!mine.empty() && world_ > 1) {
+      const net::SharedPayload updated =
+          world_ > 2 ? share(values + mine.begin, mine.size()) : nullptr;
+      for (int k = 1; k < world_; ++k) {
+        const int j = (rank_ + k) % world_;
+        if (updated) {
+          guarded("parameter broadcast", iteration,
+                  [&] { t_.send(j, kParams, static_cast<uint64_t>(rank_), it, updated); });
+        } else {
+          send(j, kParams, static_cast<uint64_t>(rank_), it, values + mine.begin, mine.size(),
+               "parameter broadcast");
+        }
+        sent += static_cast<uint64_t>(mine.size()) * sizeof(float);
+      }
+    }
+    const auto deadline = net::deadline_in(op_timeout_s_);
+    for (int k = 1; k < world_; ++k) {
+      const int j = (rank_ + k) % world_;
+      if (plan_.size(j) == 0) continue;
+      const net::Message m = recv(j, kParams, static_cast<uint64_t>(j), it, deadline,
+                                  "parameter gather", plan_.size(j) * 4, idle);
+      std::memcpy(values + plan_.begin(j), m.payload.data(), m.payload.size());
+      received += m.payload.size();
+    }
+
+    last_.steps = 1;
+    last_.update_s = update;
+    last_.idle_s = idle;
+    last_.comm_s = std::max(0.0, t_.now() - t0 - update - idle);
+    last_.bytes_sent = sent;
+    last_.bytes_received = received;
+    total_.steps += 1;
+    total_.update_s += last_.update_s;
+    total_.idle_s += last_.idle_s;
+    total_.comm_s += last_.comm_s;
+    total_.bytes_sent += last_.bytes_sent;
+    total_.bytes_received += last_.bytes_received;
+  }
+
   using Clock = net::Clock;
   // A call's deadline: its own (startup phases, where ranks arrive at different times), else
   // op_timeout.

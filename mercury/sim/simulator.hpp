@@ -17,6 +17,9 @@
 //   time is its one training thread's CPU time; scorer_threads must be 1 with BACC.
 // - Rank 0 logs to `log`; the others' logs are kept and the failing rank's is printed (its last
 //   lines) when one fails.
+// - Faults (options.fault, MERCURY_FAULT's syntax): kill / exit end that device at the start of
+//   that step with DeviceFault ("device R was killed at step I (injected fault)"), which
+//   simulate() rethrows; delay holds the device `seconds` of virtual time (a straggler).
 // - Failure: the first rank to throw fails the hub (every other rank's blocked call ends with
 //   PeerError naming it); simulate() rethrows that first error (std::invalid_argument for
 //   settings a rank refused), after every thread has been joined.
@@ -48,6 +51,7 @@
 #include "mercury/train/config.hpp"
 #include "mercury/train/dist_setup.hpp"
 #include "mercury/train/trainer.hpp"
+#include "net/fault.hpp"
 #include "net/local.hpp"
 #include "net/virtual_net.hpp"
 
@@ -138,6 +142,10 @@ struct SimOptions {
   std::optional<net::BandwidthTrace> trace;  // every link's rate; none: unlimited
   double latency_s = 0;
   std::vector<double> factors;  // one per rank: its size is the world
+  // A scheduled fault (net/fault.hpp syntax): kill / exit end the device at the start of that
+  // step (DeviceFault on its thread; the others' next wait for it fails naming it), delay holds
+  // it for `seconds` of virtual time there (a straggler). stall, drop and corrupt are refused.
+  std::optional<net::FaultSpec> fault;
   // Called on each rank's thread after its run, with its trainer and model (tests, tools).
   std::function<void(int rank, const train::Trainer&, const nn::Model&)> after_run;
 };
@@ -150,6 +158,26 @@ struct SimResult {
 };
 
 using ModelFactory = std::function<std::unique_ptr<nn::Model>()>;
+
+// A simulated device ended by a scheduled fault (kill or exit) at the start of a step.
+class DeviceFault : public std::runtime_error {
+ public:
+  explicit DeviceFault(const net::FaultSpec& f)
+      : std::runtime_error("device " + std::to_string(f.rank) + " " +
+                           (f.action == net::FaultAction::kill
+                                ? "was killed"
+                                : "exited with code " + std::to_string(f.code)) +
+                           " at step " + std::to_string(f.iteration) + " (injected fault)"),
+        rank_(f.rank),
+        exit_code_(f.action == net::FaultAction::kill ? 128 + 9 : f.code) {}
+  int rank() const { return rank_; }
+  // What `mercury launch` returns for that rank: 128 + SIGKILL, or the exit code.
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int rank_;
+  int exit_code_;
+};
 
 namespace detail {
 // The last `bytes` of a log, from a line start.
@@ -166,6 +194,16 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
                           const std::map<std::string, std::string>& metadata, std::ostream& log) {
   const int world = static_cast<int>(options.factors.size());
   if (world < 1) throw std::invalid_argument("sim: expected at least 1 device, found 0");
+  if (const auto& f = options.fault) {
+    if (f->rank < 0 || f->rank >= world)
+      throw std::invalid_argument("fault: rank: expected 0.." + std::to_string(world - 1) +
+                                  ", found " + std::to_string(f->rank));
+    if (f->action != net::FaultAction::kill && f->action != net::FaultAction::exit &&
+        f->action != net::FaultAction::delay)
+      throw std::invalid_argument(std::string("fault: action: expected kill, exit or delay in "
+                                              "the simulator, found ") +
+                                  net::to_string(f->action));
+  }
   if (cfg.threads == 0) cfg.threads = 1;
   if (cfg.threads != 1) {
     throw std::invalid_argument(
@@ -189,8 +227,18 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
   auto rank_main = [&](int r) {
     try {
       std::unique_ptr<nn::Model> model = make_model();
+      net::Transport& transport = hub.transport(r);
+      auto before_step = [&, r](int64_t it) {
+        const auto& f = options.fault;
+        if (!f || !f->fires(r, static_cast<uint64_t>(it))) return;
+        if (f->action == net::FaultAction::delay) {
+          transport.advance_to(transport.now() + f->seconds);  // a straggling step
+          return;
+        }
+        throw DeviceFault(*f);
+      };
       train::DistContext ctx{
-          hub.transport(r), dist::ShardPlan(model->params.size(), world), {}, {}};
+          transport, dist::ShardPlan(model->params.size(), world), before_step, {}};
       std::ostream& out = r == 0 ? log : logs[static_cast<std::size_t>(r)];
       train::Trainer trainer(cfg, *model, train_set, test_set, out, &ctx);
       trainer.set_checkpoint_metadata(metadata);

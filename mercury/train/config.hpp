@@ -83,6 +83,9 @@ struct TrainConfig {
   int64_t shards_per_device = 2;    // shards: label-sorted shards per rank
   double op_timeout = 300;          // seconds a rank waits for one phase of a step
   int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
+  std::string algorithm = "sync";   // sync (BSP: every step aggregates) | adacomm (local SGD)
+  int64_t adacomm_tau0 = 5;         // adacomm: the first communication period (local steps)
+  double adacomm_t0 = 30;           // adacomm: seconds of training between period updates
   // The step pipeline (BACC: mercury/importance/worker.hpp).
   std::string pipeline = "auto";  // auto (bacc for a distributed mercury run) | sequential | bacc
   int64_t scorer_threads = 1;     // bacc: the scorer thread's own worker budget
@@ -198,6 +201,13 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "rank's compute and rank 0's evaluation)"},
       {"replica_check_every",
        "distributed: check every N steps that all ranks hold identical weights (0: off)"},
+      {"algorithm",
+       "distributed: sync (every step's gradients aggregated: BSP) | adacomm (local SGD: tau "
+       "local steps, then the weights averaged through the shard servers; every adacomm_t0 "
+       "seconds tau = ceil(sqrt(lr0 F / (lr F0)) tau0), clipped to 1..16, F the recent training "
+       "loss and F0 the first period's)"},
+      {"adacomm_tau0", "adacomm: the first communication period tau0, in local steps (1..16)"},
+      {"adacomm_t0", "adacomm: seconds of training (the run's clock) between updates of tau"},
       {"pipeline",
        "step pipeline: auto (bacc for a distributed mercury run, else sequential) | sequential "
        "(score, then compute, then aggregate) | bacc (a scorer thread scores the next group "
@@ -286,6 +296,9 @@ inline nlohmann::json to_json(const TrainConfig& c) {
                         {"shards_per_device", c.shards_per_device},
                         {"op_timeout", c.op_timeout},
                         {"replica_check_every", c.replica_check_every},
+                        {"algorithm", c.algorithm},
+                        {"adacomm_tau0", c.adacomm_tau0},
+                        {"adacomm_t0", c.adacomm_t0},
                         {"pipeline", c.pipeline},
                         {"scorer_threads", c.scorer_threads},
                         {"scorer_priority", c.scorer_priority},
@@ -389,6 +402,9 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
   c.shards_per_device = j["shards_per_device"];
   c.op_timeout = j["op_timeout"];
   c.replica_check_every = j["replica_check_every"];
+  c.algorithm = j["algorithm"];
+  c.adacomm_tau0 = j["adacomm_tau0"];
+  c.adacomm_t0 = j["adacomm_t0"];
   c.pipeline = j["pipeline"];
   c.scorer_threads = j["scorer_threads"];
   c.scorer_priority = j["scorer_priority"];
@@ -497,6 +513,14 @@ inline void validate(const TrainConfig& c) {
   count(c.shards_per_device, 1, 1 << 20, "shards_per_device");
   real(c.op_timeout, 0, 86400, "op_timeout (seconds)", true);
   count(c.replica_check_every, 0, kMaxSteps, "replica_check_every");
+  need(c.algorithm == "sync" || c.algorithm == "adacomm", "algorithm: expected sync or adacomm",
+       "'" + c.algorithm + "'");
+  count(c.adacomm_tau0, 1, 16, "adacomm_tau0");
+  real(c.adacomm_t0, 0, 1e6, "adacomm_t0 (seconds)", true);
+  need(c.algorithm != "adacomm" || c.pipeline != "bacc",
+       "pipeline bacc: expected algorithm sync (BACC scores in the aggregation of every step; "
+       "adacomm aggregates every tau steps)",
+       "algorithm adacomm");
   need(c.pipeline == "auto" || c.pipeline == "sequential" || c.pipeline == "bacc",
        "pipeline: expected auto, sequential or bacc", "'" + c.pipeline + "'");
   need(c.pipeline != "bacc" || c.sampler == "mercury",

@@ -64,6 +64,14 @@
 //   after the aggregation it puts the partner's samples into the slots it sent, and the policy
 //   treats them as new (group-mean importance). Applied at step boundaries only: bitwise
 //   reproducible, and the partition (every rank's sample ids) is part of the checkpoint.
+// - AdaComm (--algorithm adacomm, the local-SGD baseline): each rank steps its own optimizer on
+//   its own gradients; every tau steps BspSync::average_params makes the weights their mean
+//   (rank order, through the shard servers); rank 0 re-evaluates tau every adacomm_t0 seconds
+//   of training (the transport's clock: virtual in the simulator) and broadcasts it; each
+//   re-evaluation is an "adacomm" event. Evaluations use rank 0's weights as they are (possibly
+//   a few local steps past the last average). Not yet checkpointable (refused).
+// - Time: every duration (wall_s, compute_s, the BSP split, BACC windows) is read from the
+//   transport's clock when distributed, so in the simulator they are virtual seconds.
 // - Ranks that share one process (net::LocalHub) should use threads = 1: the pool is
 //   process-wide and serves one caller at a time (the others run their chunks inline).
 #pragma once
@@ -121,7 +129,8 @@ class Trainer {
         test_(test),
         engine_(model, seed()),
         augment_rng_(seed() ^ 0xA5A5A5A5ull),
-        opt_(optimizer_config(cfg_), dist ? 0 : model.params.size()),
+        // Distributed, the shard servers hold the moments; AdaComm's local steps need their own.
+        opt_(optimizer_config(cfg_), dist && cfg_.algorithm != "adacomm" ? 0 : model.params.size()),
         report_(log, dist ? dist_metrics_path(cfg_.metrics, rank_) : cfg_.metrics, cfg_.progress) {
     validate(cfg_);
     if (cfg_.threads == 0) cfg_.threads = default_thread_count();
@@ -147,6 +156,18 @@ class Trainer {
       release_dataset_ = dist->release_dataset;
       bsp_ = std::make_unique<dist::BspSync>(dist->transport, dist->plan, model_.params,
                                              optimizer_config(cfg_), cfg_.op_timeout);
+      adacomm_ = cfg_.algorithm == "adacomm";
+      tau_ = cfg_.adacomm_tau0;
+      if (adacomm_ && (!cfg_.checkpoint.empty() || !cfg_.resume.empty()))
+        throw std::invalid_argument(
+            "checkpoint/resume: not supported with algorithm adacomm yet (each rank's local "
+            "optimizer state and the period are not saved); run it without --checkpoint and "
+            "--resume");
+      if (adacomm_ && cfg_.replica_check_every)
+        throw std::invalid_argument(
+            "replica_check_every: expected 0 with algorithm adacomm (the replicas differ "
+            "between averagings by design), found " +
+            std::to_string(cfg_.replica_check_every));
       if (cfg_.sampler != "uniform") weight_scale_ = rank_weight_scale(local_.sizes, rank_);
     }
     // Outputs are checked now, not at the first save hours later: a checkpoint path that is a
@@ -155,6 +176,9 @@ class Trainer {
       net::check_output_path(cfg_.checkpoint, "checkpoint");
       net::remove_stale_temps(cfg_.checkpoint);
     }
+    if (!dist && cfg_.algorithm != "sync")
+      throw std::invalid_argument("algorithm: expected sync on a single device (" + cfg_.algorithm +
+                                  " is a distributed algorithm), found '" + cfg_.algorithm + "'");
     if (!dist && cfg_.reshard != "off") {
       throw std::invalid_argument(
           "reshard: expected off on a single device (resharding swaps "
@@ -180,8 +204,8 @@ class Trainer {
                                   std::to_string(steps_per_epoch()) +
                                   " steps overflow the step counter");
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
-    bacc_ =
-        cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury");
+    bacc_ = cfg_.pipeline == "bacc" ||
+            (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury" && !adacomm_);
     policy_ = importance::make_policy(policy_config(), model_, train_, n_train_);
     if (bacc_) setup_bacc();
     probe_ =
@@ -239,10 +263,14 @@ class Trainer {
     if (bsp_) {  // compute ends with the local gradient; BspSync times comm / idle / update
       timing_.compute_s += seconds_since(t0);
       timing_.train_cpu_s += process_cpu_seconds() - cpu0;
-      const bool window = worker_ && open_window(it);
-      const double ta = now_s();
-      bsp_->step(lr, it);
-      if (window) close_window(it, seconds_since(ta));
+      if (adacomm_) {
+        adacomm_step(it, r.loss, lr);
+      } else {
+        const bool window = worker_ && open_window(it);
+        const double ta = now_s();
+        bsp_->step(lr, it);
+        if (window) close_window(it, seconds_since(ta));
+      }
       if (resharder_) {  // the partner's samples into the slots this rank sent
         const auto slots = resharder_->receive(it);
         if (!slots.empty()) policy_->samples_replaced(slots);
@@ -414,6 +442,8 @@ class Trainer {
   double seconds_since(double t) { return now_s() - t; }
   // Keys of rank 0's stop decision (a mid-epoch evaluation and the epoch end can share a step).
   static constexpr uint64_t kStopKeyEval = 0, kStopKeyEpoch = 1;
+  static constexpr uint64_t kTauKey = 2;  // AdaComm: rank 0's communication period
+  static constexpr int64_t kAdacommMaxTau = 16;
 
   struct Epoch {
     int64_t index = 0;
@@ -559,6 +589,56 @@ class Trainer {
     timing_.scorer_busy_s += st.busy_s;
     timing_.scorer_cpu_s += st.cpu_s;
     report_.bacc_step(it, st.scored, st.busy_s, st.cpu_s, st.hidden_s, exposed, aggregate_s);
+  }
+
+  // AdaComm (local SGD): a local optimizer step; every tau_ steps the weights are averaged
+  // through the shard servers, then rank 0 re-evaluates tau once adacomm_t0 seconds of training
+  // have passed since the last time, tau = ceil(sqrt(lr0 F / (lr F0)) tau0) clipped to 1..16
+  // (F: its mean training loss since then; F0: over the first period; lr0 the base rate, so a
+  // decaying schedule lengthens the period: AdaComm's learning-rate-decay variant), and sends
+  // it to every rank.
+  void adacomm_step(int64_t it, double loss, float lr) {
+    const double tu = now_s();
+    opt_.step(model_.params.values(), model_.params.grads(), lr);
+    timing_.compute_s += seconds_since(tu);
+    period_loss_ += loss;
+    ++period_steps_;
+    if (++local_steps_ < tau_) return;
+    local_steps_ = 0;
+    bsp_->average_params(it);
+    ++averagings_;
+    int64_t tau = tau_;
+    if (rank_ == 0) {
+      const double f = period_loss_ / static_cast<double>(period_steps_);
+      const double train_s = seconds_since(run_t0_) - eval_pause_s_;
+      bool update = false;
+      if (!have_f0_) {
+        have_f0_ = true;
+        f0_ = f;
+        update = true;
+      } else if (train_s - tau_clock_s_ >= cfg_.adacomm_t0) {
+        const double ratio = (cfg_.lr * f) / (static_cast<double>(lr) * f0_);
+        const double t =
+            std::ceil(std::sqrt(std::max(ratio, 0.0)) * static_cast<double>(cfg_.adacomm_tau0));
+        tau = std::isfinite(t)
+                  ? std::clamp<int64_t>(static_cast<int64_t>(std::min(t, 64.0)), 1, kAdacommMaxTau)
+                  : kAdacommMaxTau;
+        update = true;
+        report_.metrics().write({{"event", "adacomm"},
+                                 {"steps", it + 1},
+                                 {"tau", tau},
+                                 {"train_loss", f},
+                                 {"f0", f0_},
+                                 {"lr", lr},
+                                 {"wall_s", train_s}});
+      }
+      if (update) {
+        tau_clock_s_ = train_s;
+        period_loss_ = 0;
+        period_steps_ = 0;
+      }
+    }
+    tau_ = bsp_->broadcast_value(tau, kTauKey, it);
   }
 
   // Forward + backward of the chosen batch (in micro-batches), its mean weighted loss returned;
@@ -816,6 +896,9 @@ class Trainer {
     const net::LinkStats link = bsp_->link_traffic();
     return {{"rank", rank_},
             {"world", world_},
+            {"algorithm", cfg_.algorithm},
+            {"averagings", averagings_},
+            {"tau", adacomm_ ? tau_ : 1},
             {"comm_s", st.comm_s},
             {"idle_s", st.idle_s},
             {"update_s", st.update_s},
@@ -1211,6 +1294,11 @@ class Trainer {
   std::map<std::string, std::string> extra_metadata_;
   std::map<std::string, std::string> resumed_metadata_;  // of the checkpoint resumed from
   bool target_logged_ = false;
+  // AdaComm (distributed, algorithm adacomm).
+  bool adacomm_ = false;
+  int64_t tau_ = 1, local_steps_ = 0, averagings_ = 0, period_steps_ = 0;
+  double period_loss_ = 0, f0_ = 0, tau_clock_s_ = 0;
+  bool have_f0_ = false;
 };
 
 }  // namespace mercury::train

@@ -204,7 +204,7 @@ TEST_CASE("a tiny run writes epoch metrics and a checkpoint that resumes and ins
   CHECK(epochs == 2);  // the last flag overrode the first and the config's "epochs": 1
   r = run("inspect " + ck);
   CHECK(r.code == 0);
-  CHECK(r.output.find("fc1.weight  F32 [256,784]") != std::string::npos);
+  CHECK(r.output.find("fc1.weight  F32 [256,784]  crc32c ") != std::string::npos);
   CHECK(r.output.find("checksum: verified (header and data)") != std::string::npos);
   r = run("train --config " + cfg + " --epochs 3 --threads 1 --data-dir " + d.path.string() +
           " --resume " + ck);
@@ -372,4 +372,11 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
   check_refused("sim -n 2" + train + " --threads 2", "threads: expected 1 in the simulator");
   check_refused("sim -n 2" + train + " --batch 15", "multiple of the world size 2");
   check_refused("sim -n 2" + train + " --epochs x", "--epochs: expected an integer, found 'x'");
+  check_refused("sim -n 2 --fault rank=1,iter=1,action=stall" + train,
+                "expected kill, exit or delay in the simulator");
+  check_refused("sim -n 2 --fault rank=1" + train, "--fault");
+  // A device that dies: named, with the code `mercury launch` would return for it.
+  const Result died = run("sim -n 2 --fault rank=1,iter=1,action=kill" + train);
+  CHECK(died.code == 137);
+  CHECK(died.output.find("device 1 was killed at step 1 (injected fault)") != std::string::npos);
 }

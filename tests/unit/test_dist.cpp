@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "file_test_support.hpp"
 #include "mercury/mercury.hpp"
 #include "net/local.hpp"
 #include "ranks_as_threads.hpp"
@@ -328,7 +329,7 @@ TEST_CASE("shard server reduces in rank order: bitwise the same whatever the arr
        {std::array<int, W>{0, 10, 20, 30}, std::array<int, W>{30, 20, 10, 0},
         std::array<int, W>{20, 0, 30, 10}}) {
     net::LocalHub hub(W);
-    std::vector<std::vector<float>> values(W), reduced(W);
+    std::vector<std::vector<float>> values(W), reduced(W), averaged(W);
     require_no_errors(run_ranks(W, [&](int r) {
       nn::ParamStore ps;
       ps.declare("w", Shape{n}, nn::Init::zeros);
@@ -339,11 +340,17 @@ TEST_CASE("shard server reduces in rank order: bitwise the same whatever the arr
       bsp.step(1.0f, 0);  // w = 0 - 1 * mean: exactly -mean
       values[r] = slab(ps.values(), n);
       reduced[r] = slab(bsp.server().gradient(), bsp.server().size());
+      // Local SGD's averaging: the values themselves, reduced the same way.
+      std::copy(grads[r].begin(), grads[r].end(), ps.values());
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms[W - 1 - r]));
+      bsp.average_params(1);
+      averaged[r] = slab(ps.values(), n);
     }));
     std::vector<float> minus(n);
     for (int64_t i = 0; i < n; ++i) minus[i] = -expected[i];
     for (int r = 0; r < W; ++r) {
       CHECK(values[r] == minus);
+      CHECK(averaged[r] == expected);
       CHECK(reduced[r] ==
             std::vector<float>(expected.begin() + plan.begin(r), expected.begin() + plan.end(r)));
     }
@@ -707,6 +714,93 @@ TEST_CASE("distributed mode refuses what it does not support, with the reason") 
   cfg.partition = "random";
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
                     doctest::Contains("expected iid, dirichlet or shards, found 'random'"));
+}
+
+TEST_CASE("adacomm: tau local steps, then the weights averaged; tau follows the loss") {
+  const auto train = synthetic_images(192, 32), test = synthetic_images(16, 33);
+  auto cfg = dist_config();
+  cfg.algorithm = "adacomm";
+  cfg.optimizer = "sgd";
+  cfg.momentum = 0;
+  cfg.epochs = 1;  // 192 / 32 = 6 steps
+  // tau 1 with plain SGD is sync SGD up to float rounding: mean(w - lr g_r) vs w - lr mean(g_r).
+  cfg.adacomm_tau0 = 1;
+  cfg.adacomm_t0 = 1e6;  // never re-evaluated
+  auto sync_cfg = cfg;
+  sync_cfg.algorithm = "sync";
+  const auto local = train_ranks(cfg, 4, train, test);
+  const auto sync = train_ranks(sync_cfg, 4, train, test);
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < sync[0].weights.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::abs(local[0].weights[i] - sync[0].weights[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(sync[0].weights[i])));
+  }
+  CHECK(diff <= 1e-5 * scale);
+  CHECK(local[0].weights != sync[0].weights);  // it did run the local path
+  // tau 3: 6 steps are 2 averagings, and every rank ends with the same average.
+  cfg.adacomm_tau0 = 3;
+  const auto three = train_ranks(cfg, 4, train, test);
+  for (int r = 1; r < 4; ++r) CHECK(three[r].weights == three[0].weights);
+  CHECK(three[0].weights != local[0].weights);
+  // tau 4: the run ends 2 local steps after the last averaging: the replicas differ.
+  cfg.adacomm_tau0 = 4;
+  const auto four = train_ranks(cfg, 4, train, test);
+  CHECK(four[1].weights != four[0].weights);
+  // Re-evaluated at every averaging after the first: tau = ceil(sqrt(lr0 F / (lr F0)) tau0).
+  const mercury::testing::TempDir dir;
+  cfg.adacomm_tau0 = 2;
+  cfg.adacomm_t0 = 1e-9;
+  cfg.epochs = 3;
+  cfg.schedule = "cosine";
+  cfg.metrics = dir.file("adacomm.jsonl");
+  train_ranks(cfg, 2, train, test);
+  const auto updates = mercury::testing::metrics_events(cfg.metrics, "adacomm");
+  REQUIRE(updates.size() >= 3);
+  for (const auto& u : updates) {
+    CAPTURE(u.dump());
+    const double want = std::ceil(std::sqrt(cfg.lr * u["train_loss"].get<double>() /
+                                            (u["lr"].get<double>() * u["f0"].get<double>())) *
+                                  2);
+    CHECK(u["tau"].get<int64_t>() == std::clamp<int64_t>(static_cast<int64_t>(want), 1, 16));
+  }
+  const auto done = mercury::testing::metrics_events(cfg.metrics, "done");
+  REQUIRE(done.size() == 1);
+  CHECK(done[0]["algorithm"] == "adacomm");
+  CHECK(done[0]["averagings"].get<int64_t>() >= 3);
+}
+
+TEST_CASE("adacomm refuses what it cannot do yet, naming the setting") {
+  const auto train = synthetic_images(40, 34), test = synthetic_images(8, 35);
+  net::LocalHub hub(2);
+  auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
+  const train::DistContext ctx{hub.transport(0), dist::ShardPlan(model->params.size(), 2)};
+  std::ostringstream log;
+  auto cfg = dist_config();
+  cfg.algorithm = "adacomm";
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log),
+                    doctest::Contains("algorithm: expected sync on a single device"));
+  cfg.checkpoint = "/tmp/never-written.safetensors";
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("not supported with algorithm adacomm yet"));
+  cfg.checkpoint.clear();
+  cfg.replica_check_every = 2;
+  CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log, &ctx),
+                    doctest::Contains("replica_check_every: expected 0 with algorithm adacomm"));
+  cfg.replica_check_every = 0;
+  cfg.sampler = "mercury";
+  cfg.pipeline = "bacc";
+  CHECK_THROWS_WITH(train::validate(cfg), doctest::Contains("pipeline bacc: expected algorithm "
+                                                            "sync"));
+  cfg.pipeline = "auto";  // auto is sequential under adacomm
+  CHECK_NOTHROW(train::Trainer(cfg, *model, train, test, log, &ctx));
+  for (const char* bad : {"tictac", "ADACOMM", ""}) {
+    cfg.algorithm = bad;
+    CHECK_THROWS_WITH(train::validate(cfg),
+                      doctest::Contains("algorithm: expected sync or adacomm"));
+  }
+  cfg.algorithm = "adacomm";
+  cfg.adacomm_tau0 = 17;
+  CHECK_THROWS_WITH(train::validate(cfg), doctest::Contains("adacomm_tau0: expected 1..16"));
 }
 
 TEST_CASE("initial broadcast refuses a rank whose model differs, naming both layout hashes") {

@@ -340,6 +340,58 @@ TEST_CASE("simulated BACC: adaptive groups follow the virtual window, stragglers
   CHECK(mixed[0] > unlimited[0]);
 }
 
+TEST_CASE("simulated adacomm: fewer averagings than sync steps, so less virtual time per step") {
+  const auto train = synthetic_images(192, 17), test = synthetic_images(16, 18);
+  auto cfg = config("uniform");
+  cfg.epochs = 1;
+  cfg.eval_every = 0;
+  cfg.adacomm_t0 = 1e6;
+  sim::SimResult sync_res, local_res;
+  run_in_sim(cfg, sim_options(3, 10.0), train, test, &sync_res);
+  cfg.algorithm = "adacomm";
+  cfg.adacomm_tau0 = 4;
+  const auto local = run_in_sim(cfg, sim_options(3, 10.0), train, test, &local_res);
+  CHECK(local[0].steps == 11);  // 192 / 18 rounded up
+  // 11 steps: sync aggregates 11 times, adacomm twice (after steps 4 and 8).
+  CHECK(local_res.virtual_s < sync_res.virtual_s / 3);
+  CHECK(local_res.clocks[0].compute_s > 0);
+}
+
+TEST_CASE("simulated faults: a device that dies names itself, a straggler's delay shows") {
+  const auto train = synthetic_images(192, 19), test = synthetic_images(16, 20);
+  auto cfg = config("uniform");
+  cfg.epochs = 1;
+  cfg.eval_every = 0;
+  sim::SimOptions o = sim_options(3, 10.0);
+  for (const char* spec : {"rank=1,iter=3,action=kill", "rank=1,iter=3,action=exit,code=7"}) {
+    CAPTURE(spec);
+    o.fault = net::parse_fault(spec);
+    try {
+      run_in_sim(cfg, o, train, test);
+      FAIL("the run survived the fault");
+    } catch (const sim::DeviceFault& e) {
+      CHECK(e.rank() == 1);
+      CHECK(e.exit_code() == (o.fault->action == net::FaultAction::kill ? 137 : 7));
+      CHECK(std::string(e.what()).find("device 1 ") == 0);
+      CHECK(std::string(e.what()).find("at step 3") != std::string::npos);
+    }
+  }
+  sim::SimResult plain, delayed;
+  o.fault.reset();
+  run_in_sim(cfg, o, train, test, &plain);
+  o.fault = net::parse_fault("rank=2,iter=4,action=delay,seconds=7.5");
+  run_in_sim(cfg, o, train, test, &delayed);
+  // Every device waits for the straggler: the whole run is 7.5 s longer.
+  CHECK(delayed.virtual_s - plain.virtual_s == doctest::Approx(7.5).epsilon(0.02));
+  CHECK(delayed.clocks[0].wait_s - plain.clocks[0].wait_s == doctest::Approx(7.5).epsilon(0.02));
+  for (const char* refused :
+       {"rank=1,iter=3,action=stall", "rank=1,iter=3,action=drop", "rank=3,iter=3,action=kill"}) {
+    CAPTURE(refused);
+    o.fault = net::parse_fault(refused);
+    CHECK_THROWS_AS(run_in_sim(cfg, o, train, test), std::invalid_argument);
+  }
+}
+
 TEST_CASE("simulate: one compute thread per device; a refused setting names itself") {
   const auto train = synthetic_images(64, 15), test = synthetic_images(16, 16);
   auto cfg = config("uniform");
