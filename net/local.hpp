@@ -98,8 +98,6 @@ class LocalHub {
   LocalHub& operator=(const LocalHub&) = delete;
 
   int world() const { return static_cast<int>(ranks_.size()); }
-  // The simulator's clocks and links (null for a plain in-process hub).
-  VirtualNetwork* network() const { return net_.get(); }
 
   LocalTransport& transport(int rank) {
     check_rank(rank, "LocalHub::transport: rank");
@@ -170,9 +168,6 @@ class LocalHub {
   void notify_all() {
     for (auto& r : ranks_) r->cv.notify_all();
   }
-  static std::string describe(uint8_t type, uint64_t key, uint64_t iteration) {
-    return describe_message(type, key, iteration);
-  }
 
   void check_send(int self, int dst, uint8_t type) const {
     check_peer(self, dst, "send: destination");
@@ -202,8 +197,9 @@ class LocalHub {
       RankState& to = *ranks_[dst];
       if (to.closed) {
         throw PeerError(dst, "rank " + std::to_string(self) + ": send to rank " +
-                                 std::to_string(dst) + " (" + describe(type, key, iteration) +
-                                 "): rank " + std::to_string(dst) + " has closed its transport");
+                                 std::to_string(dst) + " (" +
+                                 describe_message(type, key, iteration) + "): rank " +
+                                 std::to_string(dst) + " has closed its transport");
       }
       to.mailbox.put(Message{self, type, key, iteration, std::move(payload), arrival});
       LinkStats& out = ranks_[self]->links[dst];
@@ -233,7 +229,7 @@ class LocalHub {
       if (ranks_[k.src]->closed) {
         throw PeerError(
             k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
-                       " (" + describe(k.type, k.key, k.iteration) + "): rank " +
+                       " (" + describe_message(k.type, k.key, k.iteration) + "): rank " +
                        std::to_string(k.src) + " closed its transport without sending it");
       }
       if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
@@ -243,7 +239,7 @@ class LocalHub {
         const std::size_t n = me.mailbox.count_from(k.src);
         throw TimeoutError(
             k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
-                       " (" + describe(k.type, k.key, k.iteration) +
+                       " (" + describe_message(k.type, k.key, k.iteration) +
                        "): deadline passed, nothing arrived (local hub)" +
                        (n ? "; " + std::to_string(n) + " other message(s) from it are waiting: " +
                                 me.mailbox.waiting_from(k.src, 3)

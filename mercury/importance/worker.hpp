@@ -408,11 +408,12 @@ class ScoringWorker {
             busy_s_.load(std::memory_order_relaxed) +
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
             std::memory_order_release);
-        cpu_s_.store(cpu_s_.load(std::memory_order_relaxed) + net::thread_cpu_seconds() - c0,
-                     std::memory_order_release);
+        const double cpu = net::thread_cpu_seconds() - c0;
+        cpu_s_.store(cpu_s_.load(std::memory_order_relaxed) + cpu, std::memory_order_release);
         if (cfg_.before_commit) cfg_.before_commit(done);
-        const double cost = cfg_.virtual_factor * (net::thread_cpu_seconds() - c0);
-        if (!ring_.try_push(Chunk{w, done, c, cost})) break;  // cannot happen: sized for 2 windows
+        // Virtual mode: the chunk costs the device its CPU time x factor.
+        if (!ring_.try_push(Chunk{w, done, c, cfg_.virtual_factor * cpu}))
+          break;                // cannot happen: sized for 2 windows
         if (!commit(w)) break;  // closed while this chunk ran: dropped (close() skips it)
         commit_.notify_all();
         done += c;
