@@ -31,6 +31,7 @@
 #include "mercury/dist/param_server.hpp"
 #include "mercury/dist/reshard.hpp"
 #include "mercury/dist/shard_plan.hpp"
+#include "mercury/dist/tictac.hpp"
 #include "mercury/importance/cache.hpp"
 #include "mercury/importance/policy.hpp"
 #include "mercury/importance/reshard_select.hpp"

@@ -10,6 +10,10 @@
 // - When grad is disabled (NoGradGuard, or score mode) ops record nothing they would need for
 //   backward; scoring thus costs one forward pass.
 // - reset() recycles nodes and the arena: a step of the same shapes allocates nothing.
+// - backward() may take a SweepObserver, told after each node of the reverse sweep that every
+//   node from that tape position on has run its backward rule: a leaf created at position L has
+//   its final gradient once position L + 1 is reported (its consumers come after it), which is
+//   how a distributed step ships a layer's gradient while backward is still running (TicTac).
 // - Not thread-safe: one Tape per thread of work.
 #pragma once
 
@@ -27,6 +31,15 @@ class Tape;
 struct Node;
 using Var = Node*;
 using BackwardFn = void (*)(Node& node, Tape& tape);
+
+// Progress of a backward sweep: swept(k) means every node at tape position >= k is done.
+class SweepObserver {
+ public:
+  virtual void swept(std::size_t k) = 0;
+
+ protected:
+  ~SweepObserver() = default;
+};
 
 struct Node {
   Tensor value;
@@ -106,7 +119,7 @@ class Tape {
   Tensor scratch(Shape s) { return arena_.tensor(s); }
 
   // Seeds d(root) = seed (same shape as root) and sweeps the tape backwards.
-  void backward(Var root, const Tensor& seed) {
+  void backward(Var root, const Tensor& seed, SweepObserver* observer = nullptr) {
     if (!root->requires_grad) {
       throw std::logic_error(
           "Tape::backward: the root does not depend on any parameter "
@@ -118,7 +131,7 @@ class Tape {
     }
     Tensor& g = grad(root);
     for (int64_t j = 0; j < g.numel(); ++j) g.data[j] += seed.data[j];
-    sweep(root);
+    sweep(root, observer);
   }
   // Seeds d(root) = 1 for a scalar root.
   void backward(Var root) {
@@ -150,13 +163,14 @@ class Tape {
   }
   Node& at(std::size_t k) { return chunks_[k / kChunk][k % kChunk]; }
 
-  void sweep(Var root) {
+  void sweep(Var root, SweepObserver* observer) {
     // Nodes after root cannot contribute to it; start there and walk to the beginning.
     std::size_t k = used_;
     while (k > 0 && &at(k - 1) != root) --k;
     for (; k > 0; --k) {
       Node& n = at(k - 1);
       if (n.backward && n.grad.defined()) n.backward(n, *this);
+      if (observer) observer->swept(k - 1);
     }
   }
 

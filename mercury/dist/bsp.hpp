@@ -62,6 +62,8 @@
 //   kRankValues, kBuffers, kBufferMean, kBlobToRoot, kBlobFromRoot); keys and iterations make
 //   each message of a step unique, so a fast rank may run ahead by a phase.
 // - Floats travel as raw little-endian bytes (the only byte order Mercury targets).
+// - TicTac (dist/tictac.hpp) schedules the same reduction layer by layer on this engine's shard
+//   server, helpers and timing.
 // - Not thread-safe: one training thread per rank calls it; its buffers are sized up front.
 #pragma once
 
@@ -455,19 +457,21 @@ class BspSync {
       received += m.payload.size();
     }
 
-    last_.steps = 1;
-    last_.update_s = update;
-    last_.idle_s = idle;
-    last_.comm_s = std::max(0.0, t_.now() - t0 - update - idle);
-    last_.bytes_sent = sent;
-    last_.bytes_received = received;
-    total_.steps += 1;
-    total_.update_s += last_.update_s;
-    total_.idle_s += last_.idle_s;
-    total_.comm_s += last_.comm_s;
-    total_.bytes_sent += last_.bytes_sent;
-    total_.bytes_received += last_.bytes_received;
+    record({1, std::max(0.0, t_.now() - t0 - update - idle), idle, update, sent, received});
   }
+
+  // One step's split: last() and the running total.
+  void record(const SyncTiming& step) {
+    last_ = step;
+    total_.steps += step.steps;
+    total_.update_s += step.update_s;
+    total_.idle_s += step.idle_s;
+    total_.comm_s += step.comm_s;
+    total_.bytes_sent += step.bytes_sent;
+    total_.bytes_received += step.bytes_received;
+  }
+
+  friend class TicTac;  // dist/tictac.hpp: the same messages' helpers, another schedule
 
   using Clock = net::Clock;
   // A call's deadline: its own (startup phases, where ranks arrive at different times), else

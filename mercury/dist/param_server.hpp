@@ -53,14 +53,25 @@ class ShardServer {
   int64_t size() const { return range_.size(); }
   int world() const { return world_; }
 
-  void reduce(std::span<const float* const> contributions) {
+  void reduce(std::span<const float* const> contributions) { reduce(contributions, 0, size()); }
+
+  // The same reduction over [offset, offset + count) of the range only: contributions[r] points
+  // at worker r's floats for that part. Parts reduced one by one give bitwise the gradient a
+  // whole reduce() would (the arithmetic is per element), so a schedule may reduce each layer
+  // as its contributions arrive (TicTac).
+  void reduce(std::span<const float* const> contributions, int64_t offset, int64_t count) {
     if (static_cast<int>(contributions.size()) != world_) {
       throw std::invalid_argument("ShardServer::reduce: expected one contribution per rank (" +
                                   std::to_string(world_) + "), found " +
                                   std::to_string(contributions.size()));
     }
-    const int64_t n = size();
-    float* g = grad_.data();
+    if (offset < 0 || count < 0 || offset + count > size()) {
+      throw std::invalid_argument("ShardServer::reduce: part [" + std::to_string(offset) + ", " +
+                                  std::to_string(offset + count) + "): expected inside [0, " +
+                                  std::to_string(size()) + ")");
+    }
+    const int64_t n = count;
+    float* g = grad_.data() + offset;
     if (n == 0) return;
     for (int r = 0; r < world_; ++r) {
       if (contributions[r] == nullptr) {

@@ -95,6 +95,9 @@ class BatchPolicy {
   virtual void observe_bounds(std::span<const float> bounds) { (void)bounds; }
   // Whether observe() uses the per-sample losses (the trainer skips them otherwise).
   virtual bool wants_losses() const { return true; }
+  // Whether next() reads the model's weights (scores candidates); a pipelined aggregation
+  // (TicTac) must have landed the last update first.
+  virtual bool reads_weights() const { return true; }
   // Samples the policy left out of its passes over the data so far (data pruning: InfoBatch).
   virtual int64_t pruned() const { return 0; }
   // Whether save_state() writes anything (a stateless policy needs no checkpoint tensor).
@@ -157,6 +160,7 @@ class UniformPolicy final : public BatchPolicy {
     plan.importance = false;
   }
   bool wants_losses() const override { return false; }
+  bool reads_weights() const override { return false; }
   bool stateful() const override { return false; }
   void save_state(io::StateWriter&) const override {}
   void load_state(io::StateReader&) override {}
@@ -564,6 +568,7 @@ class InfoBatchPolicy final : public BatchPolicy {
   // Passes started so far, and samples dropped over all of them (pruned / (passes · n) is the
   // share of the work saved).
   int64_t passes() const { return passes_; }
+  bool reads_weights() const override { return false; }
   int64_t pruned() const override { return pruned_; }
   // The samples of the current pass, in the order they are trained.
   std::span<const int64_t> pass() const { return order_; }

@@ -69,17 +69,19 @@ class Engine {
   // (batch_total defaults to B; pass the full batch size when accumulating micro-batches).
   // losses (optional) receives the per-sample losses computed on the way, bounds (optional) the
   // per-sample last-layer gradient-norm bounds (ScoreKind::grad_norm_bound) of the same forward.
+  // hooks (optional) sees the forward's parameter reads and the backward's progress.
   float grad(const float* x, const int32_t* labels, const float* weights, int64_t B,
-             float* losses = nullptr, int64_t batch_total = 0, float* bounds = nullptr) {
+             float* losses = nullptr, int64_t batch_total = 0, float* bounds = nullptr,
+             StepHooks* hooks = nullptr) {
     tape_.reset();
-    Context ctx{tape_, model_.params, true, &rng_, nullptr, nullptr};
+    Context ctx{tape_, model_.params, true, &rng_, nullptr, nullptr, hooks};
     Var logits = forward(ctx, x, B);
     if (bounds) grad_norm_bounds(logits, labels, bounds);
     Var l = ops::softmax_xent(tape_, logits, labels);
     Var loss = ops::weighted_mean(tape_, l, weights);
     const float share =
         static_cast<float>(B) / static_cast<float>(batch_total > 0 ? batch_total : B);
-    tape_.backward(loss, Tensor(const_cast<float*>(&share), Shape{1}));
+    tape_.backward(loss, Tensor(const_cast<float*>(&share), Shape{1}), hooks);
     if (losses) std::copy(l->value.data, l->value.data + B, losses);
     return loss->value.data[0] * share;
   }

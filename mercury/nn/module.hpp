@@ -6,6 +6,10 @@
 //   ctx.training selects batch statistics / dropout; grad recording follows the tape
 //   (NoGradGuard). Score mode = training false + no grad: it never writes weights, BN running
 //   statistics or optimizer state.
+// - Context::hooks (optional) sees every parameter read of a forward pass, with the slab range
+//   and the tape position of its leaf, before the leaf is made: a distributed step waits there
+//   for a layer's parameters still on the wire (TicTac), and learns where each layer's gradient
+//   becomes final in the backward sweep (the StepHooks are also the tape's SweepObserver).
 // - Modules are immutable after construction, so one model can be scored on one thread while
 //   another thread trains it, as long as each thread uses its own Tape and parameter view.
 #pragma once
@@ -21,6 +25,17 @@
 
 namespace mercury::nn {
 
+// Hooks into one training step (forward parameter reads, backward progress).
+class StepHooks : public SweepObserver {
+ public:
+  // Parameter floats [offset, offset + numel) of the slab are about to be read; their leaf will
+  // be tape position `leaf`.
+  virtual void before_param(int64_t offset, int64_t numel, std::size_t leaf) = 0;
+
+ protected:
+  ~StepHooks() = default;
+};
+
 struct Context {
   Tape& tape;
   const ParamStore& params;
@@ -31,10 +46,15 @@ struct Context {
   const float* weights = nullptr;
   // BN running statistics to update in training mode (null: use the store's buffers).
   float* buffers = nullptr;
+  StepHooks* hooks = nullptr;  // see the contract above; null: no hooks
 
   // A tape leaf for parameter `id`: value from the snapshot or the live slab; gradient
   // accumulates into the gradient slab when grad is enabled.
   Var param(ParamId id) const {
+    if (hooks) {
+      const ParamSpec& p = params.params()[id];
+      hooks->before_param(p.offset, p.shape.numel(), tape.size());
+    }
     Tensor v = params.value(id);
     if (weights) v.data = const_cast<float*>(weights) + params.params()[id].offset;
     return tape.leaf(v, tape.grad_enabled() ? params.grad(id) : Tensor{}, true);

@@ -83,7 +83,8 @@ struct TrainConfig {
   int64_t shards_per_device = 2;    // shards: label-sorted shards per rank
   double op_timeout = 300;          // seconds a rank waits for one phase of a step
   int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
-  std::string algorithm = "sync";   // sync (BSP: every step aggregates) | adacomm (local SGD)
+  std::string algorithm = "sync";   // sync (BSP: every step aggregates) | tictac (BSP layer by
+                                    // layer, overlapped with compute) | adacomm (local SGD)
   int64_t adacomm_tau0 = 5;         // adacomm: the first communication period (local steps)
   double adacomm_t0 = 30;           // adacomm: seconds of training between period updates
   // The step pipeline (BACC: mercury/importance/worker.hpp).
@@ -202,7 +203,10 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"replica_check_every",
        "distributed: check every N steps that all ranks hold identical weights (0: off)"},
       {"algorithm",
-       "distributed: sync (every step's gradients aggregated: BSP) | adacomm (local SGD: tau "
+       "distributed: sync (every step's gradients aggregated: BSP) | tictac (the same BSP update "
+       "scheduled layer by layer: gradients pushed as backward produces them, parameters pulled "
+       "in forward order, the next forward starting on a layer once its parameters are in) | "
+       "adacomm (local SGD: tau "
        "local steps, then the weights averaged through the shard servers; every adacomm_t0 "
        "seconds tau = ceil(sqrt(lr0 F / (lr F0)) tau0), clipped to 1..16, F the recent training "
        "loss and F0 the first period's)"},
@@ -513,14 +517,14 @@ inline void validate(const TrainConfig& c) {
   count(c.shards_per_device, 1, 1 << 20, "shards_per_device");
   real(c.op_timeout, 0, 86400, "op_timeout (seconds)", true);
   count(c.replica_check_every, 0, kMaxSteps, "replica_check_every");
-  need(c.algorithm == "sync" || c.algorithm == "adacomm", "algorithm: expected sync or adacomm",
-       "'" + c.algorithm + "'");
+  need(c.algorithm == "sync" || c.algorithm == "tictac" || c.algorithm == "adacomm",
+       "algorithm: expected sync, tictac or adacomm", "'" + c.algorithm + "'");
   count(c.adacomm_tau0, 1, 16, "adacomm_tau0");
   real(c.adacomm_t0, 0, 1e6, "adacomm_t0 (seconds)", true);
-  need(c.algorithm != "adacomm" || c.pipeline != "bacc",
+  need(c.algorithm == "sync" || c.pipeline != "bacc",
        "pipeline bacc: expected algorithm sync (BACC scores in the aggregation of every step; "
-       "adacomm aggregates every tau steps)",
-       "algorithm adacomm");
+       "adacomm aggregates every tau steps, tictac overlaps the aggregation with compute)",
+       "algorithm " + c.algorithm);
   need(c.pipeline == "auto" || c.pipeline == "sequential" || c.pipeline == "bacc",
        "pipeline: expected auto, sequential or bacc", "'" + c.pipeline + "'");
   need(c.pipeline != "bacc" || c.sampler == "mercury",

@@ -70,6 +70,13 @@
 //   of training (the transport's clock: virtual in the simulator) and broadcasts it; each
 //   re-evaluation is an "adacomm" event. Evaluations use rank 0's weights as they are (possibly
 //   a few local steps past the last average). Not yet checkpointable (refused).
+// - TicTac (--algorithm tictac, dist/tictac.hpp): sync SGD's update scheduled layer by layer.
+//   The training forward is Engine::grad's hooks: it waits per layer for the last update's
+//   parameters, and backward pushes each layer's gradient when it is final; the rest of the
+//   aggregation runs after backward without waiting for the other shards. Everything else that
+//   reads the weights (a sampler that scores, evaluation, checkpoints, the replica check, the
+//   probe, the end of the run) settles the update first, so results and checkpoints are sync
+//   SGD's, bit for bit. compute_s excludes the forward's waits (they count as comm/idle).
 // - Time: every duration (wall_s, compute_s, the BSP split, BACC windows) is read from the
 //   transport's clock when distributed, so in the simulator they are virtual seconds.
 // - Ranks that share one process (net::LocalHub) should use threads = 1: the pool is
@@ -97,6 +104,7 @@
 #include "mercury/dist/bsp.hpp"
 #include "mercury/dist/reshard.hpp"
 #include "mercury/dist/shard_plan.hpp"
+#include "mercury/dist/tictac.hpp"
 #include "mercury/importance/policy.hpp"
 #include "mercury/importance/stats.hpp"
 #include "mercury/importance/worker.hpp"
@@ -157,6 +165,8 @@ class Trainer {
       bsp_ = std::make_unique<dist::BspSync>(dist->transport, dist->plan, model_.params,
                                              optimizer_config(cfg_), cfg_.op_timeout);
       adacomm_ = cfg_.algorithm == "adacomm";
+      if (cfg_.algorithm == "tictac")
+        tictac_ = std::make_unique<dist::TicTac>(*bsp_, model_.params);
       tau_ = cfg_.adacomm_tau0;
       if (adacomm_ && (!cfg_.checkpoint.empty() || !cfg_.resume.empty()))
         throw std::invalid_argument(
@@ -204,8 +214,8 @@ class Trainer {
                                   std::to_string(steps_per_epoch()) +
                                   " steps overflow the step counter");
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
-    bacc_ = cfg_.pipeline == "bacc" ||
-            (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury" && !adacomm_);
+    bacc_ = cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ &&
+                                        cfg_.sampler == "mercury" && cfg_.algorithm == "sync");
     policy_ = importance::make_policy(policy_config(), model_, train_, n_train_);
     if (bacc_) setup_bacc();
     probe_ =
@@ -255,16 +265,19 @@ class Trainer {
     if (resharder_) resharder_->send(it, policy_->cache());  // travels while the step computes
     if (before_step_) before_step_(it);
     const double cpu0 = process_cpu_seconds();
+    if (policy_->reads_weights()) settle();
     choose_batch(it);
     const double t0 = now_s();
     StepResult r{compute_gradient(it), static_cast<int64_t>(plan_.indices.size())};
     if (!std::isfinite(r.loss)) throw_not_finite(it, "the training loss", r.loss);
     const float lr = schedule_.at(it);
     if (bsp_) {  // compute ends with the local gradient; BspSync times comm / idle / update
-      timing_.compute_s += seconds_since(t0);
+      timing_.compute_s += seconds_since(t0) - (tictac_ ? tictac_->forward_wait_s() : 0);
       timing_.train_cpu_s += process_cpu_seconds() - cpu0;
       if (adacomm_) {
         adacomm_step(it, r.loss, lr);
+      } else if (tictac_) {
+        tictac_->finish(lr, it);
       } else {
         const bool window = worker_ && open_window(it);
         const double ta = now_s();
@@ -321,6 +334,7 @@ class Trainer {
       }
       stop = end_epoch(e, epoch_train_s, seconds_since(t0), stop, result);
     }
+    settle();  // the caller gets the final weights
     if (start_epoch_ >= cfg_.epochs)
       evaluate_finished(result);  // resumed a finished run: report its accuracy, not 0%
     result.steps = cursor_.global_step;
@@ -348,6 +362,7 @@ class Trainer {
 
   // Forward-only evaluation (score mode) on the test set.
   EvalResult evaluate() {
+    settle();
     const int64_t E = std::min(cfg_.eval_batch, std::max<int64_t>(n_test_, 1));
     const int64_t S = model_.sample_numel();
     eval_x_.resize(static_cast<std::size_t>(E * S));
@@ -388,6 +403,7 @@ class Trainer {
   // every shard's optimizer moments gathered from its owner into the usual full slabs, and each
   // rank's own RNGs and sampler state as a U8 tensor per rank (rank_state_tensor).
   void save(const std::string& path) {
+    settle();
     check_finite_weights(cursor_.global_step, "before the checkpoint was written");
     std::ostringstream rng;
     rng << engine_.rng() << ' ' << augment_rng_;
@@ -656,9 +672,10 @@ class Trainer {
     for (int64_t m0 = 0; m0 < count; m0 += micro) {
       const int64_t mc = std::min(micro, count - m0);
       train_.gather(std::span<const int64_t>(idx + m0, mc), x_.data(), y_.data(), &augment_rng_);
+      if (tictac_) tictac_->micro_batch(it, m0 + mc >= count);
       loss += engine_.grad(x_.data(), y_.data(), w ? w + m0 : nullptr, mc,
                            losses ? batch_losses_.data() + m0 : nullptr, count,
-                           bounds ? batch_bounds_.data() + m0 : nullptr);
+                           bounds ? batch_bounds_.data() + m0 : nullptr, tictac_.get());
     }
     if (bounds) policy_->observe_bounds(std::span<const float>(batch_bounds_.data(), count));
     if (losses) {
@@ -707,9 +724,14 @@ class Trainer {
     report_.progress(e.index + 1, cfg_.epochs, cursor_.step_in_epoch, steps_per_epoch(), done,
                      seconds_since(e.start), e.loss_sum / static_cast<double>(e.steps),
                      batch_ * world_);
-    if (rank_ == 0) probe_->at(step);
-    if (bsp_ && cfg_.replica_check_every && step % cfg_.replica_check_every == 0)
+    if (rank_ == 0 && cfg_.importance_stats_every) {
+      settle();
+      probe_->at(step);
+    }
+    if (bsp_ && cfg_.replica_check_every && step % cfg_.replica_check_every == 0) {
+      settle();
       bsp_->check_replicas(step);
+    }
     if (cfg_.eval_every && step % cfg_.eval_every == 0) {
       sync_buffers();
       if (rank_ == 0) {
@@ -730,6 +752,7 @@ class Trainer {
   // The epoch's report, evaluation and checkpoint (rank 0), the global train loss and the stop
   // decision (every rank).
   bool end_epoch(const Epoch& e, double train_s, double wall_s, bool stop, TrainResult& result) {
+    settle();  // the epoch's figures include its last update
     const double sps = train_s > 0 ? static_cast<double>(e.samples) / train_s : 0;
     const double train_loss = global_train_loss(e);
     if (bsp_) write_dist(e.index + 1);
@@ -795,6 +818,11 @@ class Trainer {
   }
 
   // Distributed: every rank's BN running statistics become their mean (once per step).
+  // TicTac: the last update's parameters still on the wire are received (a no-op otherwise).
+  void settle() {
+    if (tictac_) tictac_->settle();
+  }
+
   void sync_buffers() {
     if (!bsp_ || buffers_synced_at_ == cursor_.global_step) return;
     bsp_->average_buffers(0, cursor_.global_step);
@@ -1294,6 +1322,7 @@ class Trainer {
   std::map<std::string, std::string> extra_metadata_;
   std::map<std::string, std::string> resumed_metadata_;  // of the checkpoint resumed from
   bool target_logged_ = false;
+  std::unique_ptr<dist::TicTac> tictac_;  // distributed, algorithm tictac
   // AdaComm (distributed, algorithm adacomm).
   bool adacomm_ = false;
   int64_t tau_ = 1, local_steps_ = 0, averagings_ = 0, period_steps_ = 0;

@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -235,6 +237,41 @@ TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across 
       CHECK_MESSAGE(first.at(p.name) == threaded, "tensor " << p.name);
     }
   }
+}
+
+TEST_CASE("the baselines over real processes: tictac ends bitwise as sync, adacomm averages") {
+  TempDir d;
+  write_tiny_fashion_mnist(d.path(), 384, 64, /*noisy=*/true);
+  const int W = 3, batch = 48, steps = 5;
+  std::map<std::string, std::string> ckpt;
+  for (const char* algorithm : {"sync", "tictac", "adacomm"}) {
+    CAPTURE(algorithm);
+    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
+    auto args = train_args(d, batch, steps);
+    *std::find(args.begin(), args.end(), "mlp") = "cnn";
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string metrics = d.file(std::string(algorithm) + ".jsonl");
+    argv.insert(argv.end(), {"--algorithm", algorithm, "--metrics", metrics});
+    if (std::string(algorithm) != "adacomm") {  // adacomm does not checkpoint yet
+      ckpt[algorithm] = d.file(std::string(algorithm) + ".safetensors");
+      argv.insert(argv.end(), {"--checkpoint", ckpt[algorithm]});
+    } else {
+      argv.insert(argv.end(), {"--adacomm-tau0", "2"});
+    }
+    const auto r = tools::run_process(argv, 120);
+    INFO(r.out, r.err);
+    check_no_tsan_report(r.out + r.err, "mercury launch");
+    REQUIRE(r.ok());
+    const auto done = mercury::testing::metrics_events(metrics, "done");
+    REQUIRE(done.size() == 1);
+    CHECK(done[0]["algorithm"] == algorithm);
+    CHECK(done[0]["steps"] == steps);
+    if (std::string(algorithm) == "adacomm") CHECK(done[0]["averagings"] == 2);  // after 2, 4
+  }
+  auto model = models::make_model("cnn", Shape{1, 28, 28}, 10, 1, {});
+  const auto sync = checkpoint_params(ckpt["sync"], *model);
+  CHECK(sync.size() == model->params.params().size());
+  CHECK(checkpoint_params(ckpt["tictac"], *model) == sync);
 }
 
 TEST_CASE("a rank killed mid-run: every survivor exits non-zero within the timeout naming it") {

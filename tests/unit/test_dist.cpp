@@ -793,14 +793,167 @@ TEST_CASE("adacomm refuses what it cannot do yet, naming the setting") {
                                                             "sync"));
   cfg.pipeline = "auto";  // auto is sequential under adacomm
   CHECK_NOTHROW(train::Trainer(cfg, *model, train, test, log, &ctx));
-  for (const char* bad : {"tictac", "ADACOMM", ""}) {
+  for (const char* bad : {"TICTAC", "ADACOMM", ""}) {
     cfg.algorithm = bad;
     CHECK_THROWS_WITH(train::validate(cfg),
-                      doctest::Contains("algorithm: expected sync or adacomm"));
+                      doctest::Contains("algorithm: expected sync, tictac or adacomm"));
   }
   cfg.algorithm = "adacomm";
   cfg.adacomm_tau0 = 17;
   CHECK_THROWS_WITH(train::validate(cfg), doctest::Contains("adacomm_tau0: expected 1..16"));
+}
+
+// Copies each parameter's gradient at the moment the sweep reports its leaf done, to compare with
+// the gradient at the end of backward (the SweepObserver contract TicTac relies on).
+class GradFinalProbe final : public nn::StepHooks {
+ public:
+  explicit GradFinalProbe(const nn::ParamStore& ps) : ps_(ps) {}
+  void before_param(int64_t offset, int64_t numel, std::size_t leaf) override {
+    uses_.push_back({offset, numel, leaf, false});
+  }
+  void swept(std::size_t k) override {
+    ++calls_;
+    for (Use& u : uses_) {
+      // Final once every use of that parameter is passed: the earliest leaf of that offset.
+      bool all = true;
+      for (const Use& o : uses_)
+        if (o.offset == u.offset && o.leaf + 1 < k) all = false;
+      if (all && !u.taken) {
+        u.taken = true;
+        u.at_report.assign(ps_.grads() + u.offset, ps_.grads() + u.offset + u.numel);
+      }
+    }
+  }
+  struct Use {
+    int64_t offset, numel;
+    std::size_t leaf;
+    bool taken;
+    std::vector<float> at_report = {};
+  };
+  std::vector<Use> uses_;
+  int64_t calls_ = 0;
+
+ private:
+  const nn::ParamStore& ps_;
+};
+
+TEST_CASE("backward reports where each parameter's gradient becomes final (TicTac's hook)") {
+  const auto data = synthetic_images(8, 41);
+  std::vector<float> x(8 * 784);
+  std::vector<int32_t> y(8);
+  std::vector<int64_t> idx(8);
+  std::iota(idx.begin(), idx.end(), 0);
+  data.gather(idx, x.data(), y.data(), nullptr);
+  for (const char* name : {"mlp", "cnn", "resnet8"}) {
+    CAPTURE(name);
+    auto model = models::make_model(name, Shape{1, 28, 28}, 10, 3);
+    nn::ParamStore& ps = model->params;
+    nn::Engine engine(*model, 1);
+    GradFinalProbe probe(ps);
+    ps.zero_grad();
+    engine.grad(x.data(), y.data(), nullptr, 8, nullptr, 0, nullptr, &probe);
+    REQUIRE(probe.uses_.size() >= ps.params().size());  // every parameter read at least once
+    CHECK(probe.calls_ > 0);
+    for (const auto& u : probe.uses_) {
+      CAPTURE(u.offset);
+      REQUIRE(u.taken);
+      const std::vector<float> final_grad(ps.grads() + u.offset, ps.grads() + u.offset + u.numel);
+      CHECK(u.at_report == final_grad);
+    }
+    // Not everything at the very end: the last layer's gradient is final early in the sweep.
+    std::size_t last_leaf = 0;
+    for (const auto& u : probe.uses_) last_leaf = std::max(last_leaf, u.leaf);
+    CHECK(last_leaf > probe.uses_.front().leaf);
+  }
+}
+
+TEST_CASE("tictac pieces: cut at every layer and shard boundary, owned by the shard's rank") {
+  auto model = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  const nn::ParamStore& ps = model->params;
+  net::LocalHub hub(3);
+  const dist::ShardPlan plan(ps.size(), 3);
+  dist::BspSync bsp(hub.transport(1), plan, model->params, optim::OptimizerConfig{}, 10);
+  const dist::TicTac tic(bsp, model->params);
+  const auto& pieces = tic.pieces();
+  REQUIRE(!pieces.empty());
+  CHECK(pieces.front().begin == 0);
+  CHECK(pieces.back().end == ps.size());
+  std::vector<int64_t> starts;
+  for (std::size_t p = 0; p < pieces.size(); ++p) {
+    CAPTURE(p);
+    if (p) CHECK(pieces[p].begin == pieces[p - 1].end);
+    CHECK(pieces[p].size() > 0);
+    CHECK(plan.begin(pieces[p].owner) <= pieces[p].begin);
+    CHECK(pieces[p].end <= plan.end(pieces[p].owner));
+    starts.push_back(pieces[p].begin);
+  }
+  auto cut_at = [&](int64_t off) {
+    return std::find(starts.begin(), starts.end(), off) != starts.end();
+  };
+  for (int r = 0; r < 3; ++r) CHECK(cut_at(plan.begin(r)));
+  for (std::size_t i = 1; i < ps.params().size(); ++i) {
+    const auto& a = ps.params()[i - 1].name;
+    const auto& b = ps.params()[i].name;
+    CAPTURE(b);
+    const bool new_layer = a.substr(0, a.rfind('.')) != b.substr(0, b.rfind('.'));
+    const int64_t off = ps.params()[i].offset;
+    if (new_layer) {
+      CHECK(cut_at(off));
+    } else if (cut_at(off)) {  // weight and bias travel together unless a shard ends between
+      bool shard_edge = false;
+      for (int r = 1; r < 3; ++r) shard_edge = shard_edge || plan.begin(r) == off;
+      CHECK(shard_edge);
+    }
+  }
+  // The cnn's layers plus the two shard cuts inside them: more pieces than shards.
+  CHECK(pieces.size() > 3);
+}
+
+TEST_CASE("tictac: sync SGD's weights bit for bit, whatever the micro-batches and samplers") {
+  const auto train = synthetic_images(96, 42), test = synthetic_images(16, 43);
+  struct Case {
+    const char* model;
+    int world;
+    int64_t micro;
+    const char* sampler;
+  };
+  for (const Case c :
+       {Case{"mlp", 3, 0, "uniform"}, Case{"cnn", 4, 4, "uniform"}, Case{"cnn", 2, 0, "mercury"}}) {
+    const std::string what = std::string(c.model) + " " + c.sampler;
+    CAPTURE(what);
+    CAPTURE(c.world);
+    auto cfg = dist_config();
+    cfg.batch = 24;  // 8, 6 (micro-batches of 4 and 2) or 12 per rank
+    cfg.model = c.model;
+    cfg.micro_batch = c.micro;
+    cfg.sampler = c.sampler;
+    cfg.group_size = 16;
+    cfg.pipeline = "sequential";  // sync's mercury would pick bacc, whose groups are timed
+    cfg.eval_every = 3;
+    cfg.replica_check_every = 2;
+    const auto sync = train_ranks(cfg, c.world, train, test);
+    cfg.algorithm = "tictac";
+    cfg.pipeline = "auto";  // sequential under tictac
+    const auto tic = train_ranks(cfg, c.world, train, test);
+    for (int r = 0; r < c.world; ++r) {
+      CAPTURE(r);
+      CHECK(tic[r].weights == sync[0].weights);
+      CHECK(tic[r].result.steps == sync[0].result.steps);
+    }
+    CHECK(tic[0].result.final_test_acc == sync[0].result.final_test_acc);
+  }
+}
+
+TEST_CASE("tictac refuses bacc and names the choices") {
+  auto cfg = dist_config();
+  cfg.algorithm = "tictac";
+  cfg.sampler = "mercury";
+  cfg.pipeline = "bacc";
+  CHECK_THROWS_WITH(train::validate(cfg),
+                    doctest::Contains("pipeline bacc: expected algorithm sync (BACC scores in the "
+                                      "aggregation of every step; adacomm aggregates every tau "
+                                      "steps, tictac overlaps the aggregation with compute), "
+                                      "found algorithm tictac"));
 }
 
 TEST_CASE("initial broadcast refuses a rank whose model differs, naming both layout hashes") {
