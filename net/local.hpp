@@ -30,6 +30,13 @@
 //   time it arrives (Message::arrival_s); the receiver's clock moves to that time when it takes
 //   the message. now() is the rank's virtual time, advance_to() moves it, device_factor() is the
 //   device's compute factor. Each rank's transport must then be used by one thread (its own).
+// - On a shared medium (VirtualNetwork::ordered()) sends are committed in virtual-time order:
+//   a rank's send at its virtual time t waits (real time) until every other rank is known not
+//   to send before t — closed, blocked in recv on a message not sent yet, or with a clock (as of
+//   its last send/recv) at or past t; ties go to the lower rank. A blocked rank whose message
+//   has been sent counts at max(its clock, the arrival). Every message reaches the shared
+//   channel in nondecreasing virtual time. The wait is bounded by order_timeout_s (real
+//   seconds); past it the send throws TimeoutError naming the rank that held it back.
 // - Argument errors (dst/src outside [0, W) or equal to this rank, type < kFirstAppType) throw
 //   std::invalid_argument naming the expected range and the value found.
 // - Thread-safe: one mutex guards the hub; each rank waits on its own condition variable.
@@ -41,6 +48,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -121,6 +129,12 @@ class LocalHub {
     notify_all();
   }
 
+  // Shared medium: the longest a send waits (real seconds) for its turn on the channel.
+  void set_order_timeout(double seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    order_timeout_s_ = seconds;
+  }
+
  private:
   friend class LocalTransport;
 
@@ -141,7 +155,51 @@ class LocalHub {
     std::optional<PeerError> error;  // the first failure this rank's transport saw (sticky)
     bool closed = false;
     std::vector<LinkStats> links;  // per peer
+    // Shared medium (ordered sends): where this rank may send next, at the earliest.
+    double vclock = 0;     // its virtual time as of its last send/recv
+    bool blocked = false;  // in recv, the awaited message not yet sent
+    MailKey awaited;       // ... that message
+    bool woken = false;    // the awaited message was sent: it resumes at wake_s
+    double wake_s = 0;
   };
+
+  // The earliest virtual time rank q may still send at (+inf: it cannot before being woken by a
+  // send that is itself ordered). Caller holds mu_.
+  double earliest_send(int q) const {
+    const RankState& s = *ranks_[q];
+    if (s.closed || s.error) return std::numeric_limits<double>::infinity();
+    if (s.blocked) return s.woken ? s.wake_s : std::numeric_limits<double>::infinity();
+    return s.vclock;
+  }
+  // Whether rank self may commit a send at t: no other rank can send earlier. Caller holds mu_.
+  // Returns the rank in the way, or -1.
+  int held_back_by(int self, double t) const {
+    for (int q = 0; q < world(); ++q) {
+      if (q == self) continue;
+      const double e = earliest_send(q);
+      if (e < t || (e == t && q < self)) return q;
+    }
+    return -1;
+  }
+  // Ordered sends: waits for self's turn at virtual time t. Caller holds `lock` on mu_.
+  void wait_for_turn(int self, double t, std::unique_lock<std::mutex>& lock) {
+    RankState& me = *ranks_[self];
+    me.vclock = std::max(me.vclock, t);
+    order_cv_.notify_all();  // this rank's bound moved
+    const Deadline limit = deadline_in(order_timeout_s_);
+    for (int q = held_back_by(self, t); q >= 0; q = held_back_by(self, t)) {
+      throw_if_unusable(self);
+      if (order_cv_.wait_until(lock, limit) == std::cv_status::timeout && Clock::now() >= limit &&
+          (q = held_back_by(self, t)) >= 0) {
+        throw TimeoutError(
+            q, "rank " + std::to_string(self) + ": shared medium: a send at " + std::to_string(t) +
+                   " s (virtual) waited " + std::to_string(order_timeout_s_) + " s for rank " +
+                   std::to_string(q) + ", whose clock is at " + std::to_string(earliest_send(q)) +
+                   " s and which has not sent or received since");
+      }
+    }
+    throw_if_unusable(self);
+  }
 
   void check_rank(int rank, const char* what) const {
     if (rank < 0 || rank >= world()) {
@@ -167,6 +225,7 @@ class LocalHub {
   }
   void notify_all() {
     for (auto& r : ranks_) r->cv.notify_all();
+    order_cv_.notify_all();
   }
 
   void check_send(int self, int dst, uint8_t type) const {
@@ -190,10 +249,22 @@ class LocalHub {
   void deliver(int self, int dst, uint8_t type, uint64_t key, uint64_t iteration,
                Payload&& payload) {
     const std::size_t bytes = payload.size();
-    const double arrival = net_ ? net_->on_send(self, dst, bytes) : 0.0;  // the sender's clock
+    const bool ordered = net_ && net_->ordered();
+    // The sender's clock: charged now; per link the channel is booked at once, on a shared
+    // medium once this send's turn has come (below, under the lock).
+    double arrival = 0;
+    if (ordered) {
+      arrival = net_->now(self);
+    } else if (net_) {
+      arrival = net_->on_send(self, dst, bytes);
+    }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       throw_if_unusable(self);
+      if (ordered) {
+        wait_for_turn(self, arrival, lock);
+        arrival = net_->reserve(self, dst, bytes, arrival);
+      }
       RankState& to = *ranks_[dst];
       if (to.closed) {
         throw PeerError(dst, "rank " + std::to_string(self) + ": send to rank " +
@@ -201,7 +272,12 @@ class LocalHub {
                                  describe_message(type, key, iteration) + "): rank " +
                                  std::to_string(dst) + " has closed its transport");
       }
+      if (ordered && to.blocked && !to.woken && to.awaited == MailKey{self, type, key, iteration}) {
+        to.woken = true;
+        to.wake_s = std::max(to.vclock, arrival);
+      }
       to.mailbox.put(Message{self, type, key, iteration, std::move(payload), arrival});
+      if (ordered) order_cv_.notify_all();
       LinkStats& out = ranks_[self]->links[dst];
       out.bytes_sent += bytes;
       ++out.messages_sent;
@@ -215,17 +291,45 @@ class LocalHub {
   Message recv(int self, int src, uint8_t type, uint64_t key, uint64_t iteration,
                Deadline deadline) {
     check_peer(self, src, "recv: source");
-    Message m = take(self, MailKey{src, type, key, iteration}, deadline);
+    const double t = net_ && net_->ordered() ? net_->now(self) : 0.0;
+    Message m = take(self, MailKey{src, type, key, iteration}, deadline, t);
     if (net_) net_->on_recv(self, m.arrival_s);  // the receiver's clock, outside the lock
     return m;
   }
 
-  Message take(int self, const MailKey& k, Deadline deadline) {
+  // `now` (shared medium): the receiver's virtual time, charged before the call.
+  Message take(int self, const MailKey& k, Deadline deadline, double now = 0) {
     std::unique_lock<std::mutex> lock(mu_);
     RankState& me = *ranks_[self];
+    const bool ordered = net_ && net_->ordered();
+    struct Unblock {  // whatever way take() ends, the rank is running again
+      LocalHub& hub;
+      RankState& me;
+      bool ordered;
+      ~Unblock() {
+        if (ordered && me.blocked) {
+          me.blocked = me.woken = false;
+          hub.order_cv_.notify_all();
+        }
+      }
+    } unblock{*this, me, ordered};
+    if (ordered) me.vclock = std::max(me.vclock, now);
     for (;;) {
       throw_if_unusable(self);
-      if (std::optional<Message> m = me.mailbox.take(k)) return std::move(*m);
+      if (std::optional<Message> m = me.mailbox.take(k)) {
+        if (ordered) {
+          me.vclock = std::max(me.vclock, m->arrival_s);
+          me.blocked = me.woken = false;
+          order_cv_.notify_all();
+        }
+        return std::move(*m);
+      }
+      if (ordered && !me.blocked) {  // nothing to send before this message comes
+        me.blocked = true;
+        me.woken = false;
+        me.awaited = k;
+        order_cv_.notify_all();
+      }
       if (ranks_[k.src]->closed) {
         throw PeerError(
             k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
@@ -235,7 +339,10 @@ class LocalHub {
       if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline) {
         // One last look: the message or a failure may have come with the deadline.
         throw_if_unusable(self);
-        if (std::optional<Message> m = me.mailbox.take(k)) return std::move(*m);
+        if (std::optional<Message> m = me.mailbox.take(k)) {
+          if (ordered) me.vclock = std::max(me.vclock, m->arrival_s);
+          return std::move(*m);
+        }
         const std::size_t n = me.mailbox.count_from(k.src);
         throw TimeoutError(
             k.src, "rank " + std::to_string(self) + ": recv from rank " + std::to_string(k.src) +
@@ -258,6 +365,7 @@ class LocalHub {
     RankState& me = *ranks_[self];
     if (!me.closed) {
       me.closed = true;
+      order_cv_.notify_all();
       lock.unlock();
       notify_all();  // receivers waiting on this rank learn it will send nothing more
       lock.lock();
@@ -283,6 +391,8 @@ class LocalHub {
   std::vector<std::unique_ptr<RankState>> ranks_;  // condition variables do not move
   std::shared_ptr<PayloadPool> pool_ = PayloadPool::create();
   std::shared_ptr<VirtualNetwork> net_;  // the simulator's clocks (null: a plain hub)
+  std::condition_variable order_cv_;     // shared medium: a rank's earliest send moved
+  double order_timeout_s_ = 3600;
 };
 
 inline int LocalTransport::world() const {

@@ -20,6 +20,13 @@
 //   arrives when its last bit has left the channel plus config.latency_s. on_send returns that
 //   arrival time; sending itself costs the sender only its CPU (a device's network writer is
 //   another thread).
+// - Shared medium (config.shared_medium): every message of every device goes through ONE
+//   channel at the trace's rate, as on one Wi-Fi channel where only one station transmits at a
+//   time (the rate is what a device-to-device transfer gets alone; relaying through an access
+//   point is in that figure, not modelled on top). Messages from different devices must then
+//   take the channel in virtual-time order, which threads running at their own pace do not give
+//   by themselves: the hub (net/local.hpp) commits a send only when no other device can still
+//   send earlier (conservative synchronisation), then calls reserve(). ordered() tells it so.
 // - on_recv(r, arrival): the receiver's clock moves to max(v_r, arrival); the difference is
 //   network wait (wait_s).
 // - Deterministic given the CPU times: the clocks depend on what each rank did and sent, never
@@ -51,6 +58,7 @@ struct VirtualNetworkConfig {
   std::optional<BandwidthTrace> trace;  // every link's rate over virtual time; none: unlimited
   double latency_s = 0;                 // one-way delay of every message
   uint32_t chunk_bytes = kDefaultChunkBytes;  // the Mesh's framing: one header per chunk
+  bool shared_medium = false;  // one channel for all devices (see the contract); else per link
 };
 
 struct DeviceClock {
@@ -79,9 +87,15 @@ class VirtualNetwork {
     po.burst = std::chrono::nanoseconds{0};
     po.epoch = TokenBucketPacer::Clock::time_point{};  // virtual time 0
     for (std::size_t r = 0; r < devices_.size(); ++r) {
-      if (cfg_.trace) devices_[r].links = std::make_unique<TokenBucketPacer>(*cfg_.trace, po);
+      if (cfg_.trace && !cfg_.shared_medium)
+        devices_[r].links = std::make_unique<TokenBucketPacer>(*cfg_.trace, po);
     }
+    if (cfg_.trace && cfg_.shared_medium)
+      medium_ = std::make_unique<TokenBucketPacer>(*cfg_.trace, po);
   }
+
+  // Whether sends must be committed in virtual-time order across devices (the shared medium).
+  bool ordered() const { return cfg_.shared_medium; }
 
   int world() const { return static_cast<int>(devices_.size()); }
   double factor(int rank) const { return cfg_.factors.at(static_cast<std::size_t>(rank)); }
@@ -91,13 +105,23 @@ class VirtualNetwork {
   double now(int r) { return charge(r).clock.now_s; }
 
   // Rank r sends `bytes` payload bytes to `dst`: the virtual time they have arrived there.
+  // (Per-link mode; on a shared medium the hub calls now() and, once in order, reserve().)
   double on_send(int r, int dst, std::size_t bytes) {
-    Device& d = charge(r);
-    double done = d.clock.now_s;
-    if (d.links) {
+    const double t = charge(r).clock.now_s;
+    return reserve(r, dst, bytes, t);
+  }
+
+  // The channel for a message rank r sends at virtual time t (its clock, already charged):
+  // the time it has arrived at dst. Does not read r's clock, so any thread may call it; on a
+  // shared medium the caller must call it in nondecreasing t (the hub's ordering does).
+  double reserve(int r, int dst, std::size_t bytes, double t) {
+    TokenBucketPacer* channel =
+        medium_ ? medium_.get() : devices_.at(static_cast<std::size_t>(r)).links.get();
+    double done = t;
+    if (channel) {
       const uint64_t chunks = std::max<uint64_t>(1, chunk_count_for(bytes, cfg_.chunk_bytes));
       const std::size_t wire = bytes + static_cast<std::size_t>(chunks) * kHeaderBytes;
-      const auto res = d.links->reserve_at(dst, wire, to_time_point(d.clock.now_s));
+      const auto res = channel->reserve_at(medium_ ? 0 : dst, wire, to_time_point(t));
       done = std::chrono::duration<double>(res.finish.time_since_epoch()).count();
     }
     return done + cfg_.latency_s;
@@ -163,6 +187,7 @@ class VirtualNetwork {
 
   VirtualNetworkConfig cfg_;
   std::vector<Device> devices_;
+  std::unique_ptr<TokenBucketPacer> medium_;  // shared_medium: the one channel
 };
 
 }  // namespace mercury::net

@@ -338,6 +338,7 @@ struct SimFlags {
   std::string bandwidth, bandwidth_trace, trace_interp, trace_end, latency_ms;
   std::string device, device_mix, fault;
   double device_factor = 0;
+  bool medium = false;
   std::vector<std::string> train_args;  // after "--"
 };
 
@@ -382,11 +383,16 @@ mercury::sim::SimOptions sim_options(const SimFlags& f) {
     if (sc.rate_bps) o.trace = net::BandwidthTrace::constant(*sc.rate_bps / 1e6);
     if (sc.trace) o.trace = sc.trace;
     o.latency_s = 1e-9 * static_cast<double>(sc.pacer.latency.count());
+    o.shared_medium = f.medium;
   } catch (const net::ShaperError& e) {
     throw UsageError(std::string("sim: ") + e.what() +
                      " (MERCURY_BANDWIDTH* and MERCURY_LATENCY_MS are --bandwidth*, "
                      "--latency-ms here)");
   }
+  if (o.shared_medium && !o.trace)
+    throw UsageError(
+        "sim: --medium: expected --bandwidth or --bandwidth-trace (the medium's "
+        "rate), found unlimited links");
   if (!f.fault.empty()) {
     try {
       o.fault = net::parse_fault(f.fault, "--fault");
@@ -405,8 +411,8 @@ int run_sim(const SimFlags& flags, const mercury::train::TrainConfig& cfg) {
   data::LoadedData d = load_data(cfg);
   std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
   std::cout << "sim: " << world << " devices on virtual clocks; links "
-            << (options.trace ? options.trace->describe() : std::string("unlimited"))
-            << ", latency " << 1e3 * options.latency_s << " ms; compute factors";
+            << sim::describe_links(options) << ", latency " << 1e3 * options.latency_s
+            << " ms; compute factors";
   for (std::size_t r = 0; r < options.factors.size() && r < 8; ++r)
     std::cout << (r ? "," : "") << " " << options.factors[r];
   std::cout << (options.factors.size() > 8 ? ", ..." : "") << "\n";
@@ -428,7 +434,7 @@ int run_sim(const SimFlags& flags, const mercury::train::TrainConfig& cfg) {
       .write({{"event", "sim"},
               {"devices", world},
               {"factors", options.factors},
-              {"links", options.trace ? options.trace->describe() : std::string("unlimited")},
+              {"links", sim::describe_links(options)},
               {"latency_s", options.latency_s},
               {"real_s", result.real_s},
               {"virtual_s", result.virtual_s},
@@ -627,13 +633,17 @@ int main(int argc, char** argv) {
   SimFlags sim_flags;
   sim_cmd->add_option("-n,--devices", sim_flags.devices, "number of devices, 1..4096")->required();
   sim_cmd->add_option("--bandwidth", sim_flags.bandwidth,
-                      "every link's rate, e.g. 10mbps ('off' or unset: unlimited)");
+                      "every link's rate, e.g. 10mbps ('off' or unset: unlimited); with --medium "
+                      "the shared channel's");
   sim_cmd->add_option("--bandwidth-trace", sim_flags.bandwidth_trace,
                       "t_seconds,mbps CSV every link's rate follows over virtual time");
   sim_cmd->add_option("--bandwidth-trace-interp", sim_flags.trace_interp,
                       "step (default) or linear");
   sim_cmd->add_option("--bandwidth-trace-end", sim_flags.trace_end, "hold (default) or loop");
   sim_cmd->add_option("--latency-ms", sim_flags.latency_ms, "one-way delay of every message");
+  sim_cmd->add_flag("--medium", sim_flags.medium,
+                    "one shared channel at the bandwidth for all devices (one Wi-Fi channel: one "
+                    "transmitter at a time), instead of a channel per directed link");
   sim_cmd->add_option("--device", sim_flags.device, "every device's profile (default host)");
   sim_cmd->add_option("--device-mix", sim_flags.device_mix,
                       "profiles and counts, e.g. rpi4:2,host:2 (counts add up to -n)");

@@ -140,6 +140,7 @@ inline std::vector<double> parse_device_mix(const std::string& text, int world) 
 
 struct SimOptions {
   std::optional<net::BandwidthTrace> trace;  // every link's rate; none: unlimited
+  bool shared_medium = false;  // one channel at that rate for all devices (net/virtual_net.hpp)
   double latency_s = 0;
   std::vector<double> factors;  // one per rank: its size is the world
   // A scheduled fault (net/fault.hpp syntax): kill / exit end the device at the start of that
@@ -149,6 +150,12 @@ struct SimOptions {
   // Called on each rank's thread after its run, with its trainer and model (tests, tools).
   std::function<void(int rank, const train::Trainer&, const nn::Model&)> after_run;
 };
+
+// "10 Mbps per link", "10 Mbps shared medium", "unlimited".
+inline std::string describe_links(const SimOptions& o) {
+  if (!o.trace) return "unlimited";
+  return o.trace->describe() + (o.shared_medium ? " shared medium" : " per link");
+}
 
 struct SimResult {
   std::vector<net::DeviceClock> clocks;
@@ -215,6 +222,11 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
   vc.factors = options.factors;
   vc.trace = options.trace;
   vc.latency_s = options.latency_s;
+  vc.shared_medium = options.shared_medium;
+  if (options.shared_medium && !options.trace)
+    throw std::invalid_argument(
+        "sim: a shared medium needs a rate (--bandwidth or --bandwidth-trace), found unlimited "
+        "links");
   auto network = std::make_shared<net::VirtualNetwork>(vc);
   net::LocalHub hub(network);
 

@@ -341,7 +341,8 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
       run("sim -n 2 --bandwidth 10mbps --latency-ms 5 --device-mix rpi4:1,host:1" + train);
   INFO(r.output);
   REQUIRE(r.code == 0);
-  CHECK(r.output.find("sim: 2 devices on virtual clocks; links 10 Mbps") != std::string::npos);
+  CHECK(r.output.find("sim: 2 devices on virtual clocks; links 10 Mbps per link") !=
+        std::string::npos);
   std::ifstream in(metrics);
   std::vector<nlohmann::json> evals, sims;
   for (std::string line; std::getline(in, line);) {
@@ -375,6 +376,12 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
   check_refused("sim -n 2 --fault rank=1,iter=1,action=stall" + train,
                 "expected kill, exit or delay in the simulator");
   check_refused("sim -n 2 --fault rank=1" + train, "--fault");
+  check_refused("sim -n 2 --medium" + train,
+                "sim: --medium: expected --bandwidth or --bandwidth-trace (the medium's rate), "
+                "found unlimited links");
+  const Result medium = run("sim -n 2 --medium --bandwidth 10mbps" + train);
+  CHECK(medium.code == 0);
+  CHECK(medium.output.find("links 10 Mbps shared medium") != std::string::npos);
   // A device that dies: named, with the code `mercury launch` would return for it.
   const Result died = run("sim -n 2 --fault rank=1,iter=1,action=kill" + train);
   CHECK(died.code == 137);

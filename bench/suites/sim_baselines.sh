@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/suites/sim_baselines.sh — the paper's Fig. 11 on one substrate (issue 14): time to a
+# target accuracy of sync SGD, TicTac, AdaComm and Mercury, in the simulator, at several
+# bandwidths and seeds.
+#
+# Run: `mercury sim -n DEVICES --bandwidth BW` (every directed link its own BW channel; add
+# MEDIUM=1 for one shared channel), Fashion-MNIST, reference CNN, local batch 64 (global
+# 64 x DEVICES), Adam lr 0.002, one thread per device, evaluation on the full test set every EVAL
+# steps, stopping at the first evaluation >= TARGET (--target-acc) or after BUDGET steps.
+#   sync     uniform sampling, BSP
+#   tictac   uniform sampling, BSP scheduled layer by layer (--algorithm tictac)
+#   adacomm  uniform sampling, local SGD with tau0 = TAU0 (--algorithm adacomm)
+#   mercury  --sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5
+#            --beta 0.1, BACC with the adaptive group (the default pipeline)
+# Time is the simulator's virtual wall clock (evaluations excluded), so runs on 2 cores give each
+# device its own core; the table is `mercury report --target TARGET`: steps and seconds to the
+# first evaluation >= TARGET, per run, and ratios against sync.
+#
+# Output: $OUT/<bw>/<algorithm>-s<seed>.jsonl (+ .log), $OUT/<bw>/report, and $OUT/table.md:
+# per bandwidth and algorithm the mean time to target over the seeds that reached it, its
+# range, and the speedup over sync (ratio of the means; "not reached" when a seed missed it).
+#
+# Usage: bench/suites/sim_baselines.sh [OUT]         (default runs/sim_baselines)
+#   BANDWIDTHS="10mbps 50mbps 100mbps 200mbps"  SEEDS="1 2 3"  DEVICES=4
+#   ALGORITHMS="sync tictac adacomm mercury"  TARGET=0.90  BUDGET=1500  EVAL=50  TAU0=5
+#   MEDIUM=0  MERCURY_BIN (default build/release/tools/mercury)
+# Finished runs (a "done" event) are skipped, so an interrupted suite resumes.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-runs/sim_baselines}
+bin=${MERCURY_BIN:-build/release/tools/mercury}
+budget=${BUDGET:-1500}
+eval_every=${EVAL:-50}
+devices=${DEVICES:-4}
+target=${TARGET:-0.90}
+tau0=${TAU0:-5}
+[ -x "$bin" ] || { echo "sim_baselines.sh: $bin missing: build the release preset" >&2; exit 2; }
+for v in "$budget" "$eval_every" "$devices" "$tau0"; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "sim_baselines.sh: BUDGET/EVAL/DEVICES/TAU0: expected a positive integer, found '$v'" >&2; exit 2; }
+done
+[[ $target =~ ^0\.[0-9]+$ ]] || { echo "sim_baselines.sh: TARGET: expected an accuracy in (0, 1) such as 0.90, found '$target'" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "sim_baselines.sh: python3 is needed for the table" >&2; exit 2; }
+medium=()
+[ "${MEDIUM:-0}" = 1 ] && medium=(--medium)
+algorithm_flags() {
+  case "$1" in
+    sync) echo "--sampler uniform" ;;
+    tictac) echo "--sampler uniform --algorithm tictac" ;;
+    adacomm) echo "--sampler uniform --algorithm adacomm --adacomm-tau0 $tau0" ;;
+    mercury) echo "--sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5 --beta 0.1" ;;
+    *) echo "sim_baselines.sh: unknown algorithm '$1' (expected sync, tictac, adacomm, mercury)" >&2; exit 2 ;;
+  esac
+}
+bandwidths=${BANDWIDTHS:-10mbps 50mbps 100mbps 200mbps}
+for seed in ${SEEDS:-1 2 3}; do
+  for bw in $bandwidths; do
+    dir="$out/$bw"
+    mkdir -p "$dir"
+    for a in ${ALGORITHMS:-sync tictac adacomm mercury}; do
+      flags=$(algorithm_flags "$a")
+      name="$a-s$seed"
+      if grep -q '"event":"done"' "$dir/$name.jsonl" 2>/dev/null; then
+        echo "== $dir/$name: done, skipped"
+        continue
+      fi
+      rm -f "$dir/$name".*jsonl "$dir/$name.jsonl"
+      echo "== $dir/$name ($(date +%H:%M:%S))"
+      # shellcheck disable=SC2086  # $flags is a word list
+      "$bin" sim -n "$devices" --bandwidth "$bw" "${medium[@]}" -- \
+        --model cnn --data fashion-mnist --batch $((64 * devices)) --lr 0.002 --optimizer adam \
+        --threads 1 --epochs 100 --max-steps "$budget" --eval-every "$eval_every" \
+        --target-acc "$target" --progress false --seed "$seed" \
+        --metrics "$dir/$name.jsonl" $flags > "$dir/$name.log" 2>&1 ||
+        { echo "sim_baselines.sh: $dir/$name failed, see $dir/$name.log" >&2; exit 1; }
+    done
+  done
+done
+for bw in $bandwidths; do
+  dir="$out/$bw"
+  mapfile -t all < <(ls "$dir"/*-s[0-9]*.jsonl | grep -v '\.rank[0-9]*\.jsonl$')
+  "$bin" report --target "$target" --out "$dir/report" "${all[@]}" > /dev/null
+done
+python3 - "$out" "$target" $bandwidths <<'EOF'
+import json, pathlib, statistics, sys
+out, target, bws = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+algos = ["sync", "tictac", "adacomm", "mercury"]
+def first_hit(path):
+    evs = [json.loads(l) for l in open(path) if '"event":"eval"' in l]
+    for e in evs:
+        if e["test_acc"] >= target:
+            return e["steps"], e["wall_s"]
+    return None
+rows = ["| bandwidth | algorithm | seeds at target | steps (mean) | time to %.0f%% s (mean, range) | speedup over sync |" % (100 * target),
+        "|---|---|---|---|---|---|"]
+for bw in bws:
+    base = None
+    for a in algos:
+        files = sorted((out / bw).glob(f"{a}-s*.jsonl"))
+        files = [f for f in files if ".rank" not in f.name]
+        if not files:
+            continue
+        hits = [first_hit(f) for f in files]
+        got = [h for h in hits if h]
+        if len(got) < len(hits) or not got:
+            rows.append(f"| {bw} | {a} | {len(got)}/{len(hits)} | – | not reached by every seed | – |")
+            continue
+        t = [h[1] for h in got]
+        mean_t = statistics.mean(t)
+        if a == "sync":
+            base = mean_t
+        speed = f"{base / mean_t:.2f}x" if base else "–"
+        rows.append(f"| {bw} | {a} | {len(got)}/{len(hits)} | {statistics.mean(h[0] for h in got):.0f} | "
+                    f"{mean_t:.1f} ({min(t):.1f}–{max(t):.1f}) | {speed} |")
+(out / "table.md").write_text("\n".join(rows) + "\n")
+print("\n".join(rows))
+EOF
