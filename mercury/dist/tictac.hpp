@@ -18,10 +18,11 @@
 //     the last micro-batch's backward sends piece p's gradient to its owner (kTicGrad, key = p)
 //       as soon as the sweep has passed the first use of p's parameters, i.e. when p's gradient
 //       is final (autograd/tape.hpp, SweepObserver);
-//     finish(lr, it), after backward, sends what is left, reduces this rank's shard piece by
-//       piece in backward order as contributions arrive (ShardServer::reduce on a part: bitwise
-//       the whole reduction), steps the shard's optimizer once, and sends its pieces to every
-//       rank in forward order. It does not wait for the other shards: the next forward does,
+//     finish(lr, it), after backward (or alone, for a step whose batch was empty), sends what
+//       is left, reduces this rank's shard piece by piece in backward order as contributions
+//       arrive (ShardServer::reduce on a part: bitwise the whole reduction), steps the shard's
+//       optimizer once, and sends its pieces to every rank in forward order. It does not wait
+//       for the other shards: the next forward does,
 //       layer by layer, or settle().
 // - settle() waits for every piece still in flight: call it before anything but the next
 //   forward reads the weights (evaluation, checkpoint, replica check, a sampler that scores).
@@ -122,11 +123,7 @@ class TicTac final : public nn::StepHooks {
   }
 
   void finish(float lr, int64_t it) {
-    if (it != it_) {
-      throw std::logic_error("TicTac::finish: iteration " + std::to_string(it) +
-                             " was not started with micro_batch() (last: " + std::to_string(it_) +
-                             ")");
-    }
+    if (it != it_) micro_batch(it, true);  // no forward ran (an empty batch): zero gradients
     net::Transport& t = bsp_.t_;
     const double t0 = t.now();
     const uint64_t iu = bsp_.checked_iteration(it);

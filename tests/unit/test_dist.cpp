@@ -909,6 +909,36 @@ TEST_CASE("tictac pieces: cut at every layer and shard boundary, owned by the sh
   CHECK(pieces.size() > 3);
 }
 
+TEST_CASE("tictac without a forward (finish alone) is BspSync::step on the same gradients") {
+  const int W = 3;
+  std::vector<std::vector<float>> by_step(W), by_tictac(W);
+  for (const bool tic : {false, true}) {
+    net::LocalHub hub(W);
+    require_no_errors(run_ranks(W, [&](int r) {
+      auto model = models::make_model("cnn", Shape{1, 28, 28}, 10, 9);
+      nn::ParamStore& ps = model->params;
+      for (int64_t i = 0; i < ps.size(); ++i)  // a different gradient on every rank
+        ps.grads()[i] = 0.001f * static_cast<float>((i * (r + 3)) % 97) - 0.04f;
+      optim::OptimizerConfig oc;
+      oc.kind = optim::parse_kind("adam");
+      dist::BspSync bsp(hub.transport(r), dist::ShardPlan(ps.size(), W), ps, oc, 30);
+      if (tic) {
+        dist::TicTac tt(bsp, ps);
+        tt.finish(0.01f, 4);
+        CHECK(tt.in_flight() > 0);  // the other shards' layers are still on their way
+        tt.settle();
+        CHECK(tt.in_flight() == 0);
+        CHECK(bsp.timing().steps == 1);
+        CHECK(bsp.timing().bytes_received == bsp.timing().bytes_sent);
+      } else {
+        bsp.step(0.01f, 4);
+      }
+      (tic ? by_tictac : by_step)[r] = slab(ps.values(), ps.size());
+    }));
+  }
+  for (int r = 0; r < W; ++r) CHECK(by_tictac[r] == by_step[0]);
+}
+
 TEST_CASE("tictac: sync SGD's weights bit for bit, whatever the micro-batches and samplers") {
   const auto train = synthetic_images(96, 42), test = synthetic_images(16, 43);
   struct Case {
