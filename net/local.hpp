@@ -302,26 +302,21 @@ class LocalHub {
     std::unique_lock<std::mutex> lock(mu_);
     RankState& me = *ranks_[self];
     const bool ordered = net_ && net_->ordered();
-    struct Unblock {  // whatever way take() ends, the rank is running again
+    struct Unblock {  // whatever way take() ends, the rank is running again (at its new clock)
       LocalHub& hub;
       RankState& me;
       bool ordered;
       ~Unblock() {
-        if (ordered && me.blocked) {
-          me.blocked = me.woken = false;
-          hub.order_cv_.notify_all();
-        }
+        if (!ordered) return;
+        me.blocked = me.woken = false;
+        hub.order_cv_.notify_all();
       }
     } unblock{*this, me, ordered};
     if (ordered) me.vclock = std::max(me.vclock, now);
     for (;;) {
       throw_if_unusable(self);
       if (std::optional<Message> m = me.mailbox.take(k)) {
-        if (ordered) {
-          me.vclock = std::max(me.vclock, m->arrival_s);
-          me.blocked = me.woken = false;
-          order_cv_.notify_all();
-        }
+        if (ordered) me.vclock = std::max(me.vclock, m->arrival_s);
         return std::move(*m);
       }
       if (ordered && !me.blocked) {  // nothing to send before this message comes

@@ -22,8 +22,7 @@
 //       is left, reduces this rank's shard piece by piece in backward order as contributions
 //       arrive (ShardServer::reduce on a part: bitwise the whole reduction), steps the shard's
 //       optimizer once, and sends its pieces to every rank in forward order. It does not wait
-//       for the other shards: the next forward does,
-//       layer by layer, or settle().
+//       for the other shards: the next forward does, layer by layer, or settle().
 // - settle() waits for every piece still in flight: call it before anything but the next
 //   forward reads the weights (evaluation, checkpoint, replica check, a sampler that scores).
 //   After settle() the weights are bitwise those BspSync::step would give for the same
@@ -100,11 +99,7 @@ class TicTac final : public nn::StepHooks {
     for (std::size_t p = static_cast<std::size_t>(first - begins_.begin()) - 1;
          p < pieces_.size() && pieces_[p].begin < offset + numel; ++p) {
       first_leaf_[p] = std::min(first_leaf_[p], leaf);
-      if (pending_[p]) {
-        const double t0 = bsp_.t_.now();
-        receive_values(p, step_);
-        wait_s_ += bsp_.t_.now() - t0;
-      }
+      if (pending_[p]) wait_s_ += receive_values(p, step_);
     }
   }
 
@@ -227,7 +222,8 @@ class TicTac final : public nn::StepHooks {
     step_.bytes_sent += static_cast<uint64_t>(pc.size()) * sizeof(float);
   }
 
-  void receive_values(std::size_t p, SyncTiming& into) {
+  // Receives piece p of the last update into the slab; returns the seconds it took.
+  double receive_values(std::size_t p, SyncTiming& into) {
     const Piece& pc = pieces_[p];
     net::Transport& t = bsp_.t_;
     const double t0 = t.now();
@@ -237,9 +233,11 @@ class TicTac final : public nn::StepHooks {
                   "layer parameter gather", pc.size() * 4, idle);
     std::memcpy(params_.values() + pc.begin, m.payload.data(), m.payload.size());
     pending_[p] = 0;
+    const double took = t.now() - t0;
     into.bytes_received += m.payload.size();
     into.idle_s += idle;
-    into.comm_s += std::max(0.0, t.now() - t0 - idle);
+    into.comm_s += std::max(0.0, took - idle);
+    return took;
   }
 
   BspSync& bsp_;

@@ -817,12 +817,12 @@ class Trainer {
     return tally[1] > 0 ? tally[0] / tally[1] : 0.0;
   }
 
-  // Distributed: every rank's BN running statistics become their mean (once per step).
   // TicTac: the last update's parameters still on the wire are received (a no-op otherwise).
   void settle() {
     if (tictac_) tictac_->settle();
   }
 
+  // Distributed: every rank's BN running statistics become their mean (once per step).
   void sync_buffers() {
     if (!bsp_ || buffers_synced_at_ == cursor_.global_step) return;
     bsp_->average_buffers(0, cursor_.global_step);

@@ -280,6 +280,28 @@ TEST_CASE("shared medium: overlapping sends queue on the one channel") {
   CHECK(arrivals[1] == doctest::Approx(2 * wire).epsilon(0.05));  // behind the first
 }
 
+TEST_CASE("shared medium: a send held back past the order timeout names the rank in its way") {
+  net::VirtualNetworkConfig c = links(2, 8.0);
+  c.shared_medium = true;
+  net::LocalHub hub(std::make_shared<net::VirtualNetwork>(c));
+  hub.set_order_timeout(0.2);
+  std::atomic<bool> sent{false};
+  const auto errors = mercury::testing::run_ranks(2, [&](int r) {
+    net::Transport& t = hub.transport(r);
+    if (r == 0) {
+      t.advance_to(1.0);  // rank 1 sits at virtual 0 and never sends, receives or closes
+      CHECK_THROWS_WITH_AS(t.send(1, 16, 0, 0, std::vector<std::byte>(10)),
+                           doctest::Contains("s for rank 1, whose clock is at 0.0"),
+                           net::TimeoutError);
+      sent = true;
+    } else {
+      while (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    t.close(net::deadline_in(1));
+  });
+  mercury::testing::require_no_errors(errors);
+}
+
 TEST_CASE("BACC in virtual mode: the group is the chunks whose cost fits the window") {
   const auto data = synthetic_images(256, 7);
   auto model = models::make_model("mlp", data.sample_shape(), data.num_classes(), 1);
