@@ -393,6 +393,13 @@ mercury::sim::SimOptions sim_options(const SimFlags& f) {
     throw UsageError(
         "sim: --medium: expected --bandwidth or --bandwidth-trace (the medium's "
         "rate), found unlimited links");
+  if (const char* v = std::getenv(net::env_var::heartbeat_timeout); v && *v) {
+    try {  // a stall this long ends the run, as the mesh's heartbeat check would
+      o.heartbeat_timeout_s = net::detail::parse_seconds(net::env_var::heartbeat_timeout, v);
+    } catch (const net::EnvError& e) {
+      throw UsageError(std::string("sim: ") + e.what());
+    }
+  }
   if (!f.fault.empty()) {
     try {
       o.fault = net::parse_fault(f.fault, "--fault");
@@ -651,8 +658,10 @@ int main(int argc, char** argv) {
                       "every device's compute factor (seconds per host CPU second), "
                       "instead of a profile");
   sim_cmd->add_option("--fault", sim_flags.fault,
-                      "rank=R,iter=I,action=kill|exit|delay[,seconds=S][,code=C]: device R dies "
-                      "(or straggles S virtual seconds) at step I");
+                      "rank=R,iter=I,action=kill|exit|drop|delay|stall[,seconds=S][,code=C]: "
+                      "device R dies, drops its links, straggles S virtual seconds, or freezes "
+                      "(S seconds, or for good: the peers' heartbeat timeout, "
+                      "MERCURY_HEARTBEAT_TIMEOUT, ends the run) at step I");
   sim_cmd->footer(
       "The train flags follow '--': mercury sim -n 4 --bandwidth 10mbps -- --sampler mercury "
       "--epochs 1 ...\nMetrics are a real run's, with virtual seconds; rank 0's file ends with a "

@@ -17,9 +17,19 @@
 //   time is its one training thread's CPU time; scorer_threads must be 1 with BACC.
 // - Rank 0 logs to `log`; the others' logs are kept and the failing rank's is printed (its last
 //   lines) when one fails.
-// - Faults (options.fault, MERCURY_FAULT's syntax): kill / exit end that device at the start of
-//   that step with DeviceFault ("device R was killed at step I (injected fault)"), which
-//   simulate() rethrows; delay holds the device `seconds` of virtual time (a straggler).
+// - Faults (options.fault, MERCURY_FAULT's syntax), at the start of that step:
+//     kill / exit  end that device with DeviceFault ("device R was killed at step I (injected
+//                  fault)"), which simulate() rethrows;
+//     delay        holds the device `seconds` of virtual time (a straggler);
+//     stall        freezes the whole device (SIGSTOP in a real run). A stall shorter than the
+//                  heartbeat timeout (options.heartbeat_timeout_s, MERCURY_HEARTBEAT_TIMEOUT's
+//                  10 s by default) is a delay; a longer or endless one ends the run at the stall
+//                  start + the timeout on the device's clock, with the heartbeat timeout the
+//                  mesh's peers report ("heartbeat timeout: rank R sent nothing for T s ...");
+//     drop         ends the device with the mesh's error for dropped connections ("rank R
+//                  dropped its connections ...");
+//     corrupt      is refused: the simulator's links carry no bytes to corrupt (the CRC check
+//                  is the real mesh's, tested there).
 // - Failure: the first rank to throw fails the hub (every other rank's blocked call ends with
 //   PeerError naming it); simulate() rethrows that first error (std::invalid_argument for
 //   settings a rank refused), after every thread has been joined.
@@ -32,6 +42,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -143,10 +154,13 @@ struct SimOptions {
   bool shared_medium = false;  // one channel at that rate for all devices (net/virtual_net.hpp)
   double latency_s = 0;
   std::vector<double> factors;  // one per rank: its size is the world
-  // A scheduled fault (net/fault.hpp syntax): kill / exit end the device at the start of that
-  // step (DeviceFault on its thread; the others' next wait for it fails naming it), delay holds
-  // it for `seconds` of virtual time there (a straggler). stall, drop and corrupt are refused.
+  // A scheduled fault (net/fault.hpp syntax), at the start of that step: kill / exit / drop end
+  // the device (DeviceFault on its thread; the others' next wait for it fails naming it), delay
+  // holds it for `seconds` of virtual time (a straggler), stall freezes it (a delay if shorter
+  // than heartbeat_timeout_s, else the peers' heartbeat timeout ends the run). corrupt is
+  // refused.
   std::optional<net::FaultSpec> fault;
+  double heartbeat_timeout_s = 10;  // MERCURY_HEARTBEAT_TIMEOUT: a stall this long is a death
   // Called on each rank's thread after its run, with its trainer and model (tests, tools).
   std::function<void(int rank, const train::Trainer&, const nn::Model&)> after_run;
 };
@@ -166,22 +180,44 @@ struct SimResult {
 
 using ModelFactory = std::function<std::unique_ptr<nn::Model>()>;
 
-// A simulated device ended by a scheduled fault (kill or exit) at the start of a step.
+// A simulated device ended by a scheduled fault (kill, exit, drop, or a stall past the
+// heartbeat timeout) at the start of a step; the message is the one a real run reports.
 class DeviceFault : public std::runtime_error {
  public:
-  explicit DeviceFault(const net::FaultSpec& f)
-      : std::runtime_error("device " + std::to_string(f.rank) + " " +
-                           (f.action == net::FaultAction::kill
-                                ? "was killed"
-                                : "exited with code " + std::to_string(f.code)) +
-                           " at step " + std::to_string(f.iteration) + " (injected fault)"),
+  explicit DeviceFault(const net::FaultSpec& f, double heartbeat_timeout_s = 10)
+      : std::runtime_error(message(f, heartbeat_timeout_s)),
         rank_(f.rank),
-        exit_code_(f.action == net::FaultAction::kill ? 128 + 9 : f.code) {}
+        exit_code_(f.action == net::FaultAction::kill   ? 128 + 9
+                   : f.action == net::FaultAction::exit ? f.code
+                                                        : 1) {}
   int rank() const { return rank_; }
-  // What `mercury launch` returns for that rank: 128 + SIGKILL, or the exit code.
+  // What `mercury launch` returns: 128 + SIGKILL for a killed rank, the exit code of one that
+  // exited, and 1 (a survivor's failure) for a dropped or stalled one.
   int exit_code() const { return exit_code_; }
 
  private:
+  static std::string message(const net::FaultSpec& f, double timeout_s) {
+    const std::string rank = std::to_string(f.rank), step = std::to_string(f.iteration);
+    switch (f.action) {
+      case net::FaultAction::kill:
+        return "device " + rank + " was killed at step " + step + " (injected fault)";
+      case net::FaultAction::exit:
+        return "device " + rank + " exited with code " + std::to_string(f.code) + " at step " +
+               step + " (injected fault)";
+      case net::FaultAction::drop:
+        return "rank " + rank + " dropped its connections at step " + step + " (injected fault)";
+      case net::FaultAction::stall: {
+        std::ostringstream m;
+        m << "heartbeat timeout: rank " << rank << " sent nothing for " << timeout_s
+          << " s (virtual; device " << rank << " stalled at step " << step
+          << ", injected fault); raise MERCURY_HEARTBEAT_TIMEOUT (now " << timeout_s
+          << " s) if it is only slow";
+        return m.str();
+      }
+      default:
+        return "device " + rank + ": fault '" + net::to_string(f.action) + "' at step " + step;
+    }
+  }
   int rank_;
   int exit_code_;
 };
@@ -205,12 +241,15 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
     if (f->rank < 0 || f->rank >= world)
       throw std::invalid_argument("fault: rank: expected 0.." + std::to_string(world - 1) +
                                   ", found " + std::to_string(f->rank));
-    if (f->action != net::FaultAction::kill && f->action != net::FaultAction::exit &&
-        f->action != net::FaultAction::delay)
-      throw std::invalid_argument(std::string("fault: action: expected kill, exit or delay in "
-                                              "the simulator, found ") +
-                                  net::to_string(f->action));
+    if (f->action == net::FaultAction::corrupt)
+      throw std::invalid_argument(
+          "fault: action: expected kill, exit, delay, stall or drop in the simulator, found "
+          "corrupt (simulated links carry no bytes to corrupt; the CRC check is the real "
+          "mesh's)");
   }
+  if (!(std::isfinite(options.heartbeat_timeout_s) && options.heartbeat_timeout_s > 0))
+    throw std::invalid_argument("heartbeat timeout: expected a positive number of seconds, found " +
+                                std::to_string(options.heartbeat_timeout_s));
   if (cfg.threads == 0) cfg.threads = 1;
   if (cfg.threads != 1) {
     throw std::invalid_argument(
@@ -243,11 +282,16 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
       auto before_step = [&, r](int64_t it) {
         const auto& f = options.fault;
         if (!f || !f->fires(r, static_cast<uint64_t>(it))) return;
-        if (f->action == net::FaultAction::delay) {
+        const double timeout = options.heartbeat_timeout_s;
+        const bool frozen_for_good =
+            f->action == net::FaultAction::stall && (f->seconds == 0 || f->seconds >= timeout);
+        if (f->action == net::FaultAction::delay ||
+            (f->action == net::FaultAction::stall && !frozen_for_good)) {
           transport.advance_to(transport.now() + f->seconds);  // a straggling step
           return;
         }
-        throw DeviceFault(*f);
+        if (frozen_for_good) transport.advance_to(transport.now() + timeout);
+        throw DeviceFault(*f, timeout);
       };
       train::DistContext ctx{
           transport, dist::ShardPlan(model->params.size(), world), before_step, {}};

@@ -373,8 +373,12 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
   check_refused("sim -n 2" + train + " --threads 2", "threads: expected 1 in the simulator");
   check_refused("sim -n 2" + train + " --batch 15", "multiple of the world size 2");
   check_refused("sim -n 2" + train + " --epochs x", "--epochs: expected an integer, found 'x'");
-  check_refused("sim -n 2 --fault rank=1,iter=1,action=stall" + train,
-                "expected kill, exit or delay in the simulator");
+  check_refused("sim -n 2 --fault rank=1,iter=1,action=corrupt" + train,
+                "expected kill, exit, delay, stall or drop in the simulator, found corrupt");
+  ::setenv("MERCURY_HEARTBEAT_TIMEOUT", "soon", 1);
+  check_refused("sim -n 2" + train,
+                "sim: MERCURY_HEARTBEAT_TIMEOUT='soon': expected a number of seconds");
+  ::unsetenv("MERCURY_HEARTBEAT_TIMEOUT");
   check_refused("sim -n 2 --fault rank=1" + train, "--fault");
   check_refused("sim -n 2 --medium" + train,
                 "sim: --medium: expected --bandwidth or --bandwidth-trace (the medium's rate), "
@@ -386,4 +390,13 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
   const Result died = run("sim -n 2 --fault rank=1,iter=1,action=kill" + train);
   CHECK(died.code == 137);
   CHECK(died.output.find("device 1 was killed at step 1 (injected fault)") != std::string::npos);
+  // A device frozen for good: its peers' heartbeat timeout (the environment's) names it.
+  ::setenv("MERCURY_HEARTBEAT_TIMEOUT", "3", 1);
+  const Result stalled = run("sim -n 2 --fault rank=1,iter=1,action=stall" + train);
+  ::unsetenv("MERCURY_HEARTBEAT_TIMEOUT");
+  CHECK(stalled.code == 1);
+  CHECK(stalled.output.find("heartbeat timeout: rank 1 sent nothing for 3 s") != std::string::npos);
+  const Result dropped = run("sim -n 2 --fault rank=0,iter=2,action=drop" + train);
+  CHECK(dropped.code == 1);
+  CHECK(dropped.output.find("rank 0 dropped its connections at step 2") != std::string::npos);
 }

@@ -557,12 +557,44 @@ TEST_CASE("simulated faults: a device that dies names itself, a straggler's dela
   // Every device waits for the straggler: the whole run is 7.5 s longer.
   CHECK(delayed.virtual_s - plain.virtual_s == doctest::Approx(7.5).epsilon(0.02));
   CHECK(delayed.clocks[0].wait_s - plain.clocks[0].wait_s == doctest::Approx(7.5).epsilon(0.02));
-  for (const char* refused :
-       {"rank=1,iter=3,action=stall", "rank=1,iter=3,action=drop", "rank=3,iter=3,action=kill"}) {
+  // A stall shorter than the heartbeat timeout is a straggler's delay (the device resumes)...
+  sim::SimResult paused;
+  o.heartbeat_timeout_s = 10;
+  o.fault = net::parse_fault("rank=2,iter=4,action=stall,seconds=7.5");
+  run_in_sim(cfg, o, train, test, &paused);
+  CHECK(paused.virtual_s - plain.virtual_s == doctest::Approx(7.5).epsilon(0.02));
+  // ...a longer or endless one ends the run with the peers' heartbeat timeout naming the device.
+  for (const char* spec :
+       {"rank=2,iter=4,action=stall,seconds=7.5", "rank=2,iter=4,action=stall"}) {
+    CAPTURE(spec);
+    o.heartbeat_timeout_s = 5;
+    o.fault = net::parse_fault(spec);
+    sim::SimResult ended;
+    try {
+      run_in_sim(cfg, o, train, test, &ended);
+      FAIL("the run survived a stall past the heartbeat timeout");
+    } catch (const sim::DeviceFault& e) {
+      CHECK(e.rank() == 2);
+      CHECK(e.exit_code() == 1);
+      CHECK(std::string(e.what()).find("heartbeat timeout: rank 2 sent nothing for 5 s") == 0);
+      CHECK(std::string(e.what()).find("stalled at step 4") != std::string::npos);
+    }
+  }
+  o.heartbeat_timeout_s = 10;
+  o.fault = net::parse_fault("rank=0,iter=2,action=drop");
+  CHECK_THROWS_WITH_AS(run_in_sim(cfg, o, train, test),
+                       "rank 0 dropped its connections at step 2 (injected fault)",
+                       sim::DeviceFault);
+  for (const char* refused : {"rank=1,iter=3,action=corrupt", "rank=3,iter=3,action=kill"}) {
     CAPTURE(refused);
     o.fault = net::parse_fault(refused);
     CHECK_THROWS_AS(run_in_sim(cfg, o, train, test), std::invalid_argument);
   }
+  o.fault.reset();
+  o.heartbeat_timeout_s = 0;
+  CHECK_THROWS_WITH_AS(run_in_sim(cfg, o, train, test),
+                       doctest::Contains("heartbeat timeout: expected a positive number"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("simulate: one compute thread per device; a refused setting names itself") {
