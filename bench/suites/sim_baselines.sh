@@ -10,8 +10,10 @@
 #   sync     uniform sampling, BSP
 #   tictac   uniform sampling, BSP scheduled layer by layer (--algorithm tictac)
 #   adacomm  uniform sampling, local SGD with tau0 = TAU0 (--algorithm adacomm)
+#   adacomm-tN  the same with tau0 = N (the paper's grid: adacomm-t2 adacomm-t10 adacomm-t20)
 #   mercury  --sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5
 #            --beta 0.1, BACC with the adaptive group (the default pipeline)
+#   mercury-gN  the same with the adaptive group capped at N samples (--bacc-max-group N)
 # Time is the simulator's virtual wall clock (evaluations excluded), so runs on 2 cores give each
 # device its own core; the table is `mercury report --target TARGET`: steps and seconds to the
 # first evaluation >= TARGET, per run, and ratios against sync.
@@ -47,8 +49,14 @@ algorithm_flags() {
     sync) echo "--sampler uniform" ;;
     tictac) echo "--sampler uniform --algorithm tictac" ;;
     adacomm) echo "--sampler uniform --algorithm adacomm --adacomm-tau0 $tau0" ;;
+    adacomm-t[1-9]*)
+      [[ ${1#adacomm-t} =~ ^[1-9][0-9]*$ ]] || { echo "sim_baselines.sh: '$1': expected adacomm-tN with N a positive integer" >&2; exit 2; }
+      echo "--sampler uniform --algorithm adacomm --adacomm-tau0 ${1#adacomm-t}" ;;
     mercury) echo "--sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5 --beta 0.1" ;;
-    *) echo "sim_baselines.sh: unknown algorithm '$1' (expected sync, tictac, adacomm, mercury)" >&2; exit 2 ;;
+    mercury-g[1-9]*)
+      [[ ${1#mercury-g} =~ ^[1-9][0-9]*$ ]] || { echo "sim_baselines.sh: '$1': expected mercury-gN with N a positive integer" >&2; exit 2; }
+      echo "$(algorithm_flags mercury) --bacc-max-group ${1#mercury-g}" ;;
+    *) echo "sim_baselines.sh: unknown algorithm '$1' (expected sync, tictac, adacomm, adacomm-tN, mercury, mercury-gN)" >&2; exit 2 ;;
   esac
 }
 bandwidths=${BANDWIDTHS:-10mbps 50mbps 100mbps 200mbps}
@@ -83,7 +91,10 @@ done
 python3 - "$out" "$target" $bandwidths <<'EOF'
 import json, pathlib, statistics, sys
 out, target, bws = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
-algos = ["sync", "tictac", "adacomm", "mercury"]
+found = {f.name.split("-s")[0] for bw in bws for f in (out / bw).glob("*-s*.jsonl")}
+order = lambda a: (["sync", "tictac"].index(a) if a in ("sync", "tictac") else
+                   2 if a.startswith("adacomm") else 3, a)
+algos = sorted(found, key=order)
 def first_hit(path):
     # Evaluations (every EVAL steps) and the epoch ends both evaluate; the run logs the first at
     # or above --target-acc as a target_reached event (steps, wall_s) and stops there.
