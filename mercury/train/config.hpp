@@ -85,7 +85,7 @@ struct TrainConfig {
   int64_t replica_check_every = 0;  // compare all ranks' weight checksums every N steps (0: off)
   std::string algorithm = "sync";   // sync (BSP: every step aggregates) | tictac (BSP layer by
                                     // layer, overlapped with compute) | adacomm (local SGD)
-  int64_t adacomm_tau0 = 5;         // adacomm: the first communication period (local steps)
+  int64_t adacomm_tau0 = 5;         // adacomm: tau0, the period scale (local steps; periods <= 16)
   double adacomm_t0 = 30;           // adacomm: seconds of training between period updates
   // The step pipeline (BACC: mercury/importance/worker.hpp).
   std::string pipeline = "auto";  // auto (bacc for a distributed mercury run) | sequential | bacc
@@ -210,7 +210,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "local steps, then the weights averaged through the shard servers; every adacomm_t0 "
        "seconds tau = ceil(sqrt(lr0 F / (lr F0)) tau0), clipped to 1..16, F the recent training "
        "loss and F0 the first period's)"},
-      {"adacomm_tau0", "adacomm: the first communication period tau0, in local steps (1..16)"},
+      {"adacomm_tau0",
+       "adacomm: tau0, the communication period's scale, in local steps (1..64; every period, "
+       "the first included, is clipped to 1..16)"},
       {"adacomm_t0", "adacomm: seconds of training (the run's clock) between updates of tau"},
       {"pipeline",
        "step pipeline: auto (bacc for a distributed mercury run, else sequential) | sequential "
@@ -519,7 +521,7 @@ inline void validate(const TrainConfig& c) {
   count(c.replica_check_every, 0, kMaxSteps, "replica_check_every");
   need(c.algorithm == "sync" || c.algorithm == "tictac" || c.algorithm == "adacomm",
        "algorithm: expected sync, tictac or adacomm", "'" + c.algorithm + "'");
-  count(c.adacomm_tau0, 1, 16, "adacomm_tau0");
+  count(c.adacomm_tau0, 1, 64, "adacomm_tau0");
   real(c.adacomm_t0, 0, 1e6, "adacomm_t0 (seconds)", true);
   need(c.algorithm == "sync" || c.pipeline != "bacc",
        "pipeline bacc: expected algorithm sync (BACC scores in the aggregation of every step; "

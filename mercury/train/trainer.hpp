@@ -167,7 +167,7 @@ class Trainer {
       adacomm_ = cfg_.algorithm == "adacomm";
       if (cfg_.algorithm == "tictac")
         tictac_ = std::make_unique<dist::TicTac>(*bsp_, model_.params);
-      tau_ = cfg_.adacomm_tau0;
+      tau_ = std::min<int64_t>(cfg_.adacomm_tau0, kAdacommMaxTau);  // tau0 20: periods of 16
       if (adacomm_ && (!cfg_.checkpoint.empty() || !cfg_.resume.empty()))
         throw std::invalid_argument(
             "checkpoint/resume: not supported with algorithm adacomm yet (each rank's local "
