@@ -93,7 +93,7 @@ struct TrainConfig {
   std::string scorer_priority = "idle";  // bacc: idle (SCHED_IDLE: only idle CPU) | normal
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
   bool bacc_finish_chunk = false;  // bacc: an adaptive window waits for its running chunk
-  int64_t bacc_max_group = 8192;   // bacc: most samples scored in one aggregation window
+  int64_t bacc_max_group = 0;      // bacc: most samples scored in one window (0: 10 x local batch)
   std::string replay_group_sizes;  // bacc: a metrics file whose "bacc" events fix each step's group
   // Resharding (distributed; mercury/dist/reshard.hpp).
   std::string reshard = "off";        // off | random | importance
@@ -228,7 +228,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
       {"bacc_finish_chunk",
        "bacc: when the aggregation ends, wait for the chunk being scored and count it (true), "
        "or drop it and never wait (false: smaller groups, nothing exposed)"},
-      {"bacc_max_group", "bacc: most samples scored in one aggregation window"},
+      {"bacc_max_group",
+       "bacc: most samples scored in one aggregation window (0, the default: 10 x the local "
+       "batch, the paper's group size M, or --group-size if larger)"},
       {"replay_group_sizes",
        "bacc: repeat the group sizes an earlier run logged (its metrics file; rank r reads its "
        "own .rank<r> file) bit for bit"},
@@ -539,8 +541,10 @@ inline void validate(const TrainConfig& c) {
        "scorer_priority: expected idle or normal", "'" + c.scorer_priority + "'");
   need(c.bacc_chunk >= 1 && c.bacc_chunk <= 65536, "bacc_chunk: expected 1..65536",
        std::to_string(c.bacc_chunk));
-  need(c.bacc_max_group >= c.bacc_chunk && c.bacc_max_group <= (int64_t{1} << 24),
-       "bacc_max_group: expected bacc_chunk.." + std::to_string(int64_t{1} << 24),
+  need(c.bacc_max_group == 0 ||
+           (c.bacc_max_group >= c.bacc_chunk && c.bacc_max_group <= (int64_t{1} << 24)),
+       "bacc_max_group: expected 0 (10 x the local batch) or bacc_chunk.." +
+           std::to_string(int64_t{1} << 24),
        std::to_string(c.bacc_max_group));
   need(c.reshard == "off" || c.reshard == "random" || c.reshard == "importance",
        "reshard: expected off, random or importance", "'" + c.reshard + "'");

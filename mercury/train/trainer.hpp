@@ -526,17 +526,32 @@ class Trainer {
       throw std::invalid_argument("pipeline bacc: expected sampler mercury, found '" +
                                   cfg_.sampler + "'");
     }
-    if (cfg_.group_size > cfg_.bacc_max_group) {
+    if (cfg_.bacc_max_group > 0 && cfg_.group_size > cfg_.bacc_max_group) {
       throw std::invalid_argument(
           "group_size: expected at most bacc_max_group (" + std::to_string(cfg_.bacc_max_group) +
           ") with the bacc pipeline, found " + std::to_string(cfg_.group_size));
+    }
+    if (!cfg_.replay_group_sizes.empty()) {
+      replay_path_ =
+          bsp_ ? dist_metrics_path(cfg_.replay_group_sizes, rank_) : cfg_.replay_group_sizes;
+      replay_ = read_group_sizes(replay_path_);
+    }
+    // The adaptive group's ceiling. By default the paper's M = 10 x the local batch: a window
+    // longer than that needs idles the scorer rather than grow the group, because bigger groups
+    // cost steps (4 devices at 10 Mbps in the simulator, seeds 1/2: groups of ~3,264 took 900 /
+    // 1,100 steps to 90%, capped at 1,536 600 / 705, at 640 500 / 550; sync SGD 700 / 940 --
+    // bench/README.md). A fixed or replayed group above it raises it.
+    max_group_ = cfg_.bacc_max_group;
+    if (max_group_ == 0) {
+      max_group_ = std::max({10 * batch_, cfg_.group_size, cfg_.bacc_chunk});
+      for (const auto& [step, size] : replay_) max_group_ = std::max(max_group_, size);
     }
     groupwise_ = dynamic_cast<importance::GroupwisePolicy*>(policy_.get());
     if (!groupwise_) throw std::logic_error("pipeline bacc: the mercury policy is not group-wise");
     importance::WorkerConfig wc;
     wc.chunk = cfg_.bacc_chunk;
     wc.finish_late_chunk = cfg_.bacc_finish_chunk;
-    wc.max_group = cfg_.bacc_max_group;
+    wc.max_group = max_group_;
     wc.threads = static_cast<int>(cfg_.scorer_threads);
     wc.idle_priority = cfg_.scorer_priority == "idle";
     wc.train_mode_norm = cfg_.score_train_mode;
@@ -551,11 +566,6 @@ class Trainer {
       }
     }
     worker_ = std::make_unique<importance::ScoringWorker>(model_, train_, wc);
-    if (!cfg_.replay_group_sizes.empty()) {
-      replay_path_ =
-          bsp_ ? dist_metrics_path(cfg_.replay_group_sizes, rank_) : cfg_.replay_group_sizes;
-      replay_ = read_group_sizes(replay_path_);
-    }
   }
 
   // Hands the scorer the weights and buffers as they are before the update and the next
@@ -578,7 +588,7 @@ class Trainer {
     }
     const double t0 = now_s();
     worker_->set_snapshot(model_.params.values(), model_.params.buffers());
-    worker_->open(groupwise_->candidates(cfg_.bacc_max_group), target);
+    worker_->open(groupwise_->candidates(max_group_), target);
     window_open_s_ = now_s();
     window_setup_s_ = window_open_s_ - t0;
     return true;
@@ -858,7 +868,7 @@ class Trainer {
     if (bacc_) {
       log << "; bacc pipeline (scorer thread: " << cfg_.scorer_threads << " thread(s), "
           << (cfg_.group_size > 0 ? "group of " + std::to_string(cfg_.group_size)
-                                  : std::string("adaptive group"))
+                                  : "adaptive group of at most " + std::to_string(max_group_))
           << ", chunks of " << cfg_.bacc_chunk << ")";
     }
     log << "\n";
@@ -1312,6 +1322,7 @@ class Trainer {
   importance::GroupwisePolicy* groupwise_ = nullptr;   // bacc: policy_ as the group-wise policy
   std::unique_ptr<importance::ScoringWorker> worker_;  // bacc: the scorer thread
   std::string replay_path_;                            // bacc: --replay-group-sizes (this rank's)
+  int64_t max_group_ = 0;                              // bacc: most samples one window scores
   std::map<int64_t, int64_t> replay_;                  // step → group size to score
   double window_setup_s_ = 0;
   double window_open_s_ = 0;  // bacc: now_s() when the window opened

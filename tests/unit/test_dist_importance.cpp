@@ -526,10 +526,13 @@ TEST_CASE("pipeline settings are checked: bacc needs mercury, group within the w
   cfg = config("mercury");
   cfg.pipeline = "bacc";
   cfg.group_size = 9000;
+  cfg.bacc_max_group = 8192;
   auto model = models::make_model("mlp", Shape{1, 28, 28}, 10, 1);
   std::ostringstream log;
   CHECK_THROWS_WITH(train::Trainer(cfg, *model, train, test, log),
                     doctest::Contains("group_size: expected at most bacc_max_group (8192)"));
+  cfg.bacc_max_group = 0;  // the default ceiling, 10 x the local batch, gives way to a fixed group
+  CHECK_NOTHROW(train::Trainer(cfg, *model, train, test, log));
 }
 
 TEST_CASE("ranks with different sampler or pipeline settings are refused, naming the field") {

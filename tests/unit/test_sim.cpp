@@ -405,7 +405,8 @@ TEST_CASE("simulated BACC: adaptive groups follow the virtual window, stragglers
   cfg.batch = 16;
   cfg.epochs = 1;
   cfg.eval_every = 0;
-  // Each rank's total group over the run.
+  // Each rank's total group over the run (and the largest group of any window).
+  int64_t largest = 0;
   auto groups = [&](double mbps, std::vector<double> factors) {
     const mercury::testing::TempDir dir;
     cfg.metrics = dir.file("adaptive.jsonl");
@@ -413,13 +414,25 @@ TEST_CASE("simulated BACC: adaptive groups follow the virtual window, stragglers
     o.factors = factors;
     run_in_sim(cfg, o, train, test);
     std::vector<int64_t> total(2);
+    largest = 0;
     for (int r = 0; r < 2; ++r) {
       const std::string path = train::dist_metrics_path(cfg.metrics, r);
-      for (const auto& e : metrics_events(path, "bacc")) total[r] += e["group"].get<int64_t>();
+      for (const auto& e : metrics_events(path, "bacc")) {
+        total[r] += e["group"].get<int64_t>();
+        largest = std::max(largest, e["group"].get<int64_t>());
+      }
     }
     return total;
   };
-  const auto slow_link = groups(0.5, {1, 1}), unlimited = groups(0, {1, 1});
+  // By default a window scores at most 10 x the local batch (8 here), however long it lasts.
+  REQUIRE(cfg.bacc_max_group == 0);
+  groups(0.5, {1, 1});
+  CHECK(largest == 80);
+  // Above that ceiling the group follows the window.
+  cfg.bacc_max_group = 400;
+  const auto slow_link = groups(0.5, {1, 1});
+  CHECK(largest > 80);
+  const auto unlimited = groups(0, {1, 1});
   CAPTURE(slow_link[0]);
   CAPTURE(unlimited[0]);
   CHECK(slow_link[0] > unlimited[0]);  // a longer aggregation scores more
