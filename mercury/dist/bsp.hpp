@@ -47,7 +47,8 @@
 // - broadcast_flag(flag, key, iteration): rank 0's flag, returned on every rank (a stop decision);
 //   broadcast_value(v, key, iteration) likewise for an int64 (AdaComm's period).
 // - average_params(iteration): local SGD's averaging — the same exchange as step() with the
-//   parameter values in place of the gradients and the mean in place of the optimizer step.
+//   parameter values in place of the gradients and the mean in place of the optimizer step;
+//   average_params_unrecorded() leaves it out of the timing and byte totals.
 // - gather_to_root(values, key, iteration): every rank's doubles (the same count on each) on
 //   rank 0, in rank order (rank 0 gets world × count values, the others nothing): a global
 //   train loss, per-rank counters.
@@ -167,6 +168,14 @@ class BspSync {
   // step(). Afterwards every rank holds bitwise the same params.values(). Same messages, phases,
   // deadlines and time split as step() (update_s is the averaging).
   void average_params(int64_t iteration) { exchange(params_.values(), 0, iteration, true); }
+  // The same averaging left out of timing() and last(): an exchange that is not training's
+  // (AdaComm's evaluation of the replicas' mean).
+  void average_params_unrecorded(int64_t iteration) {
+    const SyncTiming total = total_, last = last_;
+    exchange(params_.values(), 0, iteration, true);
+    total_ = total;
+    last_ = last;
+  }
 
   void broadcast_initial_params(int64_t iteration = 0, double timeout_s = 0) {
     const uint64_t it = checked_iteration(iteration);

@@ -93,6 +93,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <sstream>
@@ -744,10 +745,11 @@ class Trainer {
     }
     if (cfg_.eval_every && step % cfg_.eval_every == 0) {
       sync_buffers();
+      const double pause = now_s();
+      if (rank_ == 0) timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
+      const EvalAverage mean(*this);
       if (rank_ == 0) {
-        const double pause = now_s();
         report_.clear_progress();
-        timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
         const EvalResult ev = evaluate();
         report_.eval(step, ev, timing_);
         e.start += now_s() - pause;  // evaluation is not training time
@@ -759,6 +761,33 @@ class Trainer {
     return stop || (cfg_.max_steps && step >= cfg_.max_steps);
   }
 
+  // AdaComm: an evaluation sees the replicas' mean (the model local SGD outputs), not rank 0's
+  // local weights. Every rank takes part in the averaging and gets its own weights back when the
+  // scope ends, so training goes on bitwise as without the evaluation; the exchange is left out
+  // of the timing and byte totals, and its time is inside the evaluation's pause. Nothing to do
+  // when the replicas are equal (the step just averaged) or for other algorithms.
+  class EvalAverage {
+   public:
+    explicit EvalAverage(Trainer& t) : t_(t) {
+      if (!t_.adacomm_ || t_.local_steps_ == 0) return;
+      const float* w = t_.model_.params.values();
+      t_.eval_saved_.assign(w, w + t_.model_.params.size());
+      // The key of the last iteration, which did not average (its local step count is not 0).
+      t_.bsp_->average_params_unrecorded(t_.cursor_.global_step - 1);
+      active_ = true;
+    }
+    ~EvalAverage() {
+      if (active_)
+        std::copy(t_.eval_saved_.begin(), t_.eval_saved_.end(), t_.model_.params.values());
+    }
+    EvalAverage(const EvalAverage&) = delete;
+    EvalAverage& operator=(const EvalAverage&) = delete;
+
+   private:
+    Trainer& t_;
+    bool active_ = false;
+  };
+
   // The epoch's report, evaluation and checkpoint (rank 0), the global train loss and the stop
   // decision (every rank).
   bool end_epoch(const Epoch& e, double train_s, double wall_s, bool stop, TrainResult& result) {
@@ -767,13 +796,16 @@ class Trainer {
     const double train_loss = global_train_loss(e);
     if (bsp_) write_dist(e.index + 1);
     sync_buffers();
+    const double pause = now_s();
+    if (rank_ == 0) timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
+    std::optional<EvalAverage> mean(std::in_place, *this);
     if (rank_ != 0) {  // rank 0 evaluates and writes; the others hand it their state
+      mean.reset();    // their own weights back before anything else reads them
       if (!cfg_.checkpoint.empty()) save(cfg_.checkpoint);
       return agree_on_stop(stop, kStopKeyEpoch);
     }
-    const double pause = now_s();
-    timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
     const EvalResult ev = evaluate();
+    mean.reset();
     eval_pause_s_ += seconds_since(pause);
     report_.epoch_line(e.index + 1, train_loss, ev, sps, wall_s);
     nlohmann::json event = {
@@ -1337,6 +1369,7 @@ class Trainer {
   // AdaComm (distributed, algorithm adacomm).
   bool adacomm_ = false;
   int64_t tau_ = 1, local_steps_ = 0, averagings_ = 0, period_steps_ = 0;
+  std::vector<float> eval_saved_;  // adacomm: the local weights while an evaluation sees the mean
   double period_loss_ = 0, f0_ = 0, tau_clock_s_ = 0;
   bool have_f0_ = false;
 };

@@ -466,6 +466,22 @@ std::vector<RankRun> train_ranks(const train::TrainConfig& cfg, int W, const dat
   return runs;
 }
 
+// The mean test loss of `weights` in eval mode, as the trainer's evaluation computes it.
+double test_loss(const train::TrainConfig& cfg, const std::vector<float>& weights,
+                 const data::Dataset& train, const data::Dataset& test) {
+  auto model = models::make_model(cfg.model, train.sample_shape(), train.num_classes(), 100);
+  std::copy(weights.begin(), weights.end(), model->params.values());
+  nn::Engine engine(*model);
+  const int64_t n = test.size();
+  std::vector<int64_t> idx(static_cast<std::size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  std::vector<float> x(static_cast<std::size_t>(n * test.sample_numel())), losses(idx.size());
+  std::vector<int32_t> y(idx.size());
+  test.gather(idx, x.data(), y.data(), nullptr);
+  engine.score(x.data(), y.data(), n, losses.data());
+  return std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(n);
+}
+
 }  // namespace
 
 TEST_CASE("4 ranks as threads: identical weights everywhere, equal to the sequential reference") {
@@ -746,6 +762,22 @@ TEST_CASE("adacomm: tau local steps, then the weights averaged; tau follows the 
   cfg.adacomm_tau0 = 4;
   const auto four = train_ranks(cfg, 4, train, test);
   CHECK(four[1].weights != four[0].weights);
+  // Its last evaluation (epoch end, 2 steps into a period) saw the replicas' mean, the model
+  // local SGD outputs, not rank 0's own weights; evaluating every step leaves training alone.
+  std::vector<float> mean(four[0].weights.size());
+  for (std::size_t i = 0; i < mean.size(); ++i)
+    mean[i] =
+        0.25f * (four[0].weights[i] + four[1].weights[i] + four[2].weights[i] + four[3].weights[i]);
+  const double mean_loss = test_loss(cfg, mean, train, test);
+  const double own_loss = test_loss(cfg, four[0].weights, train, test);
+  CAPTURE(mean_loss);
+  CAPTURE(own_loss);
+  REQUIRE(std::abs(mean_loss - own_loss) > 1e-3);
+  CHECK(four[0].result.final_test_loss == doctest::Approx(mean_loss).epsilon(1e-5));
+  auto every_step = cfg;
+  every_step.eval_every = 1;
+  const auto evaluated = train_ranks(every_step, 4, train, test);
+  for (int r = 0; r < 4; ++r) CHECK(evaluated[r].weights == four[r].weights);
   // tau0 20 (the paper's grid) is allowed; its first period is clipped to 16, as tau always is.
   cfg.adacomm_tau0 = 20;
   const auto twenty = train_ranks(cfg, 4, train, test);

@@ -458,8 +458,9 @@ TEST_CASE("simulated adacomm: fewer averagings than sync steps, so less virtual 
   cfg.adacomm_tau0 = 4;
   const auto local = run_in_sim(cfg, sim_options(3, 10.0), train, test, &local_res);
   CHECK(local[0].steps == 11);  // 192 / 18 rounded up
-  // 11 steps: sync aggregates 11 times, adacomm twice (after steps 4 and 8).
-  CHECK(local_res.virtual_s < sync_res.virtual_s / 3);
+  // 11 steps: sync aggregates 11 times, adacomm 3 times (after steps 4 and 8, and for the final
+  // evaluation, which sees the replicas' mean).
+  CHECK(local_res.virtual_s < sync_res.virtual_s / 2);
   CHECK(local_res.clocks[0].compute_s > 0);
 }
 
