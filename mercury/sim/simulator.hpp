@@ -283,14 +283,13 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
         const auto& f = options.fault;
         if (!f || !f->fires(r, static_cast<uint64_t>(it))) return;
         const double timeout = options.heartbeat_timeout_s;
-        const bool frozen_for_good =
-            f->action == net::FaultAction::stall && (f->seconds == 0 || f->seconds >= timeout);
+        const bool stall = f->action == net::FaultAction::stall;
         if (f->action == net::FaultAction::delay ||
-            (f->action == net::FaultAction::stall && !frozen_for_good)) {
+            (stall && f->seconds > 0 && f->seconds < timeout)) {
           transport.advance_to(transport.now() + f->seconds);  // a straggling step
           return;
         }
-        if (frozen_for_good) transport.advance_to(transport.now() + timeout);
+        if (stall) transport.advance_to(transport.now() + timeout);  // the peers give up
         throw DeviceFault(*f, timeout);
       };
       train::DistContext ctx{
