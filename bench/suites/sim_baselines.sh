@@ -14,6 +14,8 @@
 #   mercury  --sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5
 #            --beta 0.1, BACC with the adaptive group (the default pipeline)
 #   mercury-gN  the same with the adaptive group capped at N samples (--bacc-max-group N)
+#   mercury-ada-tN[-gM]  importance-sampled local SGD: mercury's flags under --algorithm adacomm
+#            with tau0 = N (BACC scores during each averaging; optionally the group capped at M)
 # Time is the simulator's virtual wall clock (evaluations excluded), so runs on 2 cores give each
 # device its own core; the table is `mercury report --target TARGET`: steps and seconds to the
 # first evaluation >= TARGET, per run, and ratios against sync.
@@ -54,10 +56,15 @@ algorithm_flags() {
       [[ ${1#adacomm-t} =~ ^[1-9][0-9]*$ ]] || { echo "sim_baselines.sh: '$1': expected adacomm-tN with N a positive integer" >&2; exit 2; }
       echo "--sampler uniform --algorithm adacomm --adacomm-tau0 ${1#adacomm-t}" ;;
     mercury) echo "--sampler mercury --groups-per-batch 4 --draw systematic --weight-power 0.5 --beta 0.1" ;;
+    mercury-ada-t[1-9]*)  # mercury-ada-tN or mercury-ada-tN-gM
+      local rest=${1#mercury-ada-t} cap=""
+      [[ $rest =~ ^([1-9][0-9]*)(-g([1-9][0-9]*))?$ ]] || { echo "sim_baselines.sh: '$1': expected mercury-ada-tN or mercury-ada-tN-gM with N, M positive integers" >&2; exit 2; }
+      [ -n "${BASH_REMATCH[3]}" ] && cap="--bacc-max-group ${BASH_REMATCH[3]}"
+      echo "$(algorithm_flags mercury) --algorithm adacomm --adacomm-tau0 ${BASH_REMATCH[1]} $cap" ;;
     mercury-g[1-9]*)
       [[ ${1#mercury-g} =~ ^[1-9][0-9]*$ ]] || { echo "sim_baselines.sh: '$1': expected mercury-gN with N a positive integer" >&2; exit 2; }
       echo "$(algorithm_flags mercury) --bacc-max-group ${1#mercury-g}" ;;
-    *) echo "sim_baselines.sh: unknown algorithm '$1' (expected sync, tictac, adacomm, adacomm-tN, mercury, mercury-gN)" >&2; exit 2 ;;
+    *) echo "sim_baselines.sh: unknown algorithm '$1' (expected sync, tictac, adacomm, adacomm-tN, mercury, mercury-gN, mercury-ada-tN[-gM])" >&2; exit 2 ;;
   esac
 }
 bandwidths=${BANDWIDTHS:-10mbps 50mbps 100mbps 200mbps}

@@ -101,6 +101,8 @@ class StateReader {
     if (is.fail()) fail(field, "a random engine state", "unparsable text");
     e = tmp;
   }
+  // Whether every byte has been consumed (an optional trailing field is absent).
+  bool at_end() const { return pos_ == bytes_.size(); }
   // Every byte must have been consumed.
   void finish() const {
     if (pos_ != bytes_.size()) {

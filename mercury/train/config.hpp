@@ -88,8 +88,9 @@ struct TrainConfig {
   int64_t adacomm_tau0 = 5;         // adacomm: tau0, the period scale (local steps; periods <= 16)
   double adacomm_t0 = 30;           // adacomm: seconds of training between period updates
   // The step pipeline (BACC: mercury/importance/worker.hpp).
-  std::string pipeline = "auto";  // auto (bacc for a distributed mercury run) | sequential | bacc
-  int64_t scorer_threads = 1;     // bacc: the scorer thread's own worker budget
+  std::string pipeline =
+      "auto";                  // auto (bacc: distributed mercury, sync/adacomm) | sequential | bacc
+  int64_t scorer_threads = 1;  // bacc: the scorer thread's own worker budget
   std::string scorer_priority = "idle";  // bacc: idle (SCHED_IDLE: only idle CPU) | normal
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
   bool bacc_finish_chunk = false;  // bacc: an adaptive window waits for its running chunk
@@ -215,9 +216,10 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "the first included, is clipped to 1..16)"},
       {"adacomm_t0", "adacomm: seconds of training (the run's clock) between updates of tau"},
       {"pipeline",
-       "step pipeline: auto (bacc for a distributed mercury run, else sequential) | sequential "
-       "(score, then compute, then aggregate) | bacc (a scorer thread scores the next group "
-       "while the aggregation holds the link; group_size > 0 fixes the group, 0 adapts it)"},
+       "step pipeline: auto (bacc for a distributed mercury run with algorithm sync or adacomm, "
+       "else sequential) | sequential (score, then compute, then aggregate) | bacc (a scorer "
+       "thread scores the next group while the aggregation holds the link -- every step, or "
+       "with adacomm every averaging; group_size > 0 fixes the group, 0 adapts it)"},
       {"scorer_threads", "bacc: worker threads of the scorer thread's own pool"},
       {"scorer_priority",
        "bacc: idle (the scorer runs under SCHED_IDLE and takes only CPU time nothing else wants) "
@@ -525,9 +527,9 @@ inline void validate(const TrainConfig& c) {
        "algorithm: expected sync, tictac or adacomm", "'" + c.algorithm + "'");
   count(c.adacomm_tau0, 1, 64, "adacomm_tau0");
   real(c.adacomm_t0, 0, 1e6, "adacomm_t0 (seconds)", true);
-  need(c.algorithm == "sync" || c.pipeline != "bacc",
-       "pipeline bacc: expected algorithm sync (BACC scores in the aggregation of every step; "
-       "adacomm aggregates every tau steps, tictac overlaps the aggregation with compute)",
+  need(c.algorithm != "tictac" || c.pipeline != "bacc",
+       "pipeline bacc: expected algorithm sync or adacomm (BACC scores while the aggregation "
+       "holds the link; tictac overlaps the aggregation with compute instead)",
        "algorithm " + c.algorithm);
   need(c.pipeline == "auto" || c.pipeline == "sequential" || c.pipeline == "bacc",
        "pipeline: expected auto, sequential or bacc", "'" + c.pipeline + "'");

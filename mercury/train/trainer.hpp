@@ -10,7 +10,8 @@
 //   BSP aggregation with the sharded optimizer). Every sampler, uniform included, is an
 //   importance::BatchPolicy.
 // - Pipelines: sequential (score → compute → aggregate, on the training thread) or BACC
-//   (--pipeline bacc; the default for a distributed mercury run): the group-wise policy only
+//   (--pipeline bacc; the default for a distributed mercury run under sync or adacomm): the
+//   group-wise policy only
 //   draws, and a ScoringWorker thread scores the next candidates of the cache's visiting order
 //   while the aggregation runs, with a copy of the weights and BN statistics as they were before
 //   the update; after the aggregation the scored prefix refreshes the cache at that iteration,
@@ -68,8 +69,11 @@
 //   its own gradients; every tau steps BspSync::average_params makes the weights their mean
 //   (rank order, through the shard servers); rank 0 re-evaluates tau every adacomm_t0 seconds
 //   of training (the transport's clock: virtual in the simulator) and broadcasts it; each
-//   re-evaluation is an "adacomm" event. Evaluations use rank 0's weights as they are (possibly
-//   a few local steps past the last average). Not yet checkpointable (refused).
+//   re-evaluation is an "adacomm" event. Evaluations see the replicas' mean (EvalAverage).
+//   With sampler mercury the default pipeline is BACC: the scorer runs during each averaging,
+//   the one time local SGD holds the link, and the tau local steps after it draw from the
+//   refreshed cache (importance-sampled local SGD). A checkpoint holds the replicas' mean as
+//   its weights and, per rank, that rank's own weights, local optimizer and period state.
 // - TicTac (--algorithm tictac, dist/tictac.hpp): sync SGD's update scheduled layer by layer.
 //   The training forward is Engine::grad's hooks: it waits per layer for the last update's
 //   parameters, and backward pushes each layer's gradient when it is final; the rest of the
@@ -169,11 +173,6 @@ class Trainer {
       if (cfg_.algorithm == "tictac")
         tictac_ = std::make_unique<dist::TicTac>(*bsp_, model_.params);
       tau_ = std::min<int64_t>(cfg_.adacomm_tau0, kAdacommMaxTau);  // tau0 20: periods of 16
-      if (adacomm_ && (!cfg_.checkpoint.empty() || !cfg_.resume.empty()))
-        throw std::invalid_argument(
-            "checkpoint/resume: not supported with algorithm adacomm yet (each rank's local "
-            "optimizer state and the period are not saved); run it without --checkpoint and "
-            "--resume");
       if (adacomm_ && cfg_.replica_check_every)
         throw std::invalid_argument(
             "replica_check_every: expected 0 with algorithm adacomm (the replicas differ "
@@ -215,8 +214,9 @@ class Trainer {
                                   std::to_string(steps_per_epoch()) +
                                   " steps overflow the step counter");
     schedule_.total_steps = cfg_.epochs * steps_per_epoch();
-    bacc_ = cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ &&
-                                        cfg_.sampler == "mercury" && cfg_.algorithm == "sync");
+    bacc_ =
+        cfg_.pipeline == "bacc" || (cfg_.pipeline == "auto" && bsp_ && cfg_.sampler == "mercury" &&
+                                    (cfg_.algorithm == "sync" || cfg_.algorithm == "adacomm"));
     policy_ = importance::make_policy(policy_config(), model_, train_, n_train_);
     if (bacc_) setup_bacc();
     probe_ =
@@ -310,6 +310,10 @@ class Trainer {
     if (bsp_ && !cfg_.resume.empty()) resume_distributed(cfg_.resume);
     if (bsp_) release_full_dataset();
     if (bsp_) bsp_->broadcast_initial_params(cursor_.global_step, startup_timeout());
+    if (!resumed_weights_.empty()) {  // adacomm: each rank's own weights, not the file's mean
+      std::copy(resumed_weights_.begin(), resumed_weights_.end(), model_.params.values());
+      resumed_weights_ = {};
+    }
     const double t0 = now_s();
     run_t0_ = t0;
     TrainResult result;
@@ -425,11 +429,14 @@ class Trainer {
     sync_buffers();
     const dist::ShardServer& server = bsp_->server();
     io::StateWriter mine;
-    mine.vec(own_state());
+    mine.vec(own_state());  // adacomm: with this rank's own weights, before the average below
     mine.pod<int64_t>(server.steps());
     for (const auto& [name, t] : server.state())
       mine.vec(std::vector<float>(t.data, t.data + t.numel()));
     const auto all = bsp_->gather_blobs(mine.bytes(), 0, cursor_.global_step);
+    // AdaComm: the file's weights are the replicas' mean (what `mercury eval` should see); every
+    // rank gets its own back when the scope ends.
+    const EvalAverage mean(*this);
     if (rank_ != 0) return;
     optim::Optimizer& full = full_optimizer();
     std::vector<std::vector<std::byte>> own(static_cast<std::size_t>(world_));
@@ -632,7 +639,12 @@ class Trainer {
     ++period_steps_;
     if (++local_steps_ < tau_) return;
     local_steps_ = 0;
+    // BACC under local SGD: the scorer works while the averaging holds the link, on this rank's
+    // weights before the average; the next tau steps draw from the refreshed cache.
+    const bool window = worker_ && open_window(it);
+    const double ta = now_s();
     bsp_->average_params(it);
+    if (window) close_window(it, seconds_since(ta));
     ++averagings_;
     int64_t tau = tau_;
     if (rank_ == 0) {
@@ -1210,7 +1222,53 @@ class Trainer {
     io::StateWriter reshard;
     if (resharder_) resharder_->save(reshard);
     w.vec(reshard.bytes());
+    if (adacomm_) w.vec(adacomm_state());  // a trailing field: older checkpoints lack it
     return w.bytes();
+  }
+
+  // AdaComm: this rank's own weights (they differ between averagings), its local optimizer and
+  // the period's bookkeeping; the time since tau's last update is kept as an age, because the
+  // resumed run's clock starts again at 0.
+  std::vector<std::byte> adacomm_state() {
+    io::StateWriter w;
+    const float* v = model_.params.values();
+    w.vec(std::vector<float>(v, v + model_.params.size()));
+    w.pod<int64_t>(opt_.steps());
+    for (const auto& [name, t] : opt_.state())
+      w.vec(std::vector<float>(t.data, t.data + t.numel()));
+    w.pod(tau_);
+    w.pod(local_steps_);
+    w.pod(averagings_);
+    w.pod(period_steps_);
+    w.pod(period_loss_);
+    w.pod(f0_);
+    w.pod<uint8_t>(have_f0_);
+    w.pod<double>(std::max(0.0, seconds_since(run_t0_) - eval_pause_s_ - tau_clock_s_));
+    return w.bytes();
+  }
+  void restore_adacomm_state(std::span<const std::byte> bytes, const std::string& what) {
+    io::StateReader r(bytes, what + ": adacomm state");
+    resumed_weights_ = r.vec<float>("local weights", model_.params.size());
+    opt_.set_steps(r.pod<int64_t>("local optimizer steps"));
+    for (const auto& [name, t] : opt_.state()) {
+      const auto m = r.vec<float>("local optimizer moments", t.numel());
+      std::copy(m.begin(), m.end(), t.data);
+    }
+    tau_ = r.pod<int64_t>("tau");
+    local_steps_ = r.pod<int64_t>("local steps");
+    averagings_ = r.pod<int64_t>("averagings");
+    period_steps_ = r.pod<int64_t>("period steps");
+    period_loss_ = r.pod<double>("period loss");
+    f0_ = r.pod<double>("f0");
+    have_f0_ = r.pod<uint8_t>("have f0") != 0;
+    const double age = r.pod<double>("seconds since tau's update");
+    r.finish();
+    if (tau_ < 1 || tau_ > kAdacommMaxTau || local_steps_ < 0 || local_steps_ >= tau_ ||
+        period_steps_ < 0 || averagings_ < 0 || !std::isfinite(period_loss_) ||
+        !std::isfinite(f0_) || !std::isfinite(age) || age < 0)
+      r.fail("period", "tau in 1..16, 0 <= local steps < tau, finite losses and age",
+             "tau " + std::to_string(tau_) + ", local steps " + std::to_string(local_steps_));
+    tau_clock_s_ = -age;
   }
   void restore_own_state(std::span<const std::byte> bytes, const std::string& what) {
     io::StateReader r(bytes, what);
@@ -1219,7 +1277,18 @@ class Trainer {
     const auto policy = r.vec<std::byte>("sampler state");
     auto ids = r.vec<int64_t>("partition sample ids", n_train_);
     const auto reshard = r.vec<std::byte>("reshard state");
+    const bool has_adacomm = !r.at_end();
+    const auto adacomm = has_adacomm ? r.vec<std::byte>("adacomm state") : std::vector<std::byte>{};
     r.finish();
+    if (has_adacomm != adacomm_) {
+      throw std::invalid_argument(
+          what + ": the checkpoint was written by " +
+          (has_adacomm ? std::string("an adacomm run (each rank's own weights and local optimizer)")
+                       : std::string("a sync or tictac run (no local weights or periods)")) +
+          ", this run is algorithm " + cfg_.algorithm + ": resume it with --algorithm " +
+          (has_adacomm ? "adacomm" : "sync or tictac"));
+    }
+    if (adacomm_) restore_adacomm_state(adacomm, what);
     if (ids != local_.part->ids()) {  // resharding had moved samples: hold what was held
       if (!full_train_) {
         throw std::logic_error(what +
@@ -1370,6 +1439,7 @@ class Trainer {
   bool adacomm_ = false;
   int64_t tau_ = 1, local_steps_ = 0, averagings_ = 0, period_steps_ = 0;
   std::vector<float> eval_saved_;  // adacomm: the local weights while an evaluation sees the mean
+  std::vector<float> resumed_weights_;  // adacomm resume: this rank's weights, set after broadcast
   double period_loss_ = 0, f0_ = 0, tau_clock_s_ = 0;
   bool have_f0_ = false;
 };

@@ -508,6 +508,58 @@ TEST_CASE("adaptive BACC: group sizes follow the aggregation and replay bit for 
     for (int r = 0; r < 2; ++r) std::filesystem::remove(train::dist_metrics_path(p, r));
 }
 
+TEST_CASE("BACC under adacomm: the scorer works in each averaging, the local steps draw on it") {
+  const auto train = synthetic_images(120, 44), test = synthetic_images(16, 45);
+  auto cfg = config("mercury");
+  cfg.algorithm = "adacomm";  // pipeline auto: bacc
+  cfg.adacomm_tau0 = 3;
+  cfg.adacomm_t0 = 1e6;  // tau stays 3: an averaging after steps 2, 5, 8, ...
+  cfg.batch = 12;
+  cfg.group_size = 10;
+  cfg.bacc_chunk = 4;
+  cfg.metrics = temp_path("bacc-adacomm.jsonl");
+  auto again = cfg;
+  again.metrics = temp_path("bacc-adacomm-again.jsonl");
+  auto cleanup = [&] {
+    for (const auto& p : {cfg.metrics, again.metrics})
+      for (int r = 0; r < 3; ++r) std::filesystem::remove(train::dist_metrics_path(p, r));
+  };
+  cleanup();
+  const auto a = train_ranks(cfg, 3, train, test, true);
+  const auto b = train_ranks(again, 3, train, test);  // another timing: the same weights
+  auto sequential = cfg;
+  sequential.metrics.clear();
+  sequential.pipeline = "sequential";  // scores a group before every step instead
+  const auto seq = train_ranks(sequential, 3, train, test);
+  for (int r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    CHECK(b[r].weights == a[r].weights);
+    CHECK(seq[r].weights != a[r].weights);
+    const std::string path = train::dist_metrics_path(cfg.metrics, r);
+    const auto windows = events(path, "bacc");
+    const int64_t local = events(path, "start").at(0)["train_samples"].get<int64_t>();
+    const int64_t steps = a[r].result.steps;
+    REQUIRE(steps >= 6);
+    REQUIRE(windows.size() == static_cast<std::size_t>(steps / 3));
+    int64_t cursor = 0;
+    for (std::size_t k = 0; k < windows.size(); ++k) {
+      CAPTURE(k);
+      const int64_t want = std::min<int64_t>(10, local - cursor);
+      CHECK(windows[k]["steps"].get<int64_t>() == 3 * static_cast<int64_t>(k) + 2);
+      CHECK(windows[k]["group"].get<int64_t>() == want);
+      cursor = (cursor + want) % local;
+    }
+  }
+  const auto epochs = events(cfg.metrics, "epoch");
+  REQUIRE(!epochs.empty());
+  CHECK(epochs[0]["pipeline"] == "bacc");
+  CHECK(epochs[0]["algorithm"] == "adacomm");
+  CHECK(epochs[0]["score_s"].get<double>() == 0);  // nothing scored on the training thread
+  CHECK(epochs[0]["scorer_busy_s"].get<double>() > 0);
+  CHECK(epochs.back()["ess"].get<double>() < 1);  // importance weights, not a uniform draw
+  cleanup();
+}
+
 TEST_CASE("pipeline settings are checked: bacc needs mercury, group within the window cap") {
   auto cfg = config("kf");
   cfg.pipeline = "bacc";
