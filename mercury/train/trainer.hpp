@@ -571,6 +571,9 @@ class Trainer {
               "what a window costs the device), found " +
               std::to_string(cfg_.scorer_threads));
         wc.virtual_factor = *factor;
+        // Virtual time counts the scorer's CPU seconds, whatever its priority: SCHED_IDLE would
+        // only starve it, and slow the simulation, on a loaded machine.
+        wc.idle_priority = false;
       }
     }
     worker_ = std::make_unique<importance::ScoringWorker>(model_, train_, wc);
