@@ -43,6 +43,7 @@
 #include "tools/data_commands.hpp"
 #include "tools/launch.hpp"
 #include "tools/report.hpp"
+#include "tools/suite.hpp"
 
 namespace {
 
@@ -604,6 +605,36 @@ int main(int argc, char** argv) {
                   "(0: use the runs' own target_reached events)")
       ->check(CLI::Range(0.0, 1.0));
 
+  auto* suite_cmd = app.add_subcommand("suite", "run a suite of experiments");
+  suite_cmd->require_subcommand(1);
+  auto* suite_paper = suite_cmd->add_subcommand(
+      "paper", "the paper's evaluation in the simulator, resumable, with a report (issue 15)");
+  mercury::tools::SuiteOptions suite_opt;
+  std::string suite_tasks = "image", suite_figures = "11", suite_seeds, suite_bandwidths;
+  suite_paper->add_option("--out", suite_opt.out, "the suite's directory (resumes what is there)")
+      ->required();
+  suite_paper->add_flag("--quick", suite_opt.quick,
+                        "fewer bandwidths (10, 100 Mbps), one seed, a 400-step budget");
+  suite_paper->add_option("--tasks", suite_tasks, "comma-separated tasks (implemented: image)");
+  suite_paper->add_option("--figures", suite_figures,
+                          "comma-separated figures of the paper (implemented: 11)");
+  suite_paper->add_option("--seeds", suite_seeds,
+                          "comma-separated seeds (default quick 1, full 1,2,3)");
+  suite_paper->add_option("--bandwidths", suite_bandwidths,
+                          "comma-separated rates such as 10mbps,100mbps (default quick 10/100, "
+                          "full 10/50/100/200)");
+  suite_paper->add_option("--budget", suite_opt.budget,
+                          "sync SGD's steps; the others stop at its plateau - 0.5 point (default "
+                          "quick 400, full 1500)");
+  suite_paper->add_option("--eval-every", suite_opt.eval_every,
+                          "steps between evaluations (default 50, at most the budget)");
+  suite_paper->add_option("--train-limit", suite_opt.train_limit,
+                          "train on the first N samples only (smoke runs; 0: all)");
+  suite_paper->add_option("--test-limit", suite_opt.test_limit,
+                          "evaluate on the first N test samples only (0: all)");
+  suite_paper->add_option("--data-dir", suite_opt.data_dir, "Fashion-MNIST's directory");
+  suite_paper->add_flag("--dry-run", suite_opt.dry_run, "print the runs and the expected time");
+
   auto* inspect = app.add_subcommand("inspect", "print what a checkpoint holds");
   std::string inspect_path;
   inspect->add_option("checkpoint", inspect_path, "checkpoint file")->required();
@@ -741,6 +772,37 @@ int main(int argc, char** argv) {
     if (*trace_cmd) {
       return run_trace(trace_set_point, trace_deviation, trace_duration, trace_step, trace_seed,
                        trace_out);
+    }
+    if (*suite_paper) {
+      auto split = [](const std::string& s) {
+        std::vector<std::string> v;
+        std::stringstream in(s);
+        for (std::string x; std::getline(in, x, ',');) v.push_back(x);
+        return v;
+      };
+      try {
+        suite_opt.tasks = split(suite_tasks);
+        suite_opt.figures = split(suite_figures);
+        suite_opt.bandwidths = split(suite_bandwidths);
+        for (const auto& s : split(suite_seeds)) {
+          std::size_t used = 0;
+          int v = -1;
+          try {
+            v = std::stoi(s, &used);
+          } catch (const std::exception&) {
+          }
+          if (used != s.size() || v < 0)
+            throw std::invalid_argument("suite: --seeds: expected non-negative integers, found '" +
+                                        s + "'");
+          suite_opt.seeds.push_back(v);
+        }
+        suite_opt.bin = std::filesystem::read_symlink("/proc/self/exe").string();
+        std::string command = "mercury";
+        for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+        return mercury::tools::run_suite(suite_opt, command, std::cout);
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
     }
     if (*inspect) return run_inspect(inspect_path);
     if (*rep) {

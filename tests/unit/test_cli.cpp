@@ -6,12 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "synthetic_data.hpp"
 
@@ -399,4 +402,137 @@ TEST_CASE("sim: a tiny run on virtual clocks; bad sim flags and train flags are 
   const Result dropped = run("sim -n 2 --fault rank=0,iter=2,action=drop" + train);
   CHECK(dropped.code == 1);
   CHECK(dropped.output.find("rank 0 dropped its connections at step 2") != std::string::npos);
+}
+
+namespace {
+
+std::vector<nlohmann::json> read_events(const fs::path& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what was cut short") {
+  TempDir d;
+  mercury::testing::write_tiny_fashion_mnist(d.path, 1024, 100);
+  const fs::path out = d.path / "suite";
+  const std::string args =
+      "suite paper --quick --bandwidths 100mbps --budget 8 --eval-every 4 "
+      "--data-dir " +
+      d.path.string() + " --out " + out.string();
+  const Result first = run(args);
+  INFO(first.output);
+  REQUIRE(first.code == 0);
+  CHECK(first.output.find("suite paper: 6 runs (quick)") != std::string::npos);
+  CHECK(first.output.find("[6/6] fig11/image/100mbps/mercury-local-t20-s1") != std::string::npos);
+  const fs::path points = out / "points/fig11/image/100mbps";
+  // The target is sync's plateau (its last three evaluations) minus 0.5 point, and every
+  // speedup in summary.json is sync's seconds to it over the run's, recomputed here.
+  auto curve = [&](const std::string& name) {
+    std::vector<std::pair<double, double>> c;  // (accuracy, seconds) per evaluation
+    int64_t last = -1;
+    for (const auto& e : read_events(points / (name + "-s1.jsonl"))) {
+      const std::string ev = e["event"];
+      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") && e["steps"] != last) {
+        last = e["steps"];
+        c.emplace_back(e["test_acc"].get<double>(), e["wall_s"].get<double>());
+      }
+    }
+    return c;
+  };
+  const auto sync = curve("sync");
+  REQUIRE(sync.size() >= 2);
+  double plateau = 0;
+  const std::size_t k = std::min<std::size_t>(3, sync.size());
+  for (std::size_t i = sync.size() - k; i < sync.size(); ++i) plateau += sync[i].first / k;
+  const double target = plateau - 0.005;
+  auto seconds_to = [&](const std::vector<std::pair<double, double>>& c) -> double {
+    for (const auto& [acc, s] : c)
+      if (acc >= target) return s;
+    return -1;
+  };
+  std::ifstream sin(out / "summary.json");
+  const auto summary = nlohmann::json::parse(sin);
+  const auto& row = summary["fig11"]["image"]["100mbps"];
+  int speedups = 0;
+  for (const char* v : {"tictac", "adacomm-t10", "adacomm-t20", "mercury", "mercury-local-t20"}) {
+    CAPTURE(v);
+    const double t = seconds_to(curve(v));
+    const auto& cell = row[v]["seeds"]["1"];
+    CHECK(cell["reached"].get<bool>() == (t >= 0));
+    if (t > 0) {
+      ++speedups;
+      CHECK(cell["speedup"].get<double>() == doctest::Approx(seconds_to(sync) / t));
+    }
+    // The target was handed to the run: it stopped at its first evaluation at or above it.
+    const auto events = read_events(points / (std::string(v) + "-s1.jsonl"));
+    CHECK(events.front()["config"]["target_acc"].get<double>() ==
+          doctest::Approx(target).epsilon(1e-4));
+  }
+  CHECK(speedups > 0);
+  std::ifstream md_in(out / "index.md");
+  const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
+  CHECK(md.find("| 100mbps |") != std::string::npos);
+  CHECK(md.find("paper: Mercury (6 tasks)") != std::string::npos);
+  CHECK(fs::exists(out / "fig11_image.svg"));
+
+  // Again: nothing is recomputed.
+  const auto mtime = fs::last_write_time(points / "mercury-s1.jsonl");
+  const Result again = run(args);
+  CHECK(again.code == 0);
+  CHECK(again.output.find("] fig11/") == std::string::npos);
+  CHECK(fs::last_write_time(points / "mercury-s1.jsonl") == mtime);
+
+  // A run cut short (no done event, a stray rank file) restarts from scratch, alone; a finished
+  // run that never reached the target is reported as such, not as a number.
+  {
+    auto events = read_events(points / "tictac-s1.jsonl");
+    std::ofstream cut(points / "tictac-s1.jsonl");
+    cut << events.front().dump() << "\n";
+    std::ofstream(points / "tictac-s1.rank7.jsonl") << "{\"event\":\"start\"}\n";
+    events = read_events(points / "adacomm-t10-s1.jsonl");
+    std::ofstream low(points / "adacomm-t10-s1.jsonl");
+    for (auto& e : events) {
+      if (e.contains("test_acc")) e["test_acc"] = 0.0;
+      low << e.dump() << "\n";
+    }
+  }
+  const Result resumed = run(args);
+  INFO(resumed.output);
+  CHECK(resumed.code == 0);
+  CHECK(resumed.output.find("[2/6] fig11/image/100mbps/tictac-s1") != std::string::npos);
+  CHECK(resumed.output.find("[1/6]") == std::string::npos);
+  CHECK(resumed.output.find("[3/6]") == std::string::npos);
+  CHECK(!fs::exists(points / "tictac-s1.rank7.jsonl"));
+  std::ifstream sin2(out / "summary.json");
+  const auto summary2 = nlohmann::json::parse(sin2);
+  CHECK(summary2["fig11"]["image"]["100mbps"]["adacomm-t10"]["seeds"]["1"]["reached"] == false);
+  std::ifstream md2_in(out / "index.md");
+  const std::string md2((std::istreambuf_iterator<char>(md2_in)), std::istreambuf_iterator<char>());
+  CHECK(md2.find("not reached (0/1)") != std::string::npos);
+
+  // Other settings in the same directory are refused; a run that fails names its log.
+  check_refused("suite paper --quick --bandwidths 100mbps --budget 9 --eval-every 4 --data-dir " +
+                    d.path.string() + " --out " + out.string(),
+                "holds a suite run with other settings");
+  const Result failed =
+      run("suite paper --quick --bandwidths 100mbps --budget 8 --data-dir " +
+          (d.path / "nothing-here").string() + " --out " + (d.path / "failed").string());
+  CHECK(failed.code != 0);
+  CHECK(failed.output.find("suite: fig11/image/100mbps/sync-s1 exited with code") !=
+        std::string::npos);
+  CHECK(failed.output.find("sync-s1.log") != std::string::npos);
+  check_refused("suite paper --out " + (d.path / "x").string() + " --figures 13",
+                "figure '13': expected one of 11");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --tasks speech",
+                "task 'speech': expected one of image");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --seeds 1,two",
+                "--seeds: expected non-negative integers, found 'two'");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --eval-every -1",
+                "--eval-every: expected 1..budget");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --budget 10 --eval-every 11",
+                "--eval-every: expected 1..budget (10), found 11");
 }
