@@ -164,7 +164,9 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "batch sampler: uniform | mercury | all-is | kf | selective-backprop | infobatch"},
       {"group_size", "mercury: samples scored per iteration, M (0: 10 x batch)"},
       {"groups_per_batch", "mercury: groups a batch is drawn from, d"},
-      {"beta", "mercury: recency temperature of the group choice, beta (< 0: 4/D)"},
+      {"beta",
+       "mercury: recency temperature of the group choice, beta, per step; under adacomm per "
+       "averaging (beta / tau0 per step) (< 0: 4/D)"},
       {"lambda", "mercury: smoothing, q ~ loss + lambda * EMA(mean loss)"},
       {"weighting", "mercury: paper (1/(M q)) | exact (1/(N pi q), unbiased)"},
       {"weight_power",
@@ -232,7 +234,8 @@ inline const std::vector<std::pair<std::string, std::string>>& train_config_help
        "or drop it and never wait (false: smaller groups, nothing exposed)"},
       {"bacc_max_group",
        "bacc: most samples scored in one aggregation window (0, the default: 10 x the local "
-       "batch, the paper's group size M, or --group-size if larger)"},
+       "batch, the paper's group size M, or --group-size if larger); under adacomm per local "
+       "step: an averaging's window scores up to tau times it"},
       {"replay_group_sizes",
        "bacc: repeat the group sizes an earlier run logged (its metrics file; rank r reads its "
        "own .rank<r> file) bit for bit"},

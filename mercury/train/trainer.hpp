@@ -238,6 +238,16 @@ class Trainer {
     return o;
   }
 
+  // The group-wise sampler's recency rate per step. Under adacomm the cache is refreshed once
+  // per averaging, so beta counts averagings: beta / tau0 (tau0 clipped to 16) per step. With
+  // beta 0.1 per step the latest window's group dominated the tau local steps after it; on fast
+  // links, whose windows score few samples, the draws kept returning to them (4 devices, tau0 20,
+  // seed 1: 100 Mbps 1,350 steps to 90%, 200 Mbps not in 1,500; beta / 16: 750 and ~750).
+  static double sampler_beta(const TrainConfig& c) {
+    if (c.algorithm != "adacomm" || c.beta < 0) return c.beta;  // < 0: the 4/D default
+    return c.beta / static_cast<double>(std::min<int64_t>(c.adacomm_tau0, kAdacommMaxTau));
+  }
+
   // Steps per epoch (distributed: the same on every rank, set by the largest partition).
   int64_t steps_per_epoch() const { return (n_epoch_ + batch_ - 1) / batch_; }
   const Cursor& cursor() const { return cursor_; }
@@ -485,7 +495,7 @@ class Trainer {
     pc.batch = batch_;
     pc.group_size = cfg_.group_size;
     pc.sampler.groups_per_batch = cfg_.groups_per_batch;
-    pc.sampler.beta = cfg_.beta;
+    pc.sampler.beta = sampler_beta(cfg_);
     pc.sampler.lambda = cfg_.lambda;
     pc.sampler.weighting =
         cfg_.weighting == "exact" ? importance::Weighting::exact : importance::Weighting::paper;
@@ -559,7 +569,9 @@ class Trainer {
     importance::WorkerConfig wc;
     wc.chunk = cfg_.bacc_chunk;
     wc.finish_late_chunk = cfg_.bacc_finish_chunk;
-    wc.max_group = max_group_;
+    // AdaComm: a window feeds the tau local steps until the next averaging, so its ceiling is
+    // tau x the per-step one (window_cap()); the buffers take the longest period.
+    wc.max_group = adacomm_ ? max_group_ * kAdacommMaxTau : max_group_;
     wc.threads = static_cast<int>(cfg_.scorer_threads);
     wc.idle_priority = cfg_.scorer_priority == "idle";
     wc.train_mode_norm = cfg_.score_train_mode;
@@ -599,11 +611,16 @@ class Trainer {
     }
     const double t0 = now_s();
     worker_->set_snapshot(model_.params.values(), model_.params.buffers());
-    worker_->open(groupwise_->candidates(max_group_), target);
+    worker_->open(groupwise_->candidates(std::max(window_cap(), target)), target);
     window_open_s_ = now_s();
     window_setup_s_ = window_open_s_ - t0;
     return true;
   }
+
+  // The most samples this window may score: the per-step ceiling, times tau under AdaComm (the
+  // window refreshes the cache for tau steps: 4 devices at 10 Mbps, tau0 10, seed 1, reached 90%
+  // in 800 steps with a 640-sample window and 650 with ~3,000, against AdaComm's 850).
+  int64_t window_cap() const { return adacomm_ ? max_group_ * tau_ : max_group_; }
 
   // Ends the window (an adaptive one at once, its running chunk dropped; a fixed group once done),
   // refreshes the cache with the scored prefix at iteration `it`, and logs the window.
@@ -915,7 +932,8 @@ class Trainer {
     if (bacc_) {
       log << "; bacc pipeline (scorer thread: " << cfg_.scorer_threads << " thread(s), "
           << (cfg_.group_size > 0 ? "group of " + std::to_string(cfg_.group_size)
-                                  : "adaptive group of at most " + std::to_string(max_group_))
+                                  : "adaptive group of at most " + std::to_string(max_group_) +
+                                        (adacomm_ ? " per local step (x tau per averaging)" : ""))
           << ", chunks of " << cfg_.bacc_chunk << ")";
     }
     log << "\n";

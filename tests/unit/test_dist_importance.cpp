@@ -558,6 +558,16 @@ TEST_CASE("BACC under adacomm: the scorer works in each averaging, the local ste
   CHECK(epochs[0]["scorer_busy_s"].get<double>() > 0);
   CHECK(epochs.back()["ess"].get<double>() < 1);  // importance weights, not a uniform draw
   cleanup();
+  // The cache is refreshed once per averaging, so beta counts averagings: beta / tau0 per step.
+  cfg.beta = 0.1;
+  CHECK(train::Trainer::sampler_beta(cfg) == doctest::Approx(cfg.beta / 3));
+  cfg.adacomm_tau0 = 20;  // periods of at most 16
+  CHECK(train::Trainer::sampler_beta(cfg) == doctest::Approx(cfg.beta / 16));
+  cfg.beta = -1;  // the 4/D default stays as it is
+  CHECK(train::Trainer::sampler_beta(cfg) == -1);
+  cfg.beta = 0.1;
+  cfg.algorithm = "sync";
+  CHECK(train::Trainer::sampler_beta(cfg) == 0.1);
 }
 
 TEST_CASE("pipeline settings are checked: bacc needs mercury, group within the window cap") {

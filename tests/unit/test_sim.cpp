@@ -444,6 +444,14 @@ TEST_CASE("simulated BACC: adaptive groups follow the virtual window, stragglers
   CAPTURE(mixed[1]);
   CHECK(mixed[0] > mixed[1]);
   CHECK(mixed[0] > unlimited[0]);
+  // Under adacomm the window of an averaging feeds tau local steps: its ceiling is tau x 80.
+  cfg.bacc_max_group = 0;
+  cfg.algorithm = "adacomm";
+  cfg.adacomm_tau0 = 3;
+  cfg.adacomm_t0 = 1e6;  // tau stays 3
+  groups(0.5, {1, 1});
+  CHECK(largest > 80);
+  CHECK(largest <= 240);
 }
 
 TEST_CASE("simulated adacomm: fewer averagings than sync steps, so less virtual time per step") {
