@@ -633,6 +633,9 @@ int main(int argc, char** argv) {
   suite_paper->add_option("--test-limit", suite_opt.test_limit,
                           "evaluate on the first N test samples only (0: all)");
   suite_paper->add_option("--data-dir", suite_opt.data_dir, "Fashion-MNIST's directory");
+  suite_paper->add_option("--model", suite_opt.model,
+                          "the image task's model (default cnn, the paper's setting here; mlp "
+                          "makes a cheap smoke run)");
   suite_paper->add_flag("--dry-run", suite_opt.dry_run, "print the runs and the expected time");
 
   auto* inspect = app.add_subcommand("inspect", "print what a checkpoint holds");

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "mercury/io/atomic_file.hpp"
+#include "models/registry.hpp"
 #include "tools/process.hpp"
 #include "tools/report.hpp"
 
@@ -64,6 +65,7 @@ struct SuiteOptions {
   int64_t eval_every = 0;                   // steps between evaluations; 0: min(50, budget)
   int64_t train_limit = 0, test_limit = 0;  // smaller data (smoke runs); 0: all
   std::string data_dir;                     // Fashion-MNIST's directory (empty: the default)
+  std::string model = "cnn";                // the image task's model (mlp: a cheap smoke run)
   std::string bin;                          // the mercury binary the points run
   bool dry_run = false;                     // print the plan and its expected time only
 };
@@ -165,6 +167,9 @@ inline SuiteOptions resolve_suite_options(SuiteOptions o) {
       throw std::invalid_argument("suite: task '" + t + "': expected one of " +
                                   join(suite_detail::kTasks) +
                                   " (speech and text are not in the suite yet: issue 15)");
+  if (!contains(models::model_names(), o.model))
+    throw std::invalid_argument("suite: --model '" + o.model + "': expected one of " +
+                                join(models::model_names()));
   if (o.figures.empty() || o.tasks.empty())
     throw std::invalid_argument("suite: --figures and --tasks: expected at least one each");
   if (o.seeds.empty()) o.seeds = o.quick ? std::vector<int>{1} : std::vector<int>{1, 2, 3};
@@ -217,7 +222,7 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
                     bw,
                     "--",
                     "--model",
-                    "cnn",
+                    o.model,
                     "--data",
                     "fashion-mnist",
                     "--batch",
@@ -307,11 +312,17 @@ inline std::string point_path(const SuiteOptions& o, const SuitePoint& p, const 
 
 // The settings that must not change across a resumed suite.
 inline nlohmann::json suite_settings(const SuiteOptions& o) {
-  return {{"quick", o.quick},           {"tasks", o.tasks},
-          {"figures", o.figures},       {"seeds", o.seeds},
-          {"bandwidths", o.bandwidths}, {"budget", o.budget},
-          {"eval_every", o.eval_every}, {"train_limit", o.train_limit},
-          {"test_limit", o.test_limit}, {"data_dir", o.data_dir}};
+  return {{"quick", o.quick},
+          {"tasks", o.tasks},
+          {"figures", o.figures},
+          {"seeds", o.seeds},
+          {"bandwidths", o.bandwidths},
+          {"budget", o.budget},
+          {"eval_every", o.eval_every},
+          {"train_limit", o.train_limit},
+          {"test_limit", o.test_limit},
+          {"data_dir", o.data_dir},
+          {"model", o.model}};
 }
 
 // The report of whatever has finished (a partial suite reports its finished points).
@@ -347,8 +358,9 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
         "algorithm's, on the seeds both reached it; a run that never reached it is shown as "
         "not reached.\n\n";
   for (const auto& task : o.tasks) {
-    md << "## Fig. 11: speedup over sync SGD (" << task
-       << ": Fashion-MNIST, reference CNN, 4 devices, local batch 64, Adam 0.002)\n\n"
+    md << "## Fig. 11: speedup over sync SGD (" << task << ": Fashion-MNIST, model " << o.model
+       << (o.model == "cnn" ? " (the reference CNN)" : "")
+       << ", 4 devices, local batch 64, Adam 0.002)\n\n"
        << "| bandwidth | target (sync plateau - 0.5) | ";
     for (const auto& v : variants) md << v << " | ";
     md << "paper: Mercury (6 tasks) |\n|---|---|";

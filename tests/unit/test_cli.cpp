@@ -420,7 +420,7 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   mercury::testing::write_tiny_fashion_mnist(d.path, 1024, 100);
   const fs::path out = d.path / "suite";
   const std::string args =
-      "suite paper --quick --bandwidths 100mbps --budget 8 --eval-every 4 "
+      "suite paper --quick --model mlp --bandwidths 100mbps --budget 8 --eval-every 4 "
       "--data-dir " +
       d.path.string() + " --out " + out.string();
   const Result first = run(args);
@@ -515,11 +515,12 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   CHECK(md2.find("not reached (0/1)") != std::string::npos);
 
   // Other settings in the same directory are refused; a run that fails names its log.
-  check_refused("suite paper --quick --bandwidths 100mbps --budget 9 --eval-every 4 --data-dir " +
-                    d.path.string() + " --out " + out.string(),
-                "holds a suite run with other settings");
+  check_refused(
+      "suite paper --quick --model mlp --bandwidths 100mbps --budget 9 --eval-every 4 --data-dir " +
+          d.path.string() + " --out " + out.string(),
+      "holds a suite run with other settings");
   const Result failed =
-      run("suite paper --quick --bandwidths 100mbps --budget 8 --data-dir " +
+      run("suite paper --quick --model mlp --bandwidths 100mbps --budget 8 --data-dir " +
           (d.path / "nothing-here").string() + " --out " + (d.path / "failed").string());
   CHECK(failed.code != 0);
   CHECK(failed.output.find("suite: fig11/image/100mbps/sync-s1 exited with code") !=
@@ -533,6 +534,8 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
                 "--seeds: expected non-negative integers, found 'two'");
   check_refused("suite paper --out " + (d.path / "x").string() + " --eval-every -1",
                 "--eval-every: expected 1..budget");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --model resnet9000",
+                "--model 'resnet9000': expected one of");
   check_refused("suite paper --out " + (d.path / "x").string() + " --budget 10 --eval-every 11",
                 "--eval-every: expected 1..budget (10), found 11");
 }
