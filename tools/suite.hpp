@@ -299,6 +299,12 @@ inline std::optional<double> plateau(const RunCurve& c) {
   return s / static_cast<double>(k);
 }
 
+// A group's target: sync SGD's plateau minus 0.5 point (METHOD.md).
+inline std::optional<double> group_target(const RunCurve& sync) {
+  const auto pl = plateau(sync);
+  return pl ? std::optional<double>(*pl - 0.005) : std::nullopt;
+}
+
 // The first evaluation at or above the target: (steps, virtual seconds).
 inline std::optional<std::pair<int64_t, double>> time_to(const RunCurve& c, double target) {
   for (std::size_t i = 0; i < c.acc.size(); ++i)
@@ -306,8 +312,8 @@ inline std::optional<std::pair<int64_t, double>> time_to(const RunCurve& c, doub
   return std::nullopt;
 }
 
-inline std::string point_path(const SuiteOptions& o, const SuitePoint& p, const char* ext) {
-  return (std::filesystem::path(o.out) / "points" / (p.id + ext)).string();
+inline std::string point_path(const SuiteOptions& o, const std::string& id, const char* ext) {
+  return (std::filesystem::path(o.out) / "points" / (id + ext)).string();
 }
 
 // The settings that must not change across a resumed suite.
@@ -338,11 +344,11 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
   std::map<std::string, double> targets;  // sync point id -> target
   std::map<std::string, RunCurve> curves;
   for (const auto& p : plan) {
-    const std::string path = point_path(o, p, ".jsonl");
+    const std::string path = point_path(o, p.id, ".jsonl");
     if (!metrics_finished(path)) continue;
     curves[p.id] = read_curve(path);
     if (p.baseline.empty())
-      if (const auto pl = plateau(curves[p.id])) targets[p.id] = *pl - 0.005;
+      if (const auto t = group_target(curves[p.id])) targets[p.id] = *t;
   }
   nlohmann::json fig = nlohmann::json::object();
   std::vector<std::string> variants;
@@ -492,11 +498,11 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
   std::size_t k = 0;
   for (const auto& p : plan) {
     ++k;
-    const std::string metrics = point_path(o, p, ".jsonl");
+    const std::string metrics = point_path(o, p.id, ".jsonl");
     left -= p.est_s;
     if (metrics_finished(metrics)) continue;
     fs::create_directories(fs::path(metrics).parent_path());
-    const std::string stem = point_path(o, p, "");
+    const std::string stem = point_path(o, p.id, "");
     for (const auto& e : fs::directory_iterator(fs::path(metrics).parent_path())) {
       const std::string name = e.path().string();  // id.jsonl, id.rankR.jsonl, id.log
       if (name.rfind(stem + ".", 0) == 0) fs::remove(e.path());
@@ -505,20 +511,16 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     argv.insert(argv.end(), p.args.begin(), p.args.end());
     argv.insert(argv.end(), {"--metrics", metrics});
     if (!p.baseline.empty()) {
-      const std::string base =
-          point_path(o,
-                     *std::find_if(plan.begin(), plan.end(),
-                                   [&](const SuitePoint& q) { return q.id == p.baseline; }),
-                     ".jsonl");
-      const auto pl = plateau(read_curve(base));
-      if (!pl)
+      const std::string base = point_path(o, p.baseline, ".jsonl");
+      const auto target = group_target(read_curve(base));
+      if (!target)
         throw ToolError("suite: " + p.baseline + " finished without an evaluation (" + base +
                         "): no target for " + p.id);
       char t[32];
-      std::snprintf(t, sizeof t, "%.4f", *pl - 0.005);
+      std::snprintf(t, sizeof t, "%.4f", *target);
       argv.insert(argv.end(), {"--target-acc", t});
     }
-    const std::string log_path = point_path(o, p, ".log");
+    const std::string log_path = point_path(o, p.id, ".log");
     Fd out(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!out) throw ToolError("suite: cannot write " + log_path + ": " + std::strerror(errno));
     SpawnOptions so;

@@ -88,9 +88,8 @@ struct TrainConfig {
   int64_t adacomm_tau0 = 5;         // adacomm: tau0, the period scale (local steps; periods <= 16)
   double adacomm_t0 = 30;           // adacomm: seconds of training between period updates
   // The step pipeline (BACC: mercury/importance/worker.hpp).
-  std::string pipeline =
-      "auto";                  // auto (bacc: distributed mercury, sync/adacomm) | sequential | bacc
-  int64_t scorer_threads = 1;  // bacc: the scorer thread's own worker budget
+  std::string pipeline = "auto";         // auto (bacc: distributed mercury) | sequential | bacc
+  int64_t scorer_threads = 1;            // bacc: the scorer thread's own worker budget
   std::string scorer_priority = "idle";  // bacc: idle (SCHED_IDLE: only idle CPU) | normal
   int64_t bacc_chunk = 32;         // bacc: samples per scoring chunk (the stopping granularity)
   bool bacc_finish_chunk = false;  // bacc: an adaptive window waits for its running chunk

@@ -11,14 +11,14 @@
 //   importance::BatchPolicy.
 // - Pipelines: sequential (score → compute → aggregate, on the training thread) or BACC
 //   (--pipeline bacc; the default for a distributed mercury run under sync or adacomm): the
-//   group-wise policy only
-//   draws, and a ScoringWorker thread scores the next candidates of the cache's visiting order
-//   while the aggregation runs, with a copy of the weights and BN statistics as they were before
-//   the update; after the aggregation the scored prefix refreshes the cache at that iteration,
-//   so the next step's draw sees it. group_size 0 adapts the group to the aggregation's length
-//   (the chunks finished when it ends; the running one is dropped); group_size > 0 scores exactly
-//   that many (deterministic); --replay-group-sizes repeats an adaptive run's logged sizes bit for
-//   bit. Each window logs a "bacc" event (group, busy, CPU, hidden, exposed, aggregation seconds).
+//   group-wise policy only draws, and a ScoringWorker thread scores the next candidates of the
+//   cache's visiting order while the aggregation runs, with a copy of the weights and BN statistics
+//   as they were before the update; after the aggregation the scored prefix refreshes the cache at
+//   that iteration, so the next step's draw sees it. group_size 0 adapts the group to the
+//   aggregation's length (the chunks finished when it ends; the running one is dropped); group_size
+//   > 0 scores exactly that many (deterministic); --replay-group-sizes repeats an adaptive run's
+//   logged sizes bit for bit. Each window logs a "bacc" event (group, busy, CPU, hidden, exposed,
+//   aggregation seconds).
 // - Deterministic: the model init, the per-epoch shuffle (a pure function of seed and epoch),
 //   the samplers and dropout (RNGs saved in checkpoints) depend only on the config; with
 //   threads = 1 two runs give bit-identical weights, and save → load → continue equals an
