@@ -610,14 +610,16 @@ int main(int argc, char** argv) {
   auto* suite_paper = suite_cmd->add_subcommand(
       "paper", "the paper's evaluation in the simulator, resumable, with a report (issue 15)");
   mercury::tools::SuiteOptions suite_opt;
-  std::string suite_tasks = "image", suite_figures = "11", suite_seeds, suite_bandwidths;
+  std::string suite_tasks = "image", suite_figures = "11,12,13,15,16", suite_seeds,
+              suite_bandwidths;
   suite_paper->add_option("--out", suite_opt.out, "the suite's directory (resumes what is there)")
       ->required();
   suite_paper->add_flag("--quick", suite_opt.quick,
                         "fewer bandwidths (10, 100 Mbps), one seed, a 400-step budget");
   suite_paper->add_option("--tasks", suite_tasks, "comma-separated tasks (implemented: image)");
-  suite_paper->add_option("--figures", suite_figures,
-                          "comma-separated figures of the paper (implemented: 11)");
+  suite_paper->add_option(
+      "--figures", suite_figures,
+      "comma-separated figures of the paper (implemented: 11,12,13,15,16; default all of them)");
   suite_paper->add_option("--seeds", suite_seeds,
                           "comma-separated seeds (default quick 1, full 1,2,3)");
   suite_paper->add_option("--bandwidths", suite_bandwidths,

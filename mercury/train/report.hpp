@@ -63,10 +63,16 @@ struct Timing {
   // Wall-clock seconds of training since the run started, evaluations excluded, as of the
   // latest evaluation (distributed: rank 0's, communication and waiting included).
   double wall_s = 0;
+  // Distributed: communication rounds so far as of the latest evaluation (sync and tictac: one
+  // per step; adacomm: one per averaging); -1 on one device (not logged).
+  int64_t comm_rounds = -1;
 
   nlohmann::json fields() const {
-    return {{"wall_s", wall_s},   {"train_s", compute_s + score_s}, {"compute_s", compute_s},
-            {"score_s", score_s}, {"train_cpu_s", train_cpu_s},     {"score_cpu_s", score_cpu_s}};
+    nlohmann::json j = {{"wall_s", wall_s},           {"train_s", compute_s + score_s},
+                        {"compute_s", compute_s},     {"score_s", score_s},
+                        {"train_cpu_s", train_cpu_s}, {"score_cpu_s", score_cpu_s}};
+    if (comm_rounds >= 0) j["comm_rounds"] = comm_rounds;
+    return j;
   }
 };
 

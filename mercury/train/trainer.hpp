@@ -779,6 +779,7 @@ class Trainer {
       sync_buffers();
       const double pause = now_s();
       if (rank_ == 0) timing_.wall_s = seconds_since(run_t0_) - eval_pause_s_;
+      if (bsp_) timing_.comm_rounds = comm_rounds();
       const EvalAverage mean(*this);
       if (rank_ == 0) {
         report_.clear_progress();
@@ -994,6 +995,9 @@ class Trainer {
     }
   }
 
+  // Aggregations so far: one per step under sync and tictac, one per averaging under adacomm.
+  int64_t comm_rounds() const { return adacomm_ ? averagings_ : cursor_.global_step; }
+
   nlohmann::json dist_fields() const {
     const dist::SyncTiming& st = bsp_->timing();
     const net::LinkStats link = bsp_->link_traffic();
@@ -1001,6 +1005,7 @@ class Trainer {
             {"world", world_},
             {"algorithm", cfg_.algorithm},
             {"averagings", averagings_},
+            {"comm_rounds", comm_rounds()},
             {"tau", adacomm_ ? tau_ : 1},
             {"comm_s", st.comm_s},
             {"idle_s", st.idle_s},

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "net/shaper.hpp"
 #include "synthetic_data.hpp"
 
 namespace fs = std::filesystem;
@@ -420,15 +421,15 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   mercury::testing::write_tiny_fashion_mnist(d.path, 1024, 100);
   const fs::path out = d.path / "suite";
   const std::string args =
-      "suite paper --quick --model mlp --bandwidths 100mbps --budget 8 --eval-every 4 "
-      "--data-dir " +
+      "suite paper --quick --model mlp --figures 11 --bandwidths 100mbps --budget 8 "
+      "--eval-every 4 --data-dir " +
       d.path.string() + " --out " + out.string();
   const Result first = run(args);
   INFO(first.output);
   REQUIRE(first.code == 0);
   CHECK(first.output.find("suite paper: 6 runs (quick)") != std::string::npos);
-  CHECK(first.output.find("[6/6] fig11/image/100mbps/mercury-local-t20-s1") != std::string::npos);
-  const fs::path points = out / "points/fig11/image/100mbps";
+  CHECK(first.output.find("[6/6] image/100mbps/mercury-local-t20-s1") != std::string::npos);
+  const fs::path points = out / "points/image/100mbps";
   // The target is sync's plateau (its last three evaluations) minus 0.5 point, and every
   // speedup in summary.json is sync's seconds to it over the run's, recomputed here.
   auto curve = [&](const std::string& name) {
@@ -483,7 +484,7 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   const auto mtime = fs::last_write_time(points / "mercury-s1.jsonl");
   const Result again = run(args);
   CHECK(again.code == 0);
-  CHECK(again.output.find("] fig11/") == std::string::npos);
+  CHECK(again.output.find("] image/") == std::string::npos);
   CHECK(fs::last_write_time(points / "mercury-s1.jsonl") == mtime);
 
   // A run cut short (no done event, a stray rank file) restarts from scratch, alone; a finished
@@ -503,7 +504,7 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   const Result resumed = run(args);
   INFO(resumed.output);
   CHECK(resumed.code == 0);
-  CHECK(resumed.output.find("[2/6] fig11/image/100mbps/tictac-s1") != std::string::npos);
+  CHECK(resumed.output.find("[2/6] image/100mbps/tictac-s1") != std::string::npos);
   CHECK(resumed.output.find("[1/6]") == std::string::npos);
   CHECK(resumed.output.find("[3/6]") == std::string::npos);
   CHECK(!fs::exists(points / "tictac-s1.rank7.jsonl"));
@@ -516,18 +517,18 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
 
   // Other settings in the same directory are refused; a run that fails names its log.
   check_refused(
-      "suite paper --quick --model mlp --bandwidths 100mbps --budget 9 --eval-every 4 --data-dir " +
+      "suite paper --quick --model mlp --figures 11 --bandwidths 100mbps --budget 9 "
+      "--eval-every 4 --data-dir " +
           d.path.string() + " --out " + out.string(),
       "holds a suite run with other settings");
-  const Result failed =
-      run("suite paper --quick --model mlp --bandwidths 100mbps --budget 8 --data-dir " +
-          (d.path / "nothing-here").string() + " --out " + (d.path / "failed").string());
+  const Result failed = run(
+      "suite paper --quick --model mlp --figures 11 --bandwidths 100mbps --budget 8 --data-dir " +
+      (d.path / "nothing-here").string() + " --out " + (d.path / "failed").string());
   CHECK(failed.code != 0);
-  CHECK(failed.output.find("suite: fig11/image/100mbps/sync-s1 exited with code") !=
-        std::string::npos);
+  CHECK(failed.output.find("suite: image/100mbps/sync-s1 exited with code") != std::string::npos);
   CHECK(failed.output.find("sync-s1.log") != std::string::npos);
-  check_refused("suite paper --out " + (d.path / "x").string() + " --figures 13",
-                "figure '13': expected one of 11");
+  check_refused("suite paper --out " + (d.path / "x").string() + " --figures 11,14",
+                "figure '14': expected one of 11, 12, 13, 15, 16");
   check_refused("suite paper --out " + (d.path / "x").string() + " --tasks speech",
                 "task 'speech': expected one of image");
   check_refused("suite paper --out " + (d.path / "x").string() + " --seeds 1,two",
@@ -538,4 +539,136 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
                 "--model 'resnet9000': expected one of");
   check_refused("suite paper --out " + (d.path / "x").string() + " --budget 10 --eval-every 11",
                 "--eval-every: expected 1..budget (10), found 11");
+}
+
+TEST_CASE("suite paper: Figs. 12, 13, 15 and 16 from their own runs, every ratio recomputed") {
+  TempDir d;
+  mercury::testing::write_tiny_fashion_mnist(d.path, 1024, 100);
+  const fs::path out = d.path / "suite";
+  const Result r =
+      run("suite paper --quick --model mlp --figures 12,13,15,16 --bandwidths 100mbps --budget 8 "
+          "--eval-every 4 --train-limit 800 --data-dir " +
+          d.path.string() + " --out " + out.string());
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  // Fig. 12 needs Fig. 11's runs at the first bandwidth, Fig. 15 adds the sequential pipeline
+  // (7); Fig. 13 runs in its own subset group (4: its sync sets the target); Fig. 16 on a
+  // fluctuating link (3). Mercury at 100 Mbps serves Figs. 12 and 15 but runs once.
+  CHECK(r.output.find("suite paper: 14 runs (quick)") != std::string::npos);
+  CHECK(r.output.find("image-n800/100mbps/all-is-s1") != std::string::npos);
+  CHECK(r.output.find("image/100mbps-fluct/mercury-fixed640-s1") != std::string::npos);
+
+  struct Eval {
+    int64_t steps, rounds;
+    double acc, seconds;
+  };
+  auto curve = [&](const std::string& id) {
+    std::vector<Eval> c;
+    for (const auto& e : read_events(out / "points" / (id + ".jsonl"))) {
+      const std::string ev = e["event"];
+      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") &&
+          (c.empty() || e["steps"] != c.back().steps))
+        c.push_back({e["steps"].get<int64_t>(), e.value("comm_rounds", int64_t{-1}),
+                     e["test_acc"].get<double>(), e["wall_s"].get<double>()});
+    }
+    return c;
+  };
+  auto target = [&](const std::string& group) {
+    const auto sync = curve(group + "/sync-s1");
+    REQUIRE(!sync.empty());
+    const std::size_t k = std::min<std::size_t>(3, sync.size());
+    double t = 0;
+    for (std::size_t i = sync.size() - k; i < sync.size(); ++i) t += sync[i].acc / k;
+    return t - 0.005;
+  };
+  auto reach = [&](const std::string& group, const std::string& v) -> const Eval* {
+    static std::vector<Eval> keep;
+    keep = curve(group + "/" + v + "-s1");
+    const double t = target(group);
+    for (const auto& e : keep)
+      if (e.acc >= t) return &e;
+    return nullptr;
+  };
+  std::ifstream sin(out / "summary.json");
+  const auto summary = nlohmann::json::parse(sin);
+  // Every ratio in summary.json is recomputed from the runs' metrics: the reference's seconds
+  // to the group's target over the subject's, and the subject's steps over the reference's.
+  int numbers = 0;
+  auto check_ratio = [&](const nlohmann::json& cell, const std::string& group,
+                         const std::string& subject, const std::string& reference) {
+    CAPTURE(group);
+    CAPTURE(subject);
+    REQUIRE(cell["finished"] == 1);
+    const Eval* s = reach(group, subject);
+    const Eval mine = s ? *s : Eval{};
+    const Eval* b = reach(group, reference);
+    CHECK(cell["seeds"]["1"]["reached"].get<bool>() == (s != nullptr));
+    if (s && b) {
+      ++numbers;
+      CHECK(cell["seeds"]["1"]["speedup"].get<double>() ==
+            doctest::Approx(b->seconds / mine.seconds));
+      CHECK(cell["seeds"]["1"]["step_ratio"].get<double>() ==
+            doctest::Approx(static_cast<double>(mine.steps) / static_cast<double>(b->steps)));
+    } else {
+      CHECK(!cell["seeds"]["1"].contains("speedup"));
+    }
+  };
+  check_ratio(summary["fig13"]["image"]["100mbps"]["mercury-seq"], "image-n800/100mbps",
+              "mercury-seq", "all-is");
+  check_ratio(summary["fig13"]["image"]["100mbps"]["mercury"], "image-n800/100mbps", "mercury",
+              "all-is");
+  check_ratio(summary["fig15"]["image"]["100mbps"], "image/100mbps", "mercury", "mercury-seq");
+  const auto& f16 = summary["fig16"]["image"]["100mbps-fluct"];
+  check_ratio(f16["adaptive"], "image/100mbps-fluct", "mercury", "sync");
+  check_ratio(f16["fixed640"], "image/100mbps-fluct", "mercury-fixed640", "sync");
+  check_ratio(f16["adaptive_over_fixed"], "image/100mbps-fluct", "mercury", "mercury-fixed640");
+  CHECK(numbers > 0);
+
+  // Fig. 13's subset group trains on the first 800 samples (200 per device), and all-is scores
+  // all of them every step: its scored samples are 200 x its steps on rank 0.
+  const auto allis = read_events(out / "points/image-n800/100mbps/all-is-s1.jsonl");
+  CHECK(allis.front()["config"]["train_limit"] == 800);
+  for (const auto& e : allis)
+    if (e["event"] == "epoch")
+      CHECK(e["scored_samples"].get<int64_t>() == 200 * e["steps"].get<int64_t>());
+
+  // Fig. 16: the links follow the suite's trace, the seed's generate_trace call, and the fixed
+  // group scores 640 samples in every window (here the whole 200-sample partition, the most a
+  // group can hold) while the adaptive one scores what fits.
+  const auto trace =
+      mercury::net::BandwidthTrace::load((out / "traces/100mbps-fluct-s1.csv").string());
+  const auto want = mercury::net::generate_trace(100, 0.10, 600, 0.5, 1);
+  REQUIRE(trace.points().size() == want.points().size());
+  for (std::size_t i = 0; i < want.points().size(); ++i)
+    CHECK(trace.points()[i].mbps == want.points()[i].mbps);
+  int fixed_windows = 0;
+  for (const auto& e : read_events(out / "points/image/100mbps-fluct/mercury-fixed640-s1.jsonl"))
+    if (e["event"] == "bacc") {
+      ++fixed_windows;
+      CHECK(e["group"] == 200);
+    }
+  CHECK(fixed_windows > 0);
+  for (const auto& e : read_events(out / "points/image/100mbps-fluct/mercury-s1.jsonl"))
+    if (e["event"] == "bacc") CHECK(e["group"].get<int64_t>() <= 640);
+  CHECK(read_events(out / "points/image/100mbps/mercury-seq-s1.jsonl").front()["pipeline"] ==
+        "sequential");
+
+  // Fig. 12: a round is a step under sync SGD, an averaging under AdaComm (tau 10 here), and the
+  // curves in summary.json are the runs' evaluations.
+  for (const auto& e : curve("image/100mbps/sync-s1")) CHECK(e.rounds == e.steps);
+  const auto ada = curve("image/100mbps/adacomm-t10-s1");
+  REQUIRE(!ada.empty());
+  for (const auto& e : ada) CHECK(e.rounds < e.steps);
+  const auto& f12 = summary["fig12"]["image"]["100mbps"]["adacomm-t10"]["curve"];
+  REQUIRE(f12["rounds"].size() == ada.size());
+  for (std::size_t i = 0; i < ada.size(); ++i) CHECK(f12["rounds"][i] == ada[i].rounds);
+
+  std::ifstream md_in(out / "index.md");
+  const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
+  for (const char* h : {"## Fig. 12", "## Fig. 13", "## Fig. 15", "## Fig. 16",
+                        "4.2x faster, ~1.2x the iterations", "2.2x faster, ~1.05x the iterations"})
+    CHECK(md.find(h) != std::string::npos);
+  CHECK(md.find("## Fig. 11") == std::string::npos);
+  CHECK(fs::exists(out / "fig12_image_time.svg"));
+  CHECK(fs::exists(out / "fig12_image_rounds.svg"));
 }
