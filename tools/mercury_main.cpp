@@ -610,16 +610,17 @@ int main(int argc, char** argv) {
   auto* suite_paper = suite_cmd->add_subcommand(
       "paper", "the paper's evaluation in the simulator, resumable, with a report (issue 15)");
   mercury::tools::SuiteOptions suite_opt;
-  std::string suite_tasks = "image", suite_figures = "11,12,13,15,16", suite_seeds,
+  std::string suite_tasks = "image", suite_figures = "11,12,13,14,15,16,17,18,3,6", suite_seeds,
               suite_bandwidths;
   suite_paper->add_option("--out", suite_opt.out, "the suite's directory (resumes what is there)")
       ->required();
-  suite_paper->add_flag("--quick", suite_opt.quick,
-                        "fewer bandwidths (10, 100 Mbps), one seed, a 400-step budget");
+  suite_paper->add_flag(
+      "--quick", suite_opt.quick,
+      "fewer bandwidths (10, 100 Mbps), one seed, a 200-step budget, evaluations every 25 steps");
   suite_paper->add_option("--tasks", suite_tasks, "comma-separated tasks (implemented: image)");
   suite_paper->add_option(
       "--figures", suite_figures,
-      "comma-separated figures of the paper (implemented: 11,12,13,15,16; default all of them)");
+      "comma-separated figures of the paper (default all: 11,12,13,14,15,16,17,18,3,6)");
   suite_paper->add_option("--seeds", suite_seeds,
                           "comma-separated seeds (default quick 1, full 1,2,3)");
   suite_paper->add_option("--bandwidths", suite_bandwidths,
@@ -627,9 +628,10 @@ int main(int argc, char** argv) {
                           "full 10/50/100/200)");
   suite_paper->add_option("--budget", suite_opt.budget,
                           "sync SGD's steps; the others stop at its plateau - 0.5 point (default "
-                          "quick 400, full 1500)");
-  suite_paper->add_option("--eval-every", suite_opt.eval_every,
-                          "steps between evaluations (default 50, at most the budget)");
+                          "quick 200, full 1500)");
+  suite_paper->add_option(
+      "--eval-every", suite_opt.eval_every,
+      "steps between evaluations (default quick 25, full 50; at most the budget)");
   suite_paper->add_option("--train-limit", suite_opt.train_limit,
                           "train on the first N samples only (smoke runs; 0: all)");
   suite_paper->add_option("--test-limit", suite_opt.test_limit,
