@@ -641,6 +641,9 @@ int main(int argc, char** argv) {
                           "the image task's model (default cnn, the paper's setting here; mlp "
                           "makes a cheap smoke run)");
   suite_paper->add_flag("--dry-run", suite_opt.dry_run, "print the runs and the expected time");
+  suite_paper->add_flag("--real-clock", suite_opt.real_clock,
+                        "also run sync SGD and Mercury on 2 devices as real processes (mercury "
+                        "launch, shaped loopback links) beside the same runs simulated");
 
   auto* inspect = app.add_subcommand("inspect", "print what a checkpoint holds");
   std::string inspect_path;

@@ -79,6 +79,7 @@ struct SuiteOptions {
   std::string model = "cnn";                // the image task's model (mlp: a cheap smoke run)
   std::string bin;                          // the mercury binary the points run
   bool dry_run = false;                     // print the plan and its expected time only
+  bool real_clock = false;  // also 2 devices as real processes beside the simulated ones
 };
 
 struct SuitePoint {
@@ -204,9 +205,11 @@ struct Need {
   std::vector<std::string> data_flags;  // e.g. --partition dirichlet --dirichlet-alpha 0.5
   bool to_target = true;
   std::vector<std::string> variants;
+  bool real = false;  // real processes (`mercury launch`, real links and clocks), not simulated
   std::string group() const {
     return data + "/" + link +
-           (devices == 4 || link == "local" ? "" : "/n" + std::to_string(devices));
+           (devices == 4 && !real || link == "local" ? "" : "/n" + std::to_string(devices)) +
+           (real ? "-real" : "");
   }
 };
 
@@ -276,6 +279,11 @@ inline std::vector<Need> figure_needs(const std::string& fig, const std::string&
     for (const auto& alpha : fig18_alphas(o.quick))
       n.push_back(
           {task + "-dir" + alpha, bws.front(), 12, 0, dirichlet(alpha), true, {"sync", "mercury"}});
+  // --real-clock: 2 devices at the first bandwidth, simulated and as real processes (2 ranks on
+  // 2 cores: one core each, as the simulator assumes).
+  if (fig == "real")
+    for (const bool real : {false, true})
+      n.push_back({task, bws.front(), 2, 0, {}, true, {"sync", "mercury"}, real});
   if (fig == "3" || fig == "6") n.push_back({task, "local", 1, 0, {}, false, {"probe"}});
   return n;
 }
@@ -384,9 +392,10 @@ inline net::BandwidthTrace suite_trace(const std::string& link, int seed) {
 // group's sync point before the points it sets the target of; a point is listed once.
 inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
   using suite_detail::Need;
+  using suite_detail::operator+;
   std::vector<Need> groups;  // merged by group, variants in first-needed order
   for (const auto& task : o.tasks)
-    for (const auto& fig : o.figures)
+    for (const auto& fig : o.real_clock ? o.figures + std::vector<std::string>{"real"} : o.figures)
       for (auto need : suite_detail::figure_needs(fig, task, o)) {
         auto g = std::find_if(groups.begin(), groups.end(),
                               [&](const Need& x) { return x.group() == need.group(); });
@@ -420,6 +429,9 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
         p.baseline = name == "sync" || !g.to_target ? "" : group + "/sync-s" + std::to_string(seed);
         if (g.link == "local") {
           p.args = {"train"};
+        } else if (g.real) {
+          p.args = {"launch", "-n",   std::to_string(g.devices), "--bandwidth", g.link, "--",
+                    o.bin,    "train"};
         } else {
           p.args = {"sim", "-n", std::to_string(g.devices)};
           if (suite_detail::fluctuating(g.link)) {
@@ -453,8 +465,10 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
         p.args.insert(p.args.end(), v.flags.begin(), v.flags.end());
         // Per step: the variant's cost on 4 devices, in proportion to the devices. Points that
         // stop at the target take ~60% of the budget (session 12's runs).
-        p.est_s = v.step_s * static_cast<double>(g.devices) / 4.0 * static_cast<double>(o.budget) *
-                  (p.baseline.empty() ? 1.0 : 0.6);
+        // Real processes take the link's time: 2 ranks move ~0.75 MB each way per step.
+        const double step_s = g.real ? 0.06 + 6.0 / suite_detail::mbps_of(g.link)
+                                     : v.step_s * static_cast<double>(g.devices) / 4.0;
+        p.est_s = step_s * static_cast<double>(o.budget) * (p.baseline.empty() ? 1.0 : 0.6);
         plan.push_back(std::move(p));
       }
     }
@@ -539,17 +553,12 @@ inline std::string point_path(const SuiteOptions& o, const std::string& id, cons
 
 // The settings that must not change across a resumed suite.
 inline nlohmann::json suite_settings(const SuiteOptions& o) {
-  return {{"quick", o.quick},
-          {"tasks", o.tasks},
-          {"figures", o.figures},
-          {"seeds", o.seeds},
-          {"bandwidths", o.bandwidths},
-          {"budget", o.budget},
-          {"eval_every", o.eval_every},
-          {"train_limit", o.train_limit},
-          {"test_limit", o.test_limit},
-          {"data_dir", o.data_dir},
-          {"model", o.model}};
+  return {{"quick", o.quick},           {"tasks", o.tasks},
+          {"figures", o.figures},       {"seeds", o.seeds},
+          {"bandwidths", o.bandwidths}, {"budget", o.budget},
+          {"eval_every", o.eval_every}, {"train_limit", o.train_limit},
+          {"test_limit", o.test_limit}, {"data_dir", o.data_dir},
+          {"model", o.model},           {"real_clock", o.real_clock}};
 }
 
 namespace suite_detail {
@@ -1107,11 +1116,52 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
         md << "\n";
       }
     }
+    if (o.real_clock) {
+      const std::string bw = o.bandwidths.front();
+      md << "## The simulator against real processes (" << task << ", 2 devices, " << bw << ")\n\n"
+         << "| run | simulated: s per step | real: s per step | real / simulated | simulated: "
+            "speedup over sync | real: speedup over sync | largest accuracy gap at the same "
+            "step |\n|---|---|---|---|---|---|---|\n";
+      const std::string gs = task + "/" + bw + "/n2", gr = gs + "-real";
+      for (const char* v : {"sync", "mercury"}) {
+        std::vector<double> sim_step, real_step, ratio, gap;
+        for (int seed : o.seeds) {
+          const RunCurve* a = r.curve(gs, v, seed);
+          const RunCurve* b = r.curve(gr, v, seed);
+          if (!a || !b || a->steps.empty() || b->steps.empty()) continue;
+          const double sa = a->wall_s.back() / static_cast<double>(a->steps.back());
+          const double sb = b->wall_s.back() / static_cast<double>(b->steps.back());
+          sim_step.push_back(sa), real_step.push_back(sb), ratio.push_back(sb / sa);
+          double worst = 0;
+          for (std::size_t i = 0; i < a->steps.size(); ++i)
+            for (std::size_t j = 0; j < b->steps.size(); ++j)
+              if (a->steps[i] == b->steps[j])
+                worst = std::max(worst, std::abs(a->acc[i] - b->acc[j]));
+          gap.push_back(100 * worst);
+        }
+        const Comparison cs = compare(r, gs, v, "sync", o.seeds);
+        const Comparison cr = compare(r, gr, v, "sync", o.seeds);
+        const auto cell = [](const std::vector<double>& x, const char* unit, const char* fmt) {
+          return x.empty() ? std::string("not run") : spread(x, unit, fmt);
+        };
+        md << "| " << v << " | " << cell(sim_step, " s", "%.3f") << " | "
+           << cell(real_step, " s", "%.3f") << " | " << cell(ratio, "x", "%.2f") << " | "
+           << cs.cell(cs.speedup) << " | " << cr.cell(cr.speedup) << " | "
+           << cell(gap, " points", "%.2f") << " |\n";
+        summary["real_clock"][task][v] = {{"sim", cs.json}, {"real", cr.json}};
+        if (!ratio.empty()) summary["real_clock"][task][v]["real_over_sim_step"] = mean_of(ratio);
+      }
+      md << "\nThe same runs as `mercury sim -n 2` and as `mercury launch -n 2` (real ranks, real "
+            "shaped links, real clocks; each group's own sync run sets its target). A step's time "
+            "is the run's training seconds over its steps (evaluations excluded). On a machine "
+            "with fewer than 3 free cores the real Mercury run's scorer competes with the "
+            "training threads, which the simulator does not model.\n\n";
+    }
   }
   std::vector<std::string> missing;
   for (const auto& f : kFigures)
     if (!has(f.c_str())) missing.push_back(f);
-  md << "## Not in the suite yet\n\nThe speech and text tasks, and --real-clock (issue 15)"
+  md << "## Not in the suite yet\n\nThe speech and text tasks (issue 15)"
      << (missing.empty() ? std::string() : "; not asked for in this run: Figs. " + join(missing))
      << ".\n";
   io::write_file_atomically((std::filesystem::path(o.out) / "index.md").string(), md.str());

@@ -796,3 +796,51 @@ TEST_CASE(
   for (const char* svg : {"fig14_image.svg", "fig3_image.svg", "fig6_image.svg"})
     CHECK(fs::exists(out / svg));
 }
+
+TEST_CASE("suite paper --real-clock: the same runs simulated and as real processes") {
+  TempDir d;
+  const fs::path out = d.path / "suite";
+  const Result r = run_tiny_suite(d, 1024, "--figures 3 --real-clock --budget 8 --eval-every 4");
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(r.output.find("suite paper: 5 runs (quick)") != std::string::npos);
+  struct Run {
+    bool simulated = false;
+    std::vector<std::pair<int64_t, double>> acc;  // (step, accuracy)
+    double wall_s = 0;
+    int64_t steps = 0;
+  };
+  auto load = [&](const std::string& id) {
+    Run run;
+    for (const auto& e : read_events(out / "points" / (id + ".jsonl"))) {
+      const std::string ev = e["event"];
+      if (ev == "sim") run.simulated = true;
+      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") &&
+          (run.acc.empty() || run.acc.back().first != e["steps"])) {
+        run.acc.emplace_back(e["steps"].get<int64_t>(), e["test_acc"].get<double>());
+        run.wall_s = e["wall_s"].get<double>();
+        run.steps = e["steps"].get<int64_t>();
+      }
+    }
+    return run;
+  };
+  std::ifstream sin(out / "summary.json");
+  const auto summary = nlohmann::json::parse(sin);
+  for (const char* v : {"sync", "mercury"}) {
+    CAPTURE(v);
+    const Run sim = load(std::string("image/100mbps/n2/") + v + "-s1");
+    const Run real = load(std::string("image/100mbps/n2-real/") + v + "-s1");
+    CHECK(sim.simulated);
+    CHECK(!real.simulated);  // mercury launch: real ranks, real clocks
+    REQUIRE(sim.steps > 0);
+    REQUIRE(real.steps > 0);
+    CHECK(summary["real_clock"]["image"][v]["real_over_sim_step"].get<double>() ==
+          doctest::Approx((real.wall_s / real.steps) / (sim.wall_s / sim.steps)));
+    if (std::string(v) == "sync") CHECK(sim.acc == real.acc);  // deterministic: the same model
+  }
+  std::ifstream md_in(out / "index.md");
+  const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
+  CHECK(md.find("## The simulator against real processes") != std::string::npos);
+  check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --figures real",
+                "figure 'real': expected one of");
+}
