@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -414,6 +415,41 @@ std::vector<nlohmann::json> read_events(const fs::path& path) {
   return out;
 }
 
+// A suite run's evaluations, one per step (eval, epoch and target_reached events), read here
+// independently of tools/suite.hpp.
+struct EvalRow {
+  int64_t steps, rounds;
+  double acc, seconds;
+};
+
+std::vector<EvalRow> eval_rows(const fs::path& path) {
+  std::vector<EvalRow> c;
+  for (const auto& e : read_events(path)) {
+    const std::string ev = e["event"];
+    if ((ev == "eval" || ev == "epoch" || ev == "target_reached") &&
+        (c.empty() || e["steps"] != c.back().steps))
+      c.push_back({e["steps"].get<int64_t>(), e.value("comm_rounds", int64_t{-1}),
+                   e["test_acc"].get<double>(), e["wall_s"].get<double>()});
+  }
+  return c;
+}
+
+// Sync SGD's plateau (the mean of its last three evaluations) minus 0.5 point.
+double plateau_target(const std::vector<EvalRow>& sync) {
+  REQUIRE(!sync.empty());
+  const std::size_t k = std::min<std::size_t>(3, sync.size());
+  double t = 0;
+  for (std::size_t i = sync.size() - k; i < sync.size(); ++i) t += sync[i].acc / k;
+  return t - 0.005;
+}
+
+// The first evaluation at or above the target, if any.
+std::optional<EvalRow> first_at(const std::vector<EvalRow>& c, double target) {
+  for (const auto& e : c)
+    if (e.acc >= target) return e;
+  return std::nullopt;
+}
+
 }  // namespace
 
 TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what was cut short") {
@@ -432,28 +468,13 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   const fs::path points = out / "points/image/100mbps";
   // The target is sync's plateau (its last three evaluations) minus 0.5 point, and every
   // speedup in summary.json is sync's seconds to it over the run's, recomputed here.
-  auto curve = [&](const std::string& name) {
-    std::vector<std::pair<double, double>> c;  // (accuracy, seconds) per evaluation
-    int64_t last = -1;
-    for (const auto& e : read_events(points / (name + "-s1.jsonl"))) {
-      const std::string ev = e["event"];
-      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") && e["steps"] != last) {
-        last = e["steps"];
-        c.emplace_back(e["test_acc"].get<double>(), e["wall_s"].get<double>());
-      }
-    }
-    return c;
-  };
+  auto curve = [&](const std::string& name) { return eval_rows(points / (name + "-s1.jsonl")); };
   const auto sync = curve("sync");
   REQUIRE(sync.size() >= 2);
-  double plateau = 0;
-  const std::size_t k = std::min<std::size_t>(3, sync.size());
-  for (std::size_t i = sync.size() - k; i < sync.size(); ++i) plateau += sync[i].first / k;
-  const double target = plateau - 0.005;
-  auto seconds_to = [&](const std::vector<std::pair<double, double>>& c) -> double {
-    for (const auto& [acc, s] : c)
-      if (acc >= target) return s;
-    return -1;
+  const double target = plateau_target(sync);
+  auto seconds_to = [&](const std::vector<EvalRow>& c) -> double {
+    const auto hit = first_at(c, target);
+    return hit ? hit->seconds : -1;
   };
   std::ifstream sin(out / "summary.json");
   const auto summary = nlohmann::json::parse(sin);
@@ -564,36 +585,9 @@ TEST_CASE("suite paper: Figs. 12, 13, 15 and 16 from their own runs, every ratio
   CHECK(r.output.find("image-n800/100mbps/all-is-s1") != std::string::npos);
   CHECK(r.output.find("image/100mbps-fluct/mercury-fixed640-s1") != std::string::npos);
 
-  struct Eval {
-    int64_t steps, rounds;
-    double acc, seconds;
-  };
-  auto curve = [&](const std::string& id) {
-    std::vector<Eval> c;
-    for (const auto& e : read_events(out / "points" / (id + ".jsonl"))) {
-      const std::string ev = e["event"];
-      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") &&
-          (c.empty() || e["steps"] != c.back().steps))
-        c.push_back({e["steps"].get<int64_t>(), e.value("comm_rounds", int64_t{-1}),
-                     e["test_acc"].get<double>(), e["wall_s"].get<double>()});
-    }
-    return c;
-  };
-  auto target = [&](const std::string& group) {
-    const auto sync = curve(group + "/sync-s1");
-    REQUIRE(!sync.empty());
-    const std::size_t k = std::min<std::size_t>(3, sync.size());
-    double t = 0;
-    for (std::size_t i = sync.size() - k; i < sync.size(); ++i) t += sync[i].acc / k;
-    return t - 0.005;
-  };
-  auto reach = [&](const std::string& group, const std::string& v) -> const Eval* {
-    static std::vector<Eval> keep;
-    keep = curve(group + "/" + v + "-s1");
-    const double t = target(group);
-    for (const auto& e : keep)
-      if (e.acc >= t) return &e;
-    return nullptr;
+  auto curve = [&](const std::string& id) { return eval_rows(out / "points" / (id + ".jsonl")); };
+  auto reach = [&](const std::string& group, const std::string& v) {
+    return first_at(curve(group + "/" + v + "-s1"), plateau_target(curve(group + "/sync-s1")));
   };
   std::ifstream sin(out / "summary.json");
   const auto summary = nlohmann::json::parse(sin);
@@ -605,16 +599,15 @@ TEST_CASE("suite paper: Figs. 12, 13, 15 and 16 from their own runs, every ratio
     CAPTURE(group);
     CAPTURE(subject);
     REQUIRE(cell["finished"] == 1);
-    const Eval* s = reach(group, subject);
-    const Eval mine = s ? *s : Eval{};
-    const Eval* b = reach(group, reference);
-    CHECK(cell["seeds"]["1"]["reached"].get<bool>() == (s != nullptr));
-    if (s && b) {
+    const auto mine = reach(group, subject);
+    const auto b = reach(group, reference);
+    CHECK(cell["seeds"]["1"]["reached"].get<bool>() == mine.has_value());
+    if (mine && b) {
       ++numbers;
       CHECK(cell["seeds"]["1"]["speedup"].get<double>() ==
-            doctest::Approx(b->seconds / mine.seconds));
+            doctest::Approx(b->seconds / mine->seconds));
       CHECK(cell["seeds"]["1"]["step_ratio"].get<double>() ==
-            doctest::Approx(static_cast<double>(mine.steps) / static_cast<double>(b->steps)));
+            doctest::Approx(static_cast<double>(mine->steps) / static_cast<double>(b->steps)));
     } else {
       CHECK(!cell["seeds"]["1"].contains("speedup"));
     }
@@ -733,29 +726,18 @@ TEST_CASE(
   // runs, and each speedup is sync's seconds to the group's target over Mercury's.
   auto check_group = [&](const fs::path& dir, int devices, const nlohmann::json& cell) {
     CAPTURE(dir);
-    std::vector<std::pair<double, double>> c[2];  // sync, mercury: (accuracy, seconds)
-    for (int k = 0; k < 2; ++k) {
-      const auto events = read_events(dir / (k ? "mercury-s1.jsonl" : "sync-s1.jsonl"));
+    for (const char* v : {"sync-s1.jsonl", "mercury-s1.jsonl"}) {
+      const auto events = read_events(dir / v);
       CHECK(events.front()["config"]["batch"] == 64 * devices);
-      int64_t last = -1;
-      for (const auto& e : events) {
-        const std::string ev = e["event"];
-        if (ev == "sim") CHECK(e["devices"] == devices);
-        if ((ev == "eval" || ev == "epoch" || ev == "target_reached") && e["steps"] != last) {
-          last = e["steps"];
-          c[k].emplace_back(e["test_acc"].get<double>(), e["wall_s"].get<double>());
-        }
-      }
+      for (const auto& e : events)
+        if (e["event"] == "sim") CHECK(e["devices"] == devices);
     }
-    REQUIRE(c[0].size() >= 3);
-    const std::size_t n = c[0].size();
-    const double target = (c[0][n - 1].first + c[0][n - 2].first + c[0][n - 3].first) / 3 - 0.005;
-    auto secs = [&](const std::vector<std::pair<double, double>>& v) {
-      for (const auto& [a, t] : v)
-        if (a >= target) return t;
-      return -1.0;
-    };
-    const double s = secs(c[0]), m = secs(c[1]);
+    const auto sync = eval_rows(dir / "sync-s1.jsonl");
+    REQUIRE(sync.size() >= 3);
+    const double target = plateau_target(sync);
+    const auto hs = first_at(sync, target),
+               hm = first_at(eval_rows(dir / "mercury-s1.jsonl"), target);
+    const double s = hs ? hs->seconds : -1, m = hm ? hm->seconds : -1;
     CHECK(cell["seeds"]["1"]["reached"].get<bool>() == (m >= 0));
     if (m > 0) CHECK(cell["seeds"]["1"]["speedup"].get<double>() == doctest::Approx(s / m));
   };
@@ -804,39 +786,35 @@ TEST_CASE("suite paper --real-clock: the same runs simulated and as real process
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(r.output.find("suite paper: 5 runs (quick)") != std::string::npos);
-  struct Run {
-    bool simulated = false;
-    std::vector<std::pair<int64_t, double>> acc;  // (step, accuracy)
-    double wall_s = 0;
-    int64_t steps = 0;
-  };
-  auto load = [&](const std::string& id) {
-    Run run;
-    for (const auto& e : read_events(out / "points" / (id + ".jsonl"))) {
-      const std::string ev = e["event"];
-      if (ev == "sim") run.simulated = true;
-      if ((ev == "eval" || ev == "epoch" || ev == "target_reached") &&
-          (run.acc.empty() || run.acc.back().first != e["steps"])) {
-        run.acc.emplace_back(e["steps"].get<int64_t>(), e["test_acc"].get<double>());
-        run.wall_s = e["wall_s"].get<double>();
-        run.steps = e["steps"].get<int64_t>();
-      }
-    }
-    return run;
+  auto simulated = [&](const std::string& id) {
+    for (const auto& e : read_events(out / "points" / (id + ".jsonl")))
+      if (e["event"] == "sim") return true;
+    return false;
   };
   std::ifstream sin(out / "summary.json");
   const auto summary = nlohmann::json::parse(sin);
   for (const char* v : {"sync", "mercury"}) {
     CAPTURE(v);
-    const Run sim = load(std::string("image/100mbps/n2/") + v + "-s1");
-    const Run real = load(std::string("image/100mbps/n2-real/") + v + "-s1");
-    CHECK(sim.simulated);
-    CHECK(!real.simulated);  // mercury launch: real ranks, real clocks
-    REQUIRE(sim.steps > 0);
-    REQUIRE(real.steps > 0);
+    const std::string sid = std::string("image/100mbps/n2/") + v + "-s1";
+    const std::string rid = std::string("image/100mbps/n2-real/") + v + "-s1";
+    CHECK(simulated(sid));
+    CHECK(!simulated(rid));  // mercury launch: real ranks, real clocks
+    const auto sim = eval_rows(out / "points" / (sid + ".jsonl"));
+    const auto real = eval_rows(out / "points" / (rid + ".jsonl"));
+    REQUIRE(!sim.empty());
+    REQUIRE(!real.empty());
+    const auto per_step = [](const std::vector<EvalRow>& c) {
+      return c.back().seconds / static_cast<double>(c.back().steps);
+    };
     CHECK(summary["real_clock"]["image"][v]["real_over_sim_step"].get<double>() ==
-          doctest::Approx((real.wall_s / real.steps) / (sim.wall_s / sim.steps)));
-    if (std::string(v) == "sync") CHECK(sim.acc == real.acc);  // deterministic: the same model
+          doctest::Approx(per_step(real) / per_step(sim)));
+    if (std::string(v) == "sync") {  // deterministic: the same model at every evaluation
+      REQUIRE(sim.size() == real.size());
+      for (std::size_t i = 0; i < sim.size(); ++i) {
+        CHECK(sim[i].steps == real[i].steps);
+        CHECK(sim[i].acc == real[i].acc);
+      }
+    }
   }
   std::ifstream md_in(out / "index.md");
   const std::string md((std::istreambuf_iterator<char>(md_in)), std::istreambuf_iterator<char>());
