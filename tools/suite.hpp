@@ -376,6 +376,21 @@ inline SuiteOptions resolve_suite_options(SuiteOptions o) {
   }
   for (int s : o.seeds)
     if (s < 0) throw std::invalid_argument("suite: seed " + std::to_string(s) + ": expected >= 0");
+  for (std::size_t i = 0; i < o.seeds.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.seeds[i] == o.seeds[j])
+        throw std::invalid_argument("suite: --seeds: expected distinct seeds, found " +
+                                    std::to_string(o.seeds[i]) + " twice");
+  for (std::size_t i = 0; i < o.bandwidths.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.bandwidths[i] == o.bandwidths[j])
+        throw std::invalid_argument("suite: --bandwidths: expected distinct rates, found " +
+                                    o.bandwidths[i] + " twice");
+  for (std::size_t i = 0; i < o.figures.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.figures[i] == o.figures[j])
+        throw std::invalid_argument("suite: --figures: expected distinct figures, found " +
+                                    o.figures[i] + " twice");
   if (o.budget == 0) o.budget = o.quick ? 200 : 1500;
   if (o.budget < 1 || o.budget > 1000000)
     throw std::invalid_argument("suite: --budget: expected 1..1000000 steps, found " +
@@ -413,6 +428,11 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
       for (auto need : suite_detail::figure_needs(fig, task, o)) {
         auto g = std::find_if(groups.begin(), groups.end(),
                               [&](const Need& x) { return x.group() == need.group(); });
+        // Two figures sharing a group must mean the same runs: a group's name is its settings.
+        if (g != groups.end() && (g->data_flags != need.data_flags || g->subset != need.subset ||
+                                  g->model != need.model || g->to_target != need.to_target))
+          throw std::logic_error("suite: group " + need.group() +
+                                 " is asked for with two different settings");
         if (g == groups.end()) {
           auto variants = std::move(need.variants);
           need.variants =
@@ -427,6 +447,8 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
   std::vector<SuitePoint> plan;
   for (int seed : o.seeds) {
     for (const auto& g : groups) {
+      // The importance probe (Figs. 3 and 6) is reported for the first seed: it runs once.
+      if (g.link == "local" && seed != o.seeds.front()) continue;
       const std::string group = g.group();
       const int64_t limit = g.subset ? g.subset : o.train_limit;
       const int64_t samples = limit ? std::min<int64_t>(limit, 60000) : 60000;
@@ -500,7 +522,7 @@ struct RunCurve {
   double moved = -1;
 };
 
-inline bool metrics_finished(const std::string& path) {
+inline bool has_done_event(const std::string& path) {
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line))
@@ -532,6 +554,18 @@ inline RunCurve read_curve(const std::string& path) {
     c.rounds.push_back(e.contains("comm_rounds") ? e["comm_rounds"].get<int64_t>() : -1);
   }
   return c;
+}
+
+// A point is finished when its metrics file holds a "done" event and every line parses: a file
+// damaged after the fact (a torn line) counts as unfinished, so the run is redone instead of
+// failing every report.
+inline bool metrics_finished(const std::string& path) {
+  if (!has_done_event(path)) return false;
+  try {
+    return read_curve(path).done;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 // Sync SGD's plateau: the mean of its last three evaluations (fewer if it has fewer).
@@ -808,15 +842,18 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
       nlohmann::json fig = nlohmann::json::object();
       for (const auto& v : fig11_variants(o.quick)) {
         std::vector<double> rounds;
-        int finished = 0;
+        int finished = 0, reached = 0;
         for (int s : o.seeds) {
           const auto m = r.reach(g, v, s);
           if (!m) continue;
           ++finished;
+          reached += m->has_value();
           if (*m && (*m)->rounds >= 0) rounds.push_back(static_cast<double>((*m)->rounds));
         }
+        // Rounds need comm_rounds in the runs' evaluations (runs before session 14 lack it).
         std::string rcell = finished == 0    ? "not run"
-                            : rounds.empty() ? "not reached (0/" + std::to_string(finished) + ")"
+                            : reached == 0   ? "not reached (0/" + std::to_string(finished) + ")"
+                            : rounds.empty() ? "– (not logged)"
                                              : spread(rounds, "", "%.0f");
         const RunCurve* c = r.curve(g, v, seed);
         char fin[32] = "–";
@@ -1252,8 +1289,8 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
       if (!target)
         throw ToolError("suite: " + p.baseline + " finished without an evaluation (" + base +
                         "): no target for " + p.id);
-      char t[32];
-      std::snprintf(t, sizeof t, "%.4f", *target);
+      char t[32];  // every digit: the run stops where the report's target says it reached it
+      std::snprintf(t, sizeof t, "%.17g", *target);
       argv.insert(argv.end(), {"--target-acc", t});
     }
     const std::string log_path = point_path(o, p.id, ".log");

@@ -847,7 +847,10 @@ class Trainer {
         {"train_loss", train_loss},
         {"test_loss", ev.loss},
         {"test_acc", ev.accuracy},
-        {"wall_s", wall_s},
+        // As in eval events: training seconds since the start, evaluations excluded;
+        // elapsed_s counts them too.
+        {"wall_s", timing_.wall_s},
+        {"elapsed_s", wall_s},
         {"train_samples_per_s", sps},
         {"steps", cursor_.global_step},
         {"lr", schedule_.at(cursor_.global_step)},

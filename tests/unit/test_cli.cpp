@@ -508,9 +508,14 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   CHECK(again.output.find("] image/") == std::string::npos);
   CHECK(fs::last_write_time(points / "mercury-s1.jsonl") == mtime);
 
-  // A run cut short (no done event, a stray rank file) restarts from scratch, alone; a finished
-  // run that never reached the target is reported as such, not as a number.
+  // A run cut short (no done event, a stray rank file) restarts from scratch, alone, and so does
+  // a finished one damaged afterwards (a torn line before its done event); a finished run that
+  // never reached the target is reported as such, not as a number.
   {
+    const auto local = read_events(points / "mercury-local-t20-s1.jsonl");
+    std::ofstream torn(points / "mercury-local-t20-s1.jsonl");
+    for (std::size_t i = 0; i < local.size(); ++i)
+      torn << (i == 1 ? std::string("{\"event\":\"eval\",\"ste\n") : "") << local[i].dump() << "\n";
     auto events = read_events(points / "tictac-s1.jsonl");
     std::ofstream cut(points / "tictac-s1.jsonl");
     cut << events.front().dump() << "\n";
@@ -528,6 +533,8 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   CHECK(resumed.output.find("[2/6] image/100mbps/tictac-s1") != std::string::npos);
   CHECK(resumed.output.find("[1/6]") == std::string::npos);
   CHECK(resumed.output.find("[3/6]") == std::string::npos);
+  CHECK(resumed.output.find("[6/6] image/100mbps/mercury-local-t20-s1") != std::string::npos);
+  CHECK_NOTHROW(eval_rows(points / "mercury-local-t20-s1.jsonl"));
   CHECK(!fs::exists(points / "tictac-s1.rank7.jsonl"));
   std::ifstream sin2(out / "summary.json");
   const auto summary2 = nlohmann::json::parse(sin2);
@@ -549,6 +556,11 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
   CHECK(failed.output.find("suite: image/100mbps/sync-s1 exited with code") != std::string::npos);
   CHECK(failed.output.find("sync-s1.log") != std::string::npos);
   // --dry-run everywhere: a check that stopped refusing must not start a real suite.
+  check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --seeds 1,2,1",
+                "--seeds: expected distinct seeds, found 1 twice");
+  check_refused(
+      "suite paper --dry-run --out " + (d.path / "x").string() + " --bandwidths 10mbps,10mbps",
+      "--bandwidths: expected distinct rates, found 10mbps twice");
   check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --figures 11,19",
                 "figure '19': expected one of 11, 12, 13, 14, 15, 16, 17, 18, 3, 6");
   check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --tasks speech",
@@ -615,6 +627,25 @@ TEST_CASE("suite paper: Figs. 12, 13, 15 and 16 from their own runs, every ratio
   check_ratio(summary["fig13"]["image"]["100mbps"]["mercury-seq"], "image-n800/100mbps",
               "mercury-seq", "all-is");
   CHECK(!summary["fig13"]["image"]["100mbps"].contains("mercury"));  // full mode only
+  // Epoch-end evaluations (every 3 steps in the subset group, between the evaluations every 4)
+  // carry the same clock as the others: training seconds, evaluations excluded (elapsed_s
+  // counts them), so a curve's time never runs backwards.
+  {
+    const auto rows = curve("image-n800/100mbps/sync-s1");
+    for (std::size_t i = 1; i < rows.size(); ++i) CHECK(rows[i].seconds >= rows[i - 1].seconds);
+    int epochs = 0;
+    bool evaluated = false;  // after an evaluation, elapsed_s includes its (virtual) time
+    for (const auto& e : read_events(out / "points/image-n800/100mbps/sync-s1.jsonl")) {
+      if (e["event"] == "epoch") {
+        ++epochs;
+        const double elapsed = e.value("elapsed_s", -1.0), wall = e["wall_s"].get<double>();
+        CHECK(elapsed >= wall);
+        if (evaluated) CHECK(elapsed > wall);
+      }
+      evaluated = evaluated || e["event"] == "eval" || e["event"] == "epoch";
+    }
+    CHECK(epochs >= 2);
+  }
   check_ratio(summary["fig15"]["image"]["100mbps"], "image/100mbps", "mercury", "mercury-seq");
   const auto& f16 = summary["fig16"]["image"]["100mbps-fluct"];
   check_ratio(f16["adaptive"], "image/100mbps-fluct", "mercury", "sync");
