@@ -1,8 +1,8 @@
 // mercury/autograd/ops_linear.hpp — fully connected layer: y = x·Wᵀ + b.
 //
 // Contract: x is [..., in] (leading dims are flattened into rows), W is [out, in], b is [out] or
-// null. y is [..., out]. GEMMs go through kernels::table().sgemm; the row range is split over the
-// thread pool when there are enough rows.
+// null. y is [..., out]. GEMMs go through kernels::table().sgemm on the calling thread (not
+// threaded yet: issue 16; only the convolutions use the thread pool).
 #pragma once
 
 #include "kernels/kernels.hpp"

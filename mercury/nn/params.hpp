@@ -82,7 +82,9 @@ class ParamStore {
   }
   void zero_grad() const { Tensor(grads_.data(), Shape{size_}).zero(); }
 
-  // FNV-1a over names, shapes and offsets: two processes with the same model agree on it.
+  // FNV-1a-style over names, shapes and offsets: two processes with the same model agree on it.
+  // The offset basis is FNV's 14695981039346656037 with its last digit missing; it stays, since
+  // checkpoints and the cluster handshake carry this hash (issue 16).
   uint64_t layout_hash() const {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](const void* p, std::size_t n) {

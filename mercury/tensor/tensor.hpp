@@ -5,7 +5,8 @@
 //   Memory is owned by slabs (parameters, gradients, optimizer moments) or by an Arena
 //   (activations, scratch); see arena.hpp and mercury/nn/params.hpp.
 // - AlignedBuffer owns one 64-byte-aligned float allocation (slabs are built from these).
-// - Eigen maps are provided for the layers that want them; the hot loops use kernels/.
+// - Eigen maps (MatrixMap, Tensor::matrix()/vec()) exist but no layer uses them today (issue 16
+//   weighs removing them); the hot loops use kernels/.
 #pragma once
 
 #include <Eigen/Core>
