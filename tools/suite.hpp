@@ -216,8 +216,6 @@ struct Need {
   }
 };
 
-// Fig. 17's device counts (quick: 4 and 8; full: the paper's 4, 8, 12), Fig. 18's Dirichlet
-// concentrations (quick: the most skewed of the paper's), Fig. 14's resharding budgets.
 // Fig. 14: resharding pays where ranks keep state the split skews (batch norm: session 7's
 // ResNet-8 on label-sorted shards gained 33 points; the reference CNN, without batch norm,
 // nothing), so the figure runs ResNet-8 on two label-sorted shards per device (2-3 classes
@@ -232,6 +230,8 @@ inline std::vector<std::string> fig13_variants(bool quick) {  // the full mode a
   return quick ? std::vector<std::string>{"mercury-seq", "all-is"}
                : std::vector<std::string>{"mercury-seq", "all-is", "mercury"};
 }
+// Fig. 17's device counts (quick: 4 and 8; full: the paper's 4, 8, 12), Fig. 18's Dirichlet
+// concentrations (quick: the most skewed of the paper's), Fig. 14's resharding budgets.
 inline std::vector<int> fig17_devices(bool quick) {
   return quick ? std::vector<int>{4, 8} : std::vector<int>{4, 8, 12};
 }
@@ -425,7 +425,7 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
   std::vector<Need> groups;  // merged by group, variants in first-needed order
   for (const auto& task : o.tasks)
     for (const auto& fig : o.real_clock ? o.figures + std::vector<std::string>{"real"} : o.figures)
-      for (auto need : suite_detail::figure_needs(fig, task, o)) {
+      for (const auto& need : suite_detail::figure_needs(fig, task, o)) {
         auto g = std::find_if(groups.begin(), groups.end(),
                               [&](const Need& x) { return x.group() == need.group(); });
         // Two figures sharing a group must mean the same runs: a group's name is its settings.
@@ -433,13 +433,12 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
                                   g->model != need.model || g->to_target != need.to_target))
           throw std::logic_error("suite: group " + need.group() +
                                  " is asked for with two different settings");
-        if (g == groups.end()) {
-          auto variants = std::move(need.variants);
-          need.variants =
+        if (g == groups.end()) {  // a new group: its sync run (if it has a target) first
+          Need first = need;
+          first.variants =
               need.to_target ? std::vector<std::string>{"sync"} : std::vector<std::string>{};
-          groups.push_back(std::move(need));
+          groups.push_back(std::move(first));
           g = groups.end() - 1;
-          need.variants = std::move(variants);
         }
         for (const auto& v : need.variants)
           if (!suite_detail::contains(g->variants, v)) g->variants.push_back(v);
@@ -559,13 +558,18 @@ inline RunCurve read_curve(const std::string& path) {
 // A point is finished when its metrics file holds a "done" event and every line parses: a file
 // damaged after the fact (a torn line) counts as unfinished, so the run is redone instead of
 // failing every report.
-inline bool metrics_finished(const std::string& path) {
-  if (!has_done_event(path)) return false;
+inline std::optional<RunCurve> finished_curve(const std::string& path) {
+  if (!has_done_event(path)) return std::nullopt;  // cheap: no parsing
   try {
-    return read_curve(path).done;
+    RunCurve c = read_curve(path);
+    return c.done ? std::optional<RunCurve>(std::move(c)) : std::nullopt;
   } catch (const std::exception&) {
-    return false;
+    return std::nullopt;
   }
+}
+
+inline bool metrics_finished(const std::string& path) {
+  return finished_curve(path).has_value();
 }
 
 // Sync SGD's plateau: the mean of its last three evaluations (fewer if it has fewer).
@@ -616,9 +620,9 @@ class Results {
  public:
   Results(const SuiteOptions& o, const std::vector<SuitePoint>& plan) {
     for (const auto& p : plan) {
-      const std::string path = point_path(o, p.id, ".jsonl");
-      if (!metrics_finished(path)) continue;
-      curves_[p.id] = read_curve(path);
+      auto curve = finished_curve(point_path(o, p.id, ".jsonl"));
+      if (!curve) continue;
+      curves_[p.id] = std::move(*curve);
       if (p.baseline.empty())
         if (const auto t = group_target(curves_[p.id])) targets_[p.id] = *t;
     }
@@ -793,8 +797,8 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
       for (std::size_t k = 0; k <= variants.size(); ++k) md << "---|";
       md << "\n";
       std::map<std::string, Series> bars;
-      for (const auto& bw : o.bandwidths) {
-        const std::string g = task + "/" + bw;
+      for (const Need& need : figure_needs("11", task, o)) {
+        const std::string &bw = need.link, g = need.group();
         md << "| " << bw << " | " << targets_cell(r, g, o.seeds) << " | ";
         nlohmann::json row = nlohmann::json::object();
         for (const auto& v : variants) {
@@ -826,7 +830,8 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
            << ")\n\n";
     }
     if (has("12")) {
-      const std::string bw = o.bandwidths.front(), g = task + "/" + bw;
+      const Need need = figure_needs("12", task, o).front();
+      const std::string &bw = need.link, g = need.group();
       const int seed = o.seeds.front();
       md << "## Fig. 12: accuracy against time and against communication rounds (" << task << ", "
          << bw << ")\n\n"
@@ -890,9 +895,9 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
       md << "\n";
     }
     if (has("13")) {
-      const int64_t sub = fig13_subset(o);
-      const std::string bw = o.bandwidths.front();
-      const std::string g = task + "-n" + std::to_string(sub) + "/" + bw;
+      const Need need = figure_needs("13", task, o).front();
+      const int64_t sub = need.subset;
+      const std::string &bw = need.link, g = need.group();
       md << "## Fig. 13: group-wise against all-inclusive importance sampling (" << task << ", "
          << bw << ", the first " << sub << " training samples)\n\n"
          << "Target " << targets_cell(r, g, o.seeds) << ".\n\n"
@@ -923,10 +928,9 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
          << "| bandwidth | target | sequential: steps, s | BACC: steps, s | BACC's speedup | "
             "BACC's steps over sequential's | paper |\n|---|---|---|---|---|---|---|\n";
       std::map<std::string, Series> bars;
-      for (const auto& bw : o.bandwidths) {
-        const std::string g = task + "/" + bw;
+      for (const Need& need : figure_needs("15", task, o)) {
+        const std::string &bw = need.link, g = need.group();
         const Comparison c = compare(r, g, "mercury", "mercury-seq", o.seeds);
-        if (c.finished == 0 && o.quick && bw != o.bandwidths.front()) continue;
         md << "| " << bw << " | " << targets_cell(r, g, o.seeds) << " | "
            << reach_cell(r, g, "mercury-seq", o.seeds) << " | "
            << reach_cell(r, g, "mercury", o.seeds) << " | " << c.cell(c.speedup) << " | "
@@ -952,15 +956,14 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
          << ")\n\n"
          << "| link | target | adaptive: speedup over sync | fixed 640: speedup over sync | "
             "adaptive over fixed | paper (10 Mbps) |\n|---|---|---|---|---|---|\n";
-      for (const auto& bw : o.bandwidths) {
-        const std::string link = bw + "-fluct", g = task + "/" + link;
+      for (const Need& need : figure_needs("16", task, o)) {
+        const std::string &link = need.link, g = need.group();
         const Comparison a = compare(r, g, "mercury", "sync", o.seeds);
         const Comparison f = compare(r, g, "mercury-fixed640", "sync", o.seeds);
         const Comparison af = compare(r, g, "mercury", "mercury-fixed640", o.seeds);
-        if (a.finished == 0 && o.quick && bw != o.bandwidths.front()) continue;
         md << "| " << link << " | " << targets_cell(r, g, o.seeds) << " | " << a.cell(a.speedup)
            << " | " << f.cell(f.speedup) << " | " << af.cell(af.speedup) << " | "
-           << (bw == "10mbps" ? "3.74x against 3.43x" : "–") << " |\n";
+           << (link == "10mbps-fluct" ? "3.74x against 3.43x" : "–") << " |\n";
         summary["fig16"][task][link] = {
             {"adaptive", a.json}, {"fixed640", f.json}, {"adaptive_over_fixed", af.json}};
       }
@@ -972,7 +975,7 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
             "links) the two coincide.\n\n";
     }
     if (has("14")) {
-      const std::string g = fig14_data(o, task) + "/" + o.bandwidths.front();
+      const std::string g = figure_needs("14", task, o).front().group();
       md << "## Fig. 14: resharding (" << task << ", model " << fig14_model(o)
          << ", two label-sorted shards per device, " << o.bandwidths.front() << ", every run "
          << o.budget << " steps)\n\n"
@@ -1038,9 +1041,9 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
          << (o.quick ? "" : "Mercury on local SGD's speedup | ") << "paper |\n|---|---|---|---|---|"
          << (o.quick ? "" : "---|") << "---|\n";
       Series line{"mercury", {}, {}};
-      for (int d : fig17_devices(o.quick)) {
-        const std::string g =
-            task + "/100mbps-shared" + (d == 4 ? std::string() : "/n" + std::to_string(d));
+      for (const Need& need : figure_needs("17", task, o)) {
+        const int d = need.devices;
+        const std::string g = need.group();
         const Comparison c = compare(r, g, "mercury", "sync", o.seeds);
         md << "| " << d << " | " << targets_cell(r, g, o.seeds) << " | "
            << reach_cell(r, g, "sync", o.seeds) << " | " << reach_cell(r, g, "mercury", o.seeds)
@@ -1071,8 +1074,9 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
             "speedup | paper |\n|---|---|---|---|---|---|\n";
       const std::map<std::string, std::string> paper = {
           {"10", "2.75x"}, {"1", "2.5x"}, {"0.5", "2.41x"}};
-      for (const auto& alpha : fig18_alphas(o.quick)) {
-        const std::string g = task + "-dir" + alpha + "/" + o.bandwidths.front() + "/n12";
+      for (const Need& need : figure_needs("18", task, o)) {
+        const std::string alpha = need.data.substr(task.size() + 4);  // TASK-dirALPHA
+        const std::string g = need.group();
         const Comparison c = compare(r, g, "mercury", "sync", o.seeds);
         md << "| " << alpha << " | " << targets_cell(r, g, o.seeds) << " | "
            << reach_cell(r, g, "sync", o.seeds) << " | " << reach_cell(r, g, "mercury", o.seeds)
@@ -1096,10 +1100,11 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
                       "fraction of probe samples");
         std::map<int64_t, std::array<std::vector<double>, 4>> lags;
         nlohmann::json bases = nlohmann::json::array();
+        const auto events = read_metrics(path);
         int64_t hists = 0;  // the plot draws at most 5 of them, evenly spaced
-        for (const auto& e : read_metrics(path)) hists += e.value("event", "") == "importance_hist";
+        for (const auto& e : events) hists += e.value("event", "") == "importance_hist";
         const int64_t stride = std::max<int64_t>(1, (hists + 4) / 5);
-        for (const auto& e : read_metrics(path)) {
+        for (const auto& e : events) {
           const std::string ev = e.value("event", "");
           if (ev == "importance_hist") {
             const auto counts = e["counts"].get<std::vector<double>>();
@@ -1177,7 +1182,8 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
          << "| run | simulated: s per step | real: s per step | real / simulated | simulated: "
             "speedup over sync | real: speedup over sync | largest accuracy gap at the same "
             "step |\n|---|---|---|---|---|---|---|\n";
-      const std::string gs = task + "/" + bw + "/n2", gr = gs + "-real";
+      const auto needs = figure_needs("real", task, o);  // simulated, then real
+      const std::string gs = needs[0].group(), gr = needs[1].group();
       for (const char* v : {"sync", "mercury"}) {
         std::vector<double> sim_step, real_step, ratio, gap;
         for (int seed : o.seeds) {
@@ -1304,7 +1310,8 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     const ExitStatus st = wait_for(spawn(argv, so));
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
-    if (!st.ok() || !metrics_finished(metrics))
+    const auto c = st.ok() ? finished_curve(metrics) : std::nullopt;
+    if (!c)
       throw ToolError("suite: " + p.id + " " +
                       (st.ok() ? "ended without a done event" : st.describe()) +
                       "; its output: " + log_path + " (run the suite again to retry it)");
@@ -1313,12 +1320,11 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     const double scale = spent_est > 0 ? spent_real / spent_est : 1.0;
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const RunCurve c = read_curve(metrics);
     char line[256];
     std::snprintf(line, sizeof line,
                   "suite paper: [%zu/%zu] %s: %lld steps in %s; %s elapsed, about %s left\n", k,
                   plan.size(), p.id.c_str(),
-                  static_cast<long long>(c.steps.empty() ? 0 : c.steps.back()),
+                  static_cast<long long>(c->steps.empty() ? 0 : c->steps.back()),
                   suite_detail::hms(took).c_str(), suite_detail::hms(elapsed).c_str(),
                   suite_detail::hms(left * scale).c_str());
     log << line << std::flush;
