@@ -610,8 +610,9 @@ int main(int argc, char** argv) {
   auto* suite_paper = suite_cmd->add_subcommand(
       "paper", "the paper's evaluation in the simulator, resumable, with a report (issue 15)");
   mercury::tools::SuiteOptions suite_opt;
-  std::string suite_tasks = "image", suite_figures = "11,12,13,14,15,16,17,18,3,6", suite_seeds,
-              suite_bandwidths;
+  std::string suite_tasks = "image",
+              suite_figures = mercury::tools::suite_detail::join(suite_opt.figures, ","),
+              suite_seeds, suite_bandwidths;
   suite_paper->add_option("--out", suite_opt.out, "the suite's directory (resumes what is there)")
       ->required();
   suite_paper->add_flag(
@@ -620,7 +621,7 @@ int main(int argc, char** argv) {
   suite_paper->add_option("--tasks", suite_tasks, "comma-separated tasks (implemented: image)");
   suite_paper->add_option(
       "--figures", suite_figures,
-      "comma-separated figures of the paper (default all: 11,12,13,14,15,16,17,18,3,6)");
+      "comma-separated figures of the paper (default all: " + suite_figures + ")");
   suite_paper->add_option("--seeds", suite_seeds,
                           "comma-separated seeds (default quick 1, full 1,2,3)");
   suite_paper->add_option("--bandwidths", suite_bandwidths,

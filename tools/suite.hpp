@@ -65,11 +65,15 @@
 
 namespace mercury::tools {
 
+// The paper's figures the suite reproduces (all of them by default).
+inline const std::vector<std::string> kSuiteFigures = {"11", "12", "13", "14", "15",
+                                                       "16", "17", "18", "3",  "6"};
+
 struct SuiteOptions {
   std::string out;                          // the suite's directory
   bool quick = false;                       // fewer bandwidths and seeds, a shorter budget
   std::vector<std::string> tasks{"image"};  // implemented: image
-  std::vector<std::string> figures{"11", "12", "13", "14", "15", "16", "17", "18", "3", "6"};
+  std::vector<std::string> figures = kSuiteFigures;
   std::vector<int> seeds;                   // empty: the mode's (quick 1; full 1 2 3)
   std::vector<std::string> bandwidths;      // empty: the mode's (quick 10/100; full 10..200)
   int64_t budget = 0;                       // sync's steps; 0: the mode's (quick 200, full 1500)
@@ -96,8 +100,6 @@ struct SuitePoint {
 
 namespace suite_detail {
 
-inline const std::vector<std::string> kFigures = {"11", "12", "13", "14", "15",
-                                                  "16", "17", "18", "3",  "6"};
 inline const std::vector<std::string> kTasks = {"image"};
 
 // Mercury's sampler settings, as in bench/suites/sim_baselines.sh (the adaptive group's
@@ -348,9 +350,9 @@ inline SuiteOptions resolve_suite_options(SuiteOptions o) {
   using suite_detail::join;
   if (o.out.empty()) throw std::invalid_argument("suite: --out: expected a directory, found none");
   for (const auto& f : o.figures)
-    if (!contains(suite_detail::kFigures, f))
+    if (!contains(kSuiteFigures, f))
       throw std::invalid_argument("suite: figure '" + f + "': expected one of " +
-                                  join(suite_detail::kFigures) +
+                                  join(kSuiteFigures) +
                                   " (the others of the paper's evaluation are not in the suite "
                                   "yet: issue 15)");
   for (const auto& t : o.tasks)
@@ -1220,7 +1222,7 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
     }
   }
   std::vector<std::string> missing;
-  for (const auto& f : kFigures)
+  for (const auto& f : kSuiteFigures)
     if (!has(f.c_str())) missing.push_back(f);
   md << "## Not in the suite yet\n\nThe speech and text tasks (issue 15)"
      << (missing.empty() ? std::string() : "; not asked for in this run: Figs. " + join(missing))
