@@ -610,15 +610,20 @@ int main(int argc, char** argv) {
   auto* suite_paper = suite_cmd->add_subcommand(
       "paper", "the paper's evaluation in the simulator, resumable, with a report (issue 15)");
   mercury::tools::SuiteOptions suite_opt;
-  std::string suite_tasks = "image",
-              suite_figures = mercury::tools::suite_detail::join(suite_opt.figures, ","),
-              suite_seeds, suite_bandwidths;
+  std::string suite_tasks,
+      suite_figures = mercury::tools::suite_detail::join(suite_opt.figures, ","), suite_seeds,
+      suite_bandwidths;
   suite_paper->add_option("--out", suite_opt.out, "the suite's directory (resumes what is there)")
       ->required();
   suite_paper->add_flag(
       "--quick", suite_opt.quick,
-      "fewer bandwidths (10, 100 Mbps), one seed, a 200-step budget, evaluations every 25 steps");
-  suite_paper->add_option("--tasks", suite_tasks, "comma-separated tasks (implemented: image)");
+      "fewer bandwidths (10, 100 Mbps), one seed, a 200-step budget, evaluations every 25 steps, "
+      "one task per modality");
+  suite_paper->add_option(
+      "--tasks", suite_tasks,
+      "comma-separated tasks of " +
+          mercury::tools::suite_detail::join(mercury::tools::kSuiteTasks, ", ") +
+          " (default quick image,speech,text; full all)");
   suite_paper->add_option(
       "--figures", suite_figures,
       "comma-separated figures of the paper (default all: " + suite_figures + ")");
@@ -628,8 +633,8 @@ int main(int argc, char** argv) {
                           "comma-separated rates such as 10mbps,100mbps (default quick 10/100, "
                           "full 10/50/100/200)");
   suite_paper->add_option("--budget", suite_opt.budget,
-                          "sync SGD's steps; the others stop at its plateau - 0.5 point (default "
-                          "quick 200, full 1500)");
+                          "the image task's sync SGD steps; the others stop at its plateau - 0.5 "
+                          "point; speech and text get 3/10 of it (default quick 200, full 1500)");
   suite_paper->add_option(
       "--eval-every", suite_opt.eval_every,
       "steps between evaluations (default quick 25, full 50; at most the budget)");
@@ -638,9 +643,16 @@ int main(int argc, char** argv) {
   suite_paper->add_option("--test-limit", suite_opt.test_limit,
                           "evaluate on the first N test samples only (0: all)");
   suite_paper->add_option("--data-dir", suite_opt.data_dir, "Fashion-MNIST's directory");
+  suite_paper->add_option("--speech-dir", suite_opt.speech_dir,
+                          "the speech task's data, Speech Commands layout (default: made with "
+                          "mercury data speech-synth in OUT/data/speech)");
+  suite_paper->add_option("--text-dir", suite_opt.text_dir,
+                          "the text tasks' data, AG News CSV or debian-text (default: made with "
+                          "mercury data debian-text in OUT/data/text)");
   suite_paper->add_option("--model", suite_opt.model,
-                          "the image task's model (default cnn, the paper's setting here; mlp "
-                          "makes a cheap smoke run)");
+                          "run every task on this model instead of its own (image cnn, "
+                          "image-resnet8 resnet8, speech ds_cnn, text textcnn, text-lstm "
+                          "lstm_attention); mlp makes a cheap smoke run");
   suite_paper->add_flag("--dry-run", suite_opt.dry_run, "print the runs and the expected time");
   suite_paper->add_flag("--real-clock", suite_opt.real_clock,
                         "also run sync SGD and Mercury on 2 devices as real processes (mercury "
@@ -792,7 +804,7 @@ int main(int argc, char** argv) {
         return v;
       };
       try {
-        suite_opt.tasks = split(suite_tasks);
+        if (!suite_tasks.empty()) suite_opt.tasks = split(suite_tasks);
         suite_opt.figures = split(suite_figures);
         suite_opt.bandwidths = split(suite_bandwidths);
         for (const auto& s : split(suite_seeds)) {

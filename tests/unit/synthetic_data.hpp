@@ -1,16 +1,21 @@
 // Synthetic training data shared by the tests: an in-memory Fashion-MNIST-shaped ImageDataset
-// and tiny Fashion-MNIST IDX files on disk. Each class lights a horizontal band of the image,
-// so a model can learn it in a few steps.
+// and tiny Fashion-MNIST IDX files on disk (each class lights a horizontal band of the image, so
+// a model can learn it in a few steps); pure tones, a Speech Commands tree of them (a tone per
+// word) and AG-News CSV (a keyword per class).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <numbers>
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "mercury/data/dataset.hpp"
+#include "mercury/data/wav.hpp"
 
 namespace mercury::testing {
 
@@ -66,6 +71,46 @@ inline void write_tiny_fashion_mnist(const std::filesystem::path& dir, int n_tra
     }
     std::ofstream(dir / (std::string(stem) + "-images-idx3-ubyte"), std::ios::binary) << images;
     std::ofstream(dir / (std::string(stem) + "-labels-idx1-ubyte"), std::ios::binary) << labels;
+  }
+}
+
+// n samples of a sine at hz, 16-bit PCM at `rate` samples/s.
+inline std::vector<int16_t> tone(double hz, std::size_t n, double amplitude = 0.5,
+                                 double rate = 16000) {
+  std::vector<int16_t> out(n);
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = static_cast<int16_t>(std::lround(
+        amplitude * 32767 * std::sin(2 * std::numbers::pi * hz * static_cast<double>(i) / rate)));
+  return out;
+}
+
+// root/{yes,no,up}/sNN_nohash_0.wav, 1 s each: word w is a tone at 400 + 300 w Hz (+ 3 Hz per
+// speaker); speakers 0..n-1, the last one held out for validation and the one before for test.
+inline void write_tone_speech_commands(const std::filesystem::path& root, int speakers) {
+  const char* words[] = {"yes", "no", "up"};
+  std::filesystem::create_directories(root);
+  std::ofstream val(root / "validation_list.txt"), test(root / "testing_list.txt");
+  for (int w = 0; w < 3; ++w) {
+    std::filesystem::create_directories(root / words[w]);
+    for (int k = 0; k < speakers; ++k) {
+      const std::string name = "s" + std::to_string(k) + "_nohash_0.wav";
+      data::write_wav_pcm16((root / words[w] / name).string(), tone(400.0 + 300 * w + 3 * k, 16000),
+                            16000);
+      if (k == speakers - 1) val << words[w] << "/" << name << "\n";
+      if (k == speakers - 2) test << words[w] << "/" << name << "\n";
+    }
+  }
+}
+
+// dir/train.csv and dir/test.csv in the AG News layout: "class","title","description", class
+// 1..4 each with its keyword in the title.
+inline void write_tiny_ag_news(const std::filesystem::path& dir, int n_train, int n_test) {
+  const char* keys[] = {"world", "sports", "business", "science"};
+  for (auto [stem, n] : {std::pair{"train", n_train}, std::pair{"test", n_test}}) {
+    std::ofstream out(dir / (std::string(stem) + ".csv"));
+    for (int i = 0; i < n; ++i)
+      out << '"' << i % 4 + 1 << "\",\"" << keys[i % 4] << " news " << i << "\",\"a story about "
+          << keys[i % 4] << " number " << i % 7 << "\"\n";
   }
 }
 

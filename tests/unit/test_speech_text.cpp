@@ -18,6 +18,7 @@
 #include "mercury/data/speech_commands.hpp"
 #include "mercury/data/text.hpp"
 #include "mercury/data/wav.hpp"
+#include "synthetic_data.hpp"
 #include "tools/data_commands.hpp"
 
 namespace {
@@ -27,6 +28,7 @@ using mercury::data::DataError;
 using mercury::testing::check_mentions;
 using mercury::testing::error_message;
 using mercury::testing::TempDir;
+using mercury::testing::tone;
 using mercury::testing::write_bytes;
 
 void put16(std::vector<uint8_t>& b, uint16_t v) {
@@ -84,15 +86,6 @@ std::vector<uint8_t> make_wav(const WavSpec& s) {
   put32(file, uint32_t(body.size()));
   file.insert(file.end(), body.begin(), body.end());
   return file;
-}
-
-std::vector<int16_t> tone(double hz, size_t n, double amplitude = 0.5, double rate = 16000) {
-  std::vector<int16_t> out(n);
-  for (size_t i = 0; i < n; ++i) {
-    out[i] =
-        int16_t(std::lround(amplitude * 32767 * std::sin(2 * std::numbers::pi * hz * i / rate)));
-  }
-  return out;
 }
 
 }  // namespace
