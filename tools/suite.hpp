@@ -281,13 +281,18 @@ inline Variant variant(const std::string& name, int64_t train_samples, int64_t b
 }
 
 // The tasks other than image run Fig. 11 at fewer points: their steps cost 4-12 of the image
-// task's (the full mode's Fig. 11 would take ~45 h for them alone). Quick: the first bandwidth,
-// Mercury and Mercury on local SGD against sync SGD (speech without the latter: DS-CNN's
-// 60-step runs cost ~2 min each, and the quick suite must fit 30 minutes); full: the first and
-// the last bandwidth, with TicTac and AdaComm (tau0 20).
+// task's (at every bandwidth the full mode's Fig. 11 would take ~30 h for them alone). They run
+// at the first bandwidth (the image task shows the trend over bandwidths); quick: Mercury and
+// Mercury on local SGD against sync SGD (speech without the latter: DS-CNN's 60-step runs cost
+// ~2 min each, and the quick suite must fit 30 minutes); full: with TicTac and AdaComm (tau0 20).
 inline std::vector<std::string> fig11_bandwidths(const SuiteOptions& o, const std::string& task) {
+  return task == "image" ? o.bandwidths : std::vector<std::string>{o.bandwidths.front()};
+}
+
+// Figs. 15 and 16: the first bandwidth in the quick mode, the first and the last in the full one
+// (the slowest and the fastest link).
+inline std::vector<std::string> end_bandwidths(const SuiteOptions& o) {
   const auto& b = o.bandwidths;
-  if (task == "image") return b;
   if (o.quick || b.size() == 1) return {b.front()};
   return {b.front(), b.back()};
 }
@@ -323,9 +328,10 @@ struct Need {
   std::vector<std::string> data_flags;  // e.g. --partition dirichlet --dirichlet-alpha 0.5
   bool to_target = true;
   std::vector<std::string> variants;
-  bool real = false;  // real processes (`mercury launch`, real links and clocks), not simulated
-  std::string model;  // the group's model ("": its task's)
-  std::string task;   // set by plan_suite
+  bool real = false;   // real processes (`mercury launch`, real links and clocks), not simulated
+  std::string model;   // the group's model ("": its task's)
+  std::string task;    // set by plan_suite
+  int64_t budget = 0;  // steps (0: the task's)
   std::string group() const {
     return data + "/" + link +
            (devices == 4 && !real || link == "local" ? "" : "/n" + std::to_string(devices)) +
@@ -339,6 +345,12 @@ struct Need {
 // each) unless --model names a model other than the default.
 inline std::string fig14_model(const SuiteOptions& o) {
   return o.model.empty() ? "resnet8" : o.model;
+}
+// Its budget: the quick mode's 200 steps; in the full mode 3/10 of the budget, as the
+// image-resnet8 task (a ResNet-8 step costs ~7 of the reference CNN's: 1,500 steps x 7 runs x 3
+// seeds would take ~6 h).
+inline int64_t fig14_budget(const SuiteOptions& o) {
+  return o.quick ? o.budget : std::max<int64_t>(1, o.budget * 3 / 10);
 }
 inline std::string fig14_data(const SuiteOptions& o, const std::string& task) {
   return task + "-" + fig14_model(o) + "-shards";
@@ -368,7 +380,7 @@ inline std::vector<Need> figure_needs(const std::string& fig, const std::string&
                                       const SuiteOptions& o) {
   const auto& bws = o.bandwidths;
   // Figs. 15 and 16 at every bandwidth of the full suite, at the first one in the quick mode.
-  const std::vector<std::string> some = o.quick ? std::vector<std::string>{bws.front()} : bws;
+  const std::vector<std::string> some = end_bandwidths(o);
   const auto dirichlet = [](const std::string& alpha) {
     return std::vector<std::string>{"--partition", "dirichlet", "--dirichlet-alpha", alpha};
   };
@@ -387,10 +399,12 @@ inline std::vector<Need> figure_needs(const std::string& fig, const std::string&
                  true,
                  std::vector<std::string>{"sync"} + fig13_variants(o.quick)});
   }
-  if (fig == "14")
+  if (fig == "14") {
     n.push_back({fig14_data(o, task), bws.front(), 4, 0,
                  std::vector<std::string>{"--partition", "shards", "--shards-per-device", "2"},
                  false, fig14_variants(o.quick), false, fig14_model(o)});
+    n.back().budget = fig14_budget(o);
+  }
   if (fig == "15")
     for (const auto& bw : some)
       n.push_back({task, bw, 4, 0, {}, true, {"sync", "mercury", "mercury-seq"}});
@@ -547,8 +561,9 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
         auto g = std::find_if(groups.begin(), groups.end(),
                               [&](const Need& x) { return x.group() == need.group(); });
         // Two figures sharing a group must mean the same runs: a group's name is its settings.
-        if (g != groups.end() && (g->data_flags != need.data_flags || g->subset != need.subset ||
-                                  g->model != need.model || g->to_target != need.to_target))
+        if (g != groups.end() &&
+            (g->data_flags != need.data_flags || g->subset != need.subset ||
+             g->model != need.model || g->to_target != need.to_target || g->budget != need.budget))
           throw std::logic_error("suite: group " + need.group() +
                                  " is asked for with two different settings");
         if (g == groups.end()) {  // a new group: its sync run (if it has a target) first
@@ -569,9 +584,11 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
       const std::string group = g.group();
       const suite_detail::TaskSpec task = suite_detail::task_spec(o, g.task);
       const int64_t limit = g.subset ? g.subset : o.train_limit;
+      const int64_t budget = g.budget ? g.budget : task.budget;
+      const int64_t eval_every = std::min(task.eval_every, budget);
       const int64_t samples = limit ? std::min(limit, task.samples) : task.samples;
       for (const auto& name : g.variants) {
-        const auto v = suite_detail::variant(name, samples, task.budget);
+        const auto v = suite_detail::variant(name, samples, budget);
         SuitePoint p;
         p.group = group;
         p.task = g.task;
@@ -605,7 +622,7 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
         p.args.insert(p.args.end(),
                       {"--batch", std::to_string(64 * g.devices), "--lr", task.lr, "--optimizer",
                        "adam", "--threads", "1", "--epochs", "1000", "--max-steps",
-                       std::to_string(task.budget), "--eval-every", std::to_string(task.eval_every),
+                       std::to_string(budget), "--eval-every", std::to_string(eval_every),
                        "--progress", "false", "--seed", std::to_string(seed)});
         if (limit) p.args.insert(p.args.end(), {"--train-limit", std::to_string(limit)});
         if (o.test_limit)
@@ -624,7 +641,7 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
                                      : per4 * static_cast<double>(g.devices) / 4.0;
         // A run with a target stops early: ~60% of the budget in the full mode (session 12's
         // runs), ~80% in the quick one (its targets are early ones).
-        p.est_s = step_s * static_cast<double>(task.budget) *
+        p.est_s = step_s * static_cast<double>(budget) *
                   (p.baseline.empty() ? 1.0
                    : o.quick          ? 0.8
                                       : 0.6);
@@ -1181,7 +1198,7 @@ inline nlohmann::json write_suite_report(const SuiteOptions& o, const std::vecto
       const std::string g = figure_needs("14", task, o).front().group();
       md << "## Fig. 14: resharding (" << task << ", model " << fig14_model(o)
          << ", two label-sorted shards per device, " << o.bandwidths.front() << ", every run "
-         << o.budget << " steps)\n\n"
+         << fig14_budget(o) << " steps)\n\n"
          << "| run | data moved (rank 0's samples sent / its partition) | final accuracy "
             "(last 3 evaluations) | against no resharding |\n|---|---|---|---|\n";
       std::map<std::string, Series> pts;

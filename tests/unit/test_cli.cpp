@@ -858,12 +858,23 @@ TEST_CASE("suite paper: the speech and text tasks, their data made by the suite 
   CHECK(plan.output.find("--model textcnn --data debian-text --data-dir " +
                          (out / "data/text").string()) != std::string::npos);
   CHECK(plan.output.find("--max-steps 60 --eval-every 8") != std::string::npos);
-  // Full: all five tasks; the others at the first and last bandwidth, TicTac added.
+  // Full: all five tasks, those other than image at the first bandwidth with TicTac and AdaComm
+  // added; Figs. 15 and 16 at the first and the last bandwidth; Fig. 14 (ResNet-8) on 3/10 of
+  // the budget.
   const Result full = run("suite paper --dry-run --out " + out.string());
-  CHECK(full.output.find("text-lstm/200mbps/tictac-s3") != std::string::npos);
+  CHECK(full.output.find("text-lstm/10mbps/tictac-s3") != std::string::npos);
+  CHECK(full.output.find("text-lstm/10mbps/adacomm-t20-s3") != std::string::npos);
   CHECK(full.output.find("--model lstm_attention") != std::string::npos);
   CHECK(full.output.find("image-resnet8/10mbps/sync-s1") != std::string::npos);
-  CHECK(full.output.find("speech/50mbps/") == std::string::npos);
+  CHECK(full.output.find("speech/200mbps/") == std::string::npos);
+  CHECK(full.output.find("image/200mbps-fluct/mercury-s3") != std::string::npos);
+  CHECK(full.output.find("image/50mbps-fluct/") == std::string::npos);
+  CHECK(full.output.find("image/200mbps/mercury-seq-s2") != std::string::npos);
+  CHECK(full.output.find("image/50mbps/mercury-seq-s2") == std::string::npos);
+  const auto reshard = full.output.find("image-resnet8-shards/10mbps/mercury-reshard-off-s1");
+  REQUIRE(reshard != std::string::npos);
+  CHECK(full.output.substr(reshard, full.output.find('\n', reshard) - reshard)
+            .find("--max-steps 450 --eval-every 50") != std::string::npos);
 
   // A real run: speech from a given directory, text made by the suite (apt-cache dumpavail).
   const std::string args =
