@@ -379,8 +379,7 @@ inline std::vector<std::string> fig14_variants(bool quick) {
 inline std::vector<Need> figure_needs(const std::string& fig, const std::string& task,
                                       const SuiteOptions& o) {
   const auto& bws = o.bandwidths;
-  // Figs. 15 and 16 at every bandwidth of the full suite, at the first one in the quick mode.
-  const std::vector<std::string> some = end_bandwidths(o);
+  const std::vector<std::string> some = end_bandwidths(o);  // Figs. 15 and 16
   const auto dirichlet = [](const std::string& alpha) {
     return std::vector<std::string>{"--partition", "dirichlet", "--dirichlet-alpha", alpha};
   };
@@ -629,14 +628,12 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
           p.args.insert(p.args.end(), {"--test-limit", std::to_string(o.test_limit)});
         p.args.insert(p.args.end(), g.data_flags.begin(), g.data_flags.end());
         p.args.insert(p.args.end(), v.flags.begin(), v.flags.end());
-        // Per step: the variant's cost on 4 devices, in proportion to the devices. Points that
-        // stop at the target take ~60% of the budget (session 12's runs).
-        // Real processes take the link's time: 2 ranks move ~0.75 MB each way per step.
-        // Tasks other than image: their own measured costs, scoring or not.
+        // Per step: the variant's cost on 4 devices (the task's own, scoring or not, for the
+        // tasks other than image), in proportion to the devices. Real processes take the link's
+        // time: 2 ranks move ~0.75 MB each way per step.
         const bool scores = name.rfind("mercury", 0) == 0 || name == "all-is";
-        const double per4 = (scores ? task.mercury_s : task.sync_s) > 0
-                                ? (scores ? task.mercury_s : task.sync_s)
-                                : v.step_s;
+        const double own = scores ? task.mercury_s : task.sync_s;
+        const double per4 = own > 0 ? own : v.step_s;
         const double step_s = g.real ? 0.06 + 6.0 / suite_detail::mbps_of(g.link)
                                      : per4 * static_cast<double>(g.devices) / 4.0;
         // A run with a target stops early: ~60% of the budget in the full mode (session 12's
@@ -675,15 +672,11 @@ inline bool has_done_event(const std::string& path) {
 
 inline RunCurve read_curve(const std::string& path) {
   RunCurve c;
-  double partition = 0, groups = 0;
-  int64_t windows = 0;
+  double partition = 0, groups = 0, windows = 0;
   for (const auto& e : read_metrics(path)) {
     const std::string ev = e.value("event", "");
     if (ev == "done") c.done = true;
-    if (ev == "bacc" && e.contains("group")) {
-      groups += e["group"].get<double>();
-      c.group_mean = groups / static_cast<double>(++windows);
-    }
+    if (ev == "bacc" && e.contains("group")) groups += e["group"].get<double>(), ++windows;
     if (ev == "start" && e.contains("partition_sizes") && !e["partition_sizes"].empty())
       partition = e["partition_sizes"][0].get<double>();
     if (e.contains("reshard_sent") && partition > 0)
@@ -701,6 +694,7 @@ inline RunCurve read_curve(const std::string& path) {
     c.wall_s.push_back(e["wall_s"].get<double>());
     c.rounds.push_back(e.contains("comm_rounds") ? e["comm_rounds"].get<int64_t>() : -1);
   }
+  if (windows > 0) c.group_mean = groups / windows;
   return c;
 }
 
