@@ -582,6 +582,15 @@ TEST_CASE("suite paper: Fig. 11 runs, resumes without recomputing, restarts what
                 "task 'audio': expected one of image, image-resnet8, speech, text, text-lstm");
   check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --tasks text,text",
                 "--tasks: expected distinct tasks, found text twice");
+  check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --speech-dir " +
+                    (d.path / "none").string(),
+                "--speech-dir '" + (d.path / "none").string() +
+                    "': expected a directory, found nothing there");
+  std::ofstream(d.path / "file.csv") << "x\n";
+  check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --text-dir " +
+                    (d.path / "file.csv").string(),
+                "--text-dir '" + (d.path / "file.csv").string() +
+                    "': expected a directory, found a regular file");
   check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --seeds 1,two",
                 "--seeds: expected non-negative integers, found 'two'");
   check_refused("suite paper --dry-run --out " + (d.path / "x").string() + " --eval-every -1",
