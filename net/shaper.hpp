@@ -105,6 +105,8 @@
 #include <utility>
 #include <vector>
 
+#include "mercury/base/hash.hpp"
+#include "mercury/base/random.hpp"
 #include "net/address.hpp"
 #include "net/file_kind.hpp"
 #include "net/pacing.hpp"
@@ -196,12 +198,6 @@ inline int lock_file(int fd, int operation) {
     rc = ::flock(fd, operation);
   } while (rc != 0 && errno == EINTR);
   return rc;
-}
-
-inline uint64_t fnv1a(uint64_t hash, const void* data, std::size_t size) {
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < size; ++i) hash = (hash ^ bytes[i]) * 1099511628211ull;
-  return hash;
 }
 
 }  // namespace shaper_detail
@@ -419,10 +415,10 @@ class BandwidthTrace {
 
   // Hash of what defines r(t) (not the source name).
   uint64_t fingerprint() const {
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = base::kFnv64Offset;
     const int kinds[2] = {static_cast<int>(interpolation_), static_cast<int>(end_)};
-    h = shaper_detail::fnv1a(h, kinds, sizeof kinds);
-    for (const Point& p : points_) h = shaper_detail::fnv1a(h, &p, sizeof p);
+    h = base::fnv1a64(kinds, sizeof kinds, h);
+    for (const Point& p : points_) h = base::fnv1a64(&p, sizeof p, h);
     return h;
   }
 
@@ -528,10 +524,9 @@ inline BandwidthTrace generate_trace(
   }
   const auto n = static_cast<std::size_t>(std::ceil(duration_s / step_s - 1e-9));
   std::mt19937_64 rng(seed);
-  auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1p-53; };
   auto gaussian = [&] {
-    const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double u1 = base::uniform_open(rng);
+    return base::box_muller(u1, base::uniform_open(rng));
   };
   constexpr double kPhi = 0.8;
   std::vector<double> x(n);

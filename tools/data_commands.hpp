@@ -59,6 +59,9 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
+#include "mercury/base/hash.hpp"
+#include "mercury/base/random.hpp"
 #include "mercury/data/fashion_mnist.hpp"
 #include "mercury/data/speech_commands.hpp"
 #include "mercury/data/text.hpp"
@@ -71,12 +74,10 @@ namespace mercury::tools {
 
 // ---- small deterministic helpers ----------------------------------------------------------------
 
-inline uint64_t fnv1a64(std::string_view text, uint64_t seed = 0) {
-  uint64_t h = 0xcbf29ce484222325ull ^ (seed * 0x9E3779B97F4A7C15ull);
-  for (const char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ull;
-  }
+// A seeded 64-bit hash of text: FNV-1a from a seed-dependent basis, then MurmurHash3's
+// finaliser (FNV alone leaves the high bits poorly mixed for short keys).
+inline uint64_t seeded_hash64(std::string_view text, uint64_t seed = 0) {
+  uint64_t h = base::fnv1a64(text, base::kFnv64Offset ^ (seed * 0x9E3779B97F4A7C15ull));
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
@@ -84,13 +85,7 @@ inline uint64_t fnv1a64(std::string_view text, uint64_t seed = 0) {
 }
 
 inline double hash_unit(std::string_view text, uint64_t seed) {
-  return static_cast<double>(fnv1a64(text, seed) >> 11) * 0x1.0p-53;
-}
-
-inline double gaussian(std::mt19937_64& rng) {   // Box-Muller, portable
-  const double u1 = 1.0 - data::uniform01(rng);  // (0, 1]
-  const double u2 = data::uniform01(rng);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  return static_cast<double>(seeded_hash64(text, seed) >> 11) * 0x1.0p-53;
 }
 
 inline std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -156,11 +151,11 @@ inline int16_t to_pcm16(float v) {
 
 // Background noise of a named colour, RMS 0.2 (full scale 1).
 inline std::vector<float> make_noise(const std::string& colour, size_t samples, uint64_t seed) {
-  std::mt19937_64 rng(fnv1a64(colour, seed));
+  std::mt19937_64 rng(seeded_hash64(colour, seed));
   std::vector<float> out(samples);
   double b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, brown = 0;
   for (size_t i = 0; i < samples; ++i) {
-    const double w = gaussian(rng);
+    const double w = base::standard_normal(rng);
     double v = w;
     if (colour == "pink") {  // Paul Kellet's refined pink filter
       b0 = 0.99886 * b0 + w * 0.0555179;
@@ -246,7 +241,8 @@ inline std::vector<SynthSpeaker> plan_speakers(const std::vector<std::string>& v
       SynthSpeaker s;
       s.spec = variant.empty() ? voice : voice + "+" + variant;
       char hex[16];
-      std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(fnv1a64(s.spec) & 0xFFFFFFFFu));
+      std::snprintf(hex, sizeof hex, "%08x",
+                    static_cast<unsigned>(seeded_hash64(s.spec) & 0xFFFFFFFFu));
       s.id = hex;
       if (!ids.insert(s.id).second) {
         throw ToolError("speech-synth: speaker id collision for '" + s.spec + "'; drop a variant");
@@ -258,7 +254,7 @@ inline std::vector<SynthSpeaker> plan_speakers(const std::vector<std::string>& v
   std::vector<size_t> order(speakers.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return fnv1a64(speakers[a].spec, o.seed) < fnv1a64(speakers[b].spec, o.seed);
+    return seeded_hash64(speakers[a].spec, o.seed) < seeded_hash64(speakers[b].spec, o.seed);
   });
   const size_t n = speakers.size();
   size_t n_test = n >= 2 ? std::max<size_t>(1, std::llround(double(n) * o.test_fraction)) : 0;
@@ -305,11 +301,11 @@ inline std::vector<int16_t> synthesise_clip(const SpeechSynthOptions& o, const s
   first = first > 160 ? first - 160 : 0;
   last = std::min(audio.size(), last + 160);
 
-  std::mt19937_64 rng(fnv1a64(relative_path, o.seed));
+  std::mt19937_64 rng(seeded_hash64(relative_path, o.seed));
   constexpr size_t kClip = 16000;
   std::vector<float> clip(kClip, 0.0f);
   const size_t length = last - first;
-  const float level = static_cast<float>(0.3 + 0.6 * data::uniform01(rng)) / peak;
+  const float level = static_cast<float>(0.3 + 0.6 * base::uniform01(rng)) / peak;
   if (length >= kClip) {
     const size_t skip = first + (length - kClip) / 2;
     for (size_t i = 0; i < kClip; ++i) clip[i] = audio[skip + i] * level;
@@ -320,7 +316,7 @@ inline std::vector<int16_t> synthesise_clip(const SpeechSynthOptions& o, const s
   if (!noises.empty()) {
     const std::vector<float>& noise = noises[data::uniform_below(rng, noises.size())];
     const size_t at = noise.size() > kClip ? data::uniform_below(rng, noise.size() - kClip + 1) : 0;
-    const float gain = static_cast<float>(data::uniform01(rng) * o.max_noise_gain);
+    const float gain = static_cast<float>(base::uniform01(rng) * o.max_noise_gain);
     for (size_t i = 0; i < kClip && at + i < noise.size(); ++i) clip[i] += gain * noise[at + i];
   }
   std::vector<int16_t> pcm(kClip);
@@ -446,7 +442,7 @@ inline int speech_synth(const SpeechSynthOptions& o, std::ostream& progress) {
           const auto now = std::chrono::steady_clock::now();
           if (now - last_report > std::chrono::seconds(5) || done == total) {
             last_report = now;
-            const double elapsed = std::chrono::duration<double>(now - start).count();
+            const double elapsed = base::seconds_between(start, now);
             const double eta = synthesised > 0 ? elapsed / double(done) * double(total - done) : 0;
             progress << "speech-synth: " << done << "/" << total << " clips ("
                      << (100 * done / total) << "%), elapsed " << duration_text(elapsed) << ", ETA "
@@ -602,7 +598,7 @@ inline DebianTextCorpus build_debian_text(std::vector<DebianPackage> packages,
   }
   // Hash order: the split and the per-class cap do not depend on the index's order.
   std::sort(unique.begin(), unique.end(), [&](const auto& a, const auto& b) {
-    return fnv1a64(a.name, o.seed) < fnv1a64(b.name, o.seed);
+    return seeded_hash64(a.name, o.seed) < seeded_hash64(b.name, o.seed);
   });
   std::vector<int64_t> taken(static_cast<size_t>(o.classes), 0);
   std::vector<std::pair<std::string, data::TextRecord>> train, test;

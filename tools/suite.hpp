@@ -59,6 +59,7 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
 #include "mercury/io/atomic_file.hpp"
 #include "models/registry.hpp"
 #include "net/file_kind.hpp"
@@ -1530,9 +1531,7 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
                       " (run the suite again to retry it, or give --" + d.name + "-dir)");
     io::write_file_atomically(done, "mercury " + suite_detail::join(d.args, " ") + "\n");
     log << "suite paper: data " << d.name << " made in "
-        << suite_detail::hms(
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count())
-        << " (" << d.dir << ")\n"
+        << suite_detail::hms(base::seconds_since(p0)) << " (" << d.dir << ")\n"
         << std::flush;
   }
   std::size_t k = 0;
@@ -1572,8 +1571,7 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     const std::string log_path = point_path(o, p.id, ".log");
     const auto p0 = std::chrono::steady_clock::now();
     const ExitStatus st = suite_detail::run_logged(argv, log_path);
-    const double took =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+    const double took = base::seconds_since(p0);
     const auto c = st.ok() ? finished_curve(metrics) : std::nullopt;
     if (!c)
       throw ToolError("suite: " + p.id + " " +
@@ -1582,8 +1580,7 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     spent_est += p.est_s;
     spent_real += took;
     const double scale = spent_est > 0 ? spent_real / spent_est : 1.0;
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double elapsed = base::seconds_since(t0);
     char line[256];
     std::snprintf(line, sizeof line,
                   "suite paper: [%zu/%zu] %s: %lld steps in %s; %s elapsed, about %s left\n", k,

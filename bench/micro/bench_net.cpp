@@ -70,6 +70,7 @@
 #include <vector>
 
 #include "loopback_link.hpp"
+#include "mercury/base/clock.hpp"
 #include "mercury/mercury.hpp"
 #include "net/mesh.hpp"
 
@@ -85,9 +86,7 @@ constexpr uint64_t kWindow = 4;  // mesh messages queued at most by the goodput 
 constexpr uint8_t kData = net::kFirstAppType;
 constexpr int kWarmup = 5, kSteps = 100;
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+using mercury::base::seconds_between;
 
 std::vector<std::byte> pattern(std::size_t n) {
   std::vector<std::byte> out(n);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "loopback_link.hpp"
+#include "mercury/base/clock.hpp"
 #include "net/shaper.hpp"
 
 namespace {
@@ -35,9 +36,7 @@ using mercury::net::TokenBucketPacer;
 using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+using mercury::base::seconds_between;
 
 using mercury::bench::LoopbackLink;
 

@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
 #include "net/address.hpp"
 #include "net/auth.hpp"
 #include "net/env.hpp"
@@ -201,9 +202,7 @@ Options parse_options(int argc, char** argv) {
   return o;
 }
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+using mercury::base::seconds_between;
 
 std::string json_number(std::optional<double> v) {
   if (!v || !std::isfinite(*v)) return "null";

@@ -42,27 +42,15 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/random.hpp"
 #include "mercury/data/idx.hpp"
 #include "mercury/tensor/tensor.hpp"
 
 namespace mercury::data {
 
-// Uniform integer in [0, bound) from raw 64-bit draws, by rejection (unbiased, and identical on
-// every standard library, unlike std::uniform_int_distribution). bound must be > 0.
-inline uint64_t uniform_below(std::mt19937_64& rng, uint64_t bound) {
-  const uint64_t limit = ~uint64_t{0} - (~uint64_t{0} % bound + 1) % bound;  // last accepted draw
-  uint64_t draw = rng();
-  while (draw > limit) draw = rng();
-  return draw % bound;
-}
-
-// Fisher-Yates shuffle driven by uniform_below: the same permutation on every platform.
-template <typename T>
-void shuffle_portable(std::span<T> values, std::mt19937_64& rng) {
-  for (size_t k = values.size(); k > 1; --k) {
-    std::swap(values[k - 1], values[uniform_below(rng, k)]);
-  }
-}
+// Portable integer draws and shuffles (mercury/base/random.hpp): the same on every platform.
+using base::shuffle_portable;
+using base::uniform_below;
 
 // Training-time image augmentation, applied by ImageDataset::gather only with an RNG.
 struct ImageAugmentation {

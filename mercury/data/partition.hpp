@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/random.hpp"
 #include "mercury/data/dataset.hpp"
 
 namespace mercury::data {
@@ -107,18 +108,9 @@ inline void check_labels(std::span<const int32_t> labels, int64_t classes, const
   }
 }
 
-// Uniform in [0, 1) from the top 53 bits, and in (0, 1] for logarithms.
-inline double uniform01(std::mt19937_64& rng) {
-  return double(rng() >> 11) * 0x1.0p-53;
-}
-inline double uniform_open0(std::mt19937_64& rng) {
-  return 1.0 - uniform01(rng);
-}
-
-inline double standard_normal(std::mt19937_64& rng) {  // Box-Muller, one value per call
-  const double radius = std::sqrt(-2.0 * std::log(uniform_open0(rng)));
-  return radius * std::cos(6.283185307179586 * uniform01(rng));
-}
+using base::standard_normal;
+using base::uniform01;
+using base::uniform_open0;
 
 // log of a Gamma(alpha, 1) draw (Marsaglia-Tsang; alpha < 1 via the U^(1/alpha) boost, kept in
 // log space so tiny alphas do not underflow to an all-zero proportion vector).

@@ -53,6 +53,7 @@
 #include <unsupported/Eigen/FFT>
 #include <vector>
 
+#include "mercury/base/random.hpp"
 #include "mercury/data/dataset.hpp"
 #include "mercury/data/idx.hpp"
 #include "mercury/data/wav.hpp"
@@ -60,11 +61,7 @@
 
 namespace mercury::data {
 
-// Uniform in [0, 1) from the top 53 bits (portable, unlike std::uniform_real_distribution);
-// integers come from uniform_below (dataset.hpp).
-inline double uniform01(std::mt19937_64& rng) {
-  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
-}
+using base::uniform01;  // portable, unlike std::uniform_real_distribution (base/random.hpp)
 
 struct SpeechFeatureOptions {
   enum class Kind { kLogSpectrogram, kLogMel };

@@ -34,6 +34,8 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/hash.hpp"
+
 namespace mercury::dist {
 
 inline constexpr int64_t kShardAlignFloats = 16;  // 64 bytes: one cache line, one AVX-512 vector
@@ -98,17 +100,8 @@ class ShardPlan {
   }
 
   uint64_t hash() const {
-    uint64_t h = 14695981039346656037ull;
-    auto mix_u64 = [&](uint64_t v) {
-      for (int k = 0; k < 8; ++k) {
-        h ^= (v >> (8 * k)) & 0xFFu;
-        h *= 1099511628211ull;
-      }
-    };
-    for (const char c : std::string("mercury.shard_plan.v1")) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 1099511628211ull;
-    }
+    uint64_t h = base::fnv1a64("mercury.shard_plan.v1");
+    auto mix_u64 = [&](uint64_t v) { h = base::fnv1a64_u64(v, h); };
     mix_u64(static_cast<uint64_t>(kShardAlignFloats));
     mix_u64(static_cast<uint64_t>(n_));
     mix_u64(static_cast<uint64_t>(world_));

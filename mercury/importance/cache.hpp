@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/random.hpp"
 #include "mercury/io/state_blob.hpp"
 
 namespace mercury::importance {
@@ -49,7 +50,7 @@ class ImportanceCache {
     }
     std::iota(order_.begin(), order_.end(), int64_t{0});
     std::mt19937_64 rng(seed);
-    std::shuffle(order_.begin(), order_.end(), rng);
+    base::shuffle_portable(std::span<int64_t>(order_), rng);
     // Initial tiling: never-scored groups of the nominal size.
     for (int64_t s = 0; s < n; s += group_size) {
       groups_.push_back(Group{s, std::min(group_size, n - s), -1});

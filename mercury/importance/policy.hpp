@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
+#include "mercury/base/random.hpp"
 #include "mercury/importance/cache.hpp"
 #include "mercury/importance/sampler.hpp"
 #include "mercury/importance/scorer.hpp"
@@ -174,9 +176,7 @@ class UniformPolicy final : public BatchPolicy {
 
 namespace detail {
 using Clock = std::chrono::steady_clock;
-inline double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+using base::seconds_since;
 // An endless stream of uniformly shuffled sample indices (epoch after epoch).
 class ShuffledStream {
  public:
@@ -209,7 +209,7 @@ class ShuffledStream {
  private:
   void reshuffle() {
     std::iota(perm_.begin(), perm_.end(), int64_t{0});
-    std::shuffle(perm_.begin(), perm_.end(), rng_);
+    base::shuffle_portable(std::span<int64_t>(perm_), rng_);
     pos_ = 0;
   }
   std::vector<int64_t> perm_;
@@ -545,7 +545,7 @@ class InfoBatchPolicy final : public BatchPolicy {
     plan.indices.resize(static_cast<std::size_t>(batch_));
     plan.weights.resize(static_cast<std::size_t>(batch_));
     const float up = static_cast<float>(1.0 / (1.0 - ratio_));
-    bool weighted = false;
+    bool weighted = false, pruned_pass = false;
     for (std::size_t k = 0; k < plan.indices.size(); ++k) {
       if (pos_ == order_.size()) start_pass(iteration);  // the flags change with the pass
       const int64_t i = order_[pos_++];
@@ -553,9 +553,11 @@ class InfoBatchPolicy final : public BatchPolicy {
       plan.indices[k] = i;
       plan.weights[k] = scaled ? up : 1.0f;
       weighted |= scaled;
+      pruned_pass |= pruning_;
     }
     if (!weighted) plan.weights.clear();
-    plan.importance = pruning_;
+    // Importance-chosen if any of it comes from a pruned pass (a batch can straddle two passes).
+    plan.importance = pruned_pass;
   }
   void observe(std::span<const int64_t> indices, std::span<const float> losses, int64_t) override {
     for (std::size_t k = 0; k < indices.size(); ++k)
@@ -642,7 +644,7 @@ class InfoBatchPolicy final : public BatchPolicy {
       scaled_[i] = low;
       order_.push_back(static_cast<int64_t>(i));
     }
-    std::shuffle(order_.begin(), order_.end(), rng_);
+    base::shuffle_portable(std::span<int64_t>(order_), rng_);
     pos_ = 0;
     ++passes_;
   }

@@ -62,6 +62,7 @@
 #include <thread>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
 #include "mercury/importance/ring.hpp"
 #include "mercury/importance/scorer.hpp"
 #include "mercury/tensor/thread_pool.hpp"
@@ -195,8 +196,7 @@ class ScoringWorker {
     if (got != committed) throw std::logic_error("ScoringWorker: a committed chunk is missing");
     last_closed_ = w;
     rethrow_error(s.target > 0 ? w : 0);
-    st.exposed_s = pending_exposed_s_ +
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.exposed_s = pending_exposed_s_ + base::seconds_since(t0);
     pending_exposed_s_ = 0;
     const double busy = busy_s_.load(std::memory_order_acquire);
     const double cpu = cpu_s_.load(std::memory_order_acquire);
@@ -322,8 +322,7 @@ class ScoringWorker {
       for (uint64_t d = done_.load(std::memory_order_acquire); d < w - 2;
            d = done_.load(std::memory_order_acquire))
         done_.wait(d, std::memory_order_acquire);
-      pending_exposed_s_ +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      pending_exposed_s_ += base::seconds_since(t0);
     }
     rethrow_error(0);
     return slots_[w & 1];
@@ -404,10 +403,8 @@ class ScoringWorker {
         scorer_.score(
             std::span<const int64_t>(s.candidates.data() + done, static_cast<std::size_t>(c)),
             s.scores.data() + done);
-        busy_s_.store(
-            busy_s_.load(std::memory_order_relaxed) +
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-            std::memory_order_release);
+        busy_s_.store(busy_s_.load(std::memory_order_relaxed) + base::seconds_since(t0),
+                      std::memory_order_release);
         const double cpu = net::thread_cpu_seconds() - c0;
         cpu_s_.store(cpu_s_.load(std::memory_order_relaxed) + cpu, std::memory_order_release);
         if (cfg_.before_commit) cfg_.before_commit(done);

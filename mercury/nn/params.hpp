@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "mercury/base/hash.hpp"
 #include "mercury/tensor/tensor.hpp"
 
 namespace mercury::nn {
@@ -82,17 +83,13 @@ class ParamStore {
   }
   void zero_grad() const { Tensor(grads_.data(), Shape{size_}).zero(); }
 
-  // FNV-1a-style over names, shapes and offsets: two processes with the same model agree on it.
-  // The offset basis is FNV's 14695981039346656037 with its last digit missing; it stays, since
-  // checkpoints and the cluster handshake carry this hash (issue 16).
+  // FNV-1a over names, shapes and offsets, from kLayoutHashBasis: two processes with the same
+  // model agree on it. The basis is not FNV's offset (14695981039346656037, of which it is the
+  // first 19 digits); it stays, since checkpoints and the cluster handshake carry this hash.
+  static constexpr uint64_t kLayoutHashBasis = 1469598103934665603ull;
   uint64_t layout_hash() const {
-    uint64_t h = 1469598103934665603ull;
-    auto mix = [&](const void* p, std::size_t n) {
-      for (std::size_t k = 0; k < n; ++k) {
-        h ^= static_cast<const unsigned char*>(p)[k];
-        h *= 1099511628211ull;
-      }
-    };
+    uint64_t h = kLayoutHashBasis;
+    auto mix = [&](const void* p, std::size_t n) { h = base::fnv1a64(p, n, h); };
     for (const auto* list : {&params_, &buffers_})
       for (const auto& p : *list) {
         mix(p.name.data(), p.name.size());

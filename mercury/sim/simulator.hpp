@@ -56,6 +56,7 @@
 #include <thread>
 #include <vector>
 
+#include "mercury/base/clock.hpp"
 #include "mercury/data/dataset.hpp"
 #include "mercury/dist/shard_plan.hpp"
 #include "mercury/nn/model.hpp"
@@ -326,7 +327,7 @@ inline SimResult simulate(train::TrainConfig cfg, const SimOptions& options,
     std::rethrow_exception(first_error);
   }
   SimResult result;
-  result.real_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.real_s = base::seconds_since(t0);
   for (int r = 0; r < world; ++r) {
     result.clocks.push_back(network->clock(r));
     result.virtual_s = std::max(result.virtual_s, result.clocks.back().now_s);

@@ -18,6 +18,7 @@
 #include <random>
 #include <vector>
 
+#include "mercury/base/random.hpp"
 #include "mercury/importance/scorer.hpp"
 #include "mercury/importance/stats.hpp"
 #include "mercury/io/metrics.hpp"
@@ -54,7 +55,7 @@ class ImportanceProbe {
     probe_.resize(static_cast<std::size_t>(n_));
     std::iota(probe_.begin(), probe_.end(), int64_t{0});
     std::mt19937_64 rng(seed_ + 17);
-    std::shuffle(probe_.begin(), probe_.end(), rng);
+    base::shuffle_portable(std::span<int64_t>(probe_), rng);
     probe_.resize(static_cast<std::size_t>(std::min<int64_t>(2000, n_)));
     scorer_ = std::make_unique<importance::Scorer>(model_, data_, 500);
     base_.resize(probe_.size());
