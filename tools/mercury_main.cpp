@@ -17,6 +17,7 @@
 // control bytes and invalid UTF-8 are escaped (\xNN) and a message is cut at 4 KiB.
 #include <cxxabi.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -113,6 +114,16 @@ void print_error(std::string_view what, const char* type = nullptr) {
   std::cerr << "mercury: error: " << out << "\n";
 }
 
+// A command line CLI11 refused: --help and friends print and exit 0; anything else is a usage
+// error (exit 2), printed like every other error (control bytes escaped, cut at 4 KiB: a flag's
+// value is echoed).
+int parse_failure(CLI::App& app, const CLI::ParseError& e) {
+  if (e.get_exit_code() == 0) return app.exit(e);
+  print_error(e.what());
+  std::cerr << "Run with --help for more information.\n";
+  return 2;
+}
+
 // 4 when `e` blames another rank of this cluster (RANK in the environment), else 1.
 int runtime_failure_code(const std::exception& e) {
   const auto* peer = dynamic_cast<const mercury::net::PeerError*>(&e);
@@ -121,25 +132,23 @@ int runtime_failure_code(const std::exception& e) {
   return std::to_string(peer->peer()) != rank ? mercury::tools::kExitPeerFailed : 1;
 }
 
-// Converts a flag's text to the JSON type of the key's default value.
-json typed_flag(const std::string& key, const std::string& text, const json& like) {
-  const std::string flag = "--" + [&] {
-    std::string s = key;
-    for (char& c : s)
-      if (c == '_') c = '-';
-    return s;
-  }();
+// A flag's text as the JSON type of its key's default value (`like`), or nullopt with `error`
+// saying what was expected and found.
+std::optional<json> parse_flag_value(const std::string& text, const json& like,
+                                     std::string& error) {
   if (like.is_boolean()) {
     if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
     if (text == "false" || text == "0" || text == "no" || text == "off") return false;
-    throw UsageError(flag + ": expected true or false, found '" + text + "'");
+    error = "expected true or false, found '" + text + "'";
+    return std::nullopt;
   }
   if (like.is_number_integer()) {
     char* end = nullptr;
     errno = 0;
     const long long v = std::strtoll(text.c_str(), &end, 10);
     if (text.empty() || *end || errno) {
-      throw UsageError(flag + ": expected an integer, found '" + text + "'");
+      error = "expected an integer, found '" + text + "'";
+      return std::nullopt;
     }
     return v;
   }
@@ -148,11 +157,27 @@ json typed_flag(const std::string& key, const std::string& text, const json& lik
     errno = 0;
     const double v = std::strtod(text.c_str(), &end);
     if (text.empty() || *end || errno) {
-      throw UsageError(flag + ": expected a number, found '" + text + "'");
+      error = "expected a number, found '" + text + "'";
+      return std::nullopt;
     }
     return v;
   }
   return text;
+}
+
+std::string flag_name(const std::string& key) {
+  std::string flag = "--" + key;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return flag;
+}
+
+// Converts a flag's text to the JSON type of the key's default value.
+json typed_flag(const std::string& key, const std::string& text, const json& like) {
+  std::string error;
+  auto v = parse_flag_value(text, like, error);
+  if (!v) throw UsageError(flag_name(key) + ": " + error);
+  return *v;
 }
 
 json read_json_file(const std::string& path) {
@@ -524,17 +549,55 @@ struct TrainFlags {
   std::map<std::string, CLI::Option*> options;
 
   void add_to(CLI::App* app) {
-    app->add_option("--config", config_path, "JSON file with any of the keys below");
+    app->add_option("--config", config_path, "JSON file with any of the keys below")
+        ->type_name("PATH");
     for (const auto& [key, help] : mercury::train::train_config_help()) {
-      std::string flag = "--" + key;
-      for (char& c : flag)
-        if (c == '_') c = '-';
       // A flag given twice takes its last value, so wrappers (tools/demo) can set defaults that
       // the user's own flags override.
-      options[key] =
-          app->add_option(flag, values[key], help + " (default: " + defaults[key].dump() + ")")
-              ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      CLI::Option* opt = app->add_option(flag_name(key), values[key],
+                                         help + " (default: " + defaults[key].dump() + ")")
+                             ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      // The type in --help, and CLI11 checks each value as it parses (choices, numbers, booleans)
+      // with the same message the config file's keys get.
+      const json like = defaults[key];
+      const std::vector<std::string> choices = flag_choices(key);
+      opt->type_name(!choices.empty()              ? "{" + join(choices, ",") + "}"
+                     : like.is_boolean()           ? std::string("BOOL")
+                     : like.is_number_integer()    ? std::string("INT")
+                     : like.is_number()            ? std::string("FLOAT")
+                     : key.find("dir") != key.npos ? std::string("DIR")
+                     : is_path_key(key)            ? std::string("PATH")
+                                                   : std::string("TEXT"));
+      opt->check(CLI::Validator(
+          [like, choices](std::string& text) -> std::string {
+            std::string error;
+            if (!parse_flag_value(text, like, error)) return error;
+            if (!choices.empty() &&
+                std::find(choices.begin(), choices.end(), text) == choices.end())
+              return "expected " + mercury::train::one_of(choices) + ", found '" + text + "'";
+            return "";
+          },
+          ""));
+      options[key] = opt;
     }
+  }
+
+  // The closed value set of a string key: the config's own, the model registry's, the catalog's.
+  static std::vector<std::string> flag_choices(const std::string& key) {
+    if (key == "model") return mercury::models::model_names();
+    if (key == "data") return mercury::data::dataset_names();
+    for (const auto& [k, values] : mercury::train::train_config_choices())
+      if (k == key) return values;
+    return {};
+  }
+  static bool is_path_key(const std::string& key) {
+    return key == "checkpoint" || key == "resume" || key == "metrics" ||
+           key == "replay_group_sizes";
+  }
+  static std::string join(const std::vector<std::string>& v, const char* sep) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+    return s;
   }
 
   // The config: --config's JSON, then the flags given over it; validated.
@@ -751,7 +814,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(parse_argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    return parse_failure(app, e);
   }
 
   try {
@@ -788,7 +851,7 @@ int main(int argc, char** argv) {
       try {
         sim_train.parse(args);
       } catch (const CLI::ParseError& e) {
-        return sim_train.exit(e) == 0 ? 0 : 2;
+        return parse_failure(sim_train, e);
       }
       return run_sim(sim_flags, sim_train_flags.config());
     }

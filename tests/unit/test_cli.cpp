@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "net/shaper.hpp"
 #include "synthetic_data.hpp"
 
@@ -24,26 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Through qemu in cross builds (MERCURY_EMULATOR is empty otherwise).
-const std::string kMercury =
-    std::string(MERCURY_EMULATOR) + " " + std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
-
-struct Result {
-  int code;
-  std::string output;  // stdout + stderr
-};
+using Result = mercury::testing::CliResult;
 
 Result run(const std::string& args) {
-  const std::string cmd = kMercury + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return r;
+  return mercury::testing::run_mercury(args);
 }
 
 // A usage error: exit code 2 and a message containing `message`.
@@ -79,7 +64,7 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   check_refused("train --sampler mercury --draw stratified",
                 "draw: expected iid or systematic, found 'stratified'");
   check_refused("train --sampler mercury --in-group gradnorm",
-                "in_group: expected loss or rank, found 'gradnorm'");
+                "--in-group: expected loss or rank, found 'gradnorm'");
   check_refused("train --sampler kf --kf-tau-th -0.5",
                 "kf_tau_th: expected -1 (automatic) or a finite value >= 0");
   check_refused("train --sampler mercury --in-group rank --lambda 0",
@@ -105,6 +90,39 @@ TEST_CASE("unknown flags and bad flag values exit non-zero naming the flag") {
   CHECK(r.code != 0);
   r = run("");
   CHECK(r.code != 0);
+}
+
+TEST_CASE(
+    "train --help types every option; CLI11 checks values; a flag given twice takes the last") {
+  const Result help = run("train --help");
+  REQUIRE(help.code == 0);
+  for (const char* typed : {"--epochs INT", "--lr FLOAT", "--nesterov BOOL", "--checkpoint PATH",
+                            "--data-dir DIR", "--draw {iid,systematic}",
+                            "--sampler {uniform,mercury,all-is,kf,selective-backprop,infobatch}",
+                            "--model {cnn,mlp,", "--data {fashion-mnist,", "--config PATH"}) {
+    CAPTURE(typed);
+    CHECK(help.output.find(std::string("  ") + typed) != std::string::npos);
+  }
+  // The only free-text option left: all | none | a count.
+  std::istringstream lines(help.output);
+  std::vector<std::string> text_typed;
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find(" TEXT ");
+    if (line.rfind("  --", 0) == 0 && at != std::string::npos && at < line.find("  ", 4))
+      text_typed.push_back(line.substr(2, at - 2));
+  }
+  CHECK(text_typed == std::vector<std::string>{"--reshard-share"});
+  // Checked while parsing, for mercury sim's train flags too.
+  check_refused("train --optimizer lamb", "--optimizer: expected sgd, adam or adamw, found 'lamb'");
+  check_refused("train --lr fast", "--lr: expected a number, found 'fast'");
+  check_refused("sim -n 2 -- --draw stratified",
+                "--draw: expected iid or systematic, found 'stratified'");
+  // The last of two values wins: batch 0 then 8 gets as far as the data; 8 then 0 does not.
+  Result r = run("train --batch 0 --batch 8 --data-dir /nonexistent");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("Fashion-MNIST not found") != std::string::npos);
+  check_refused("train --batch 8 --batch 0 --data-dir /nonexistent",
+                "batch: expected 1..16777216, found 0");
 }
 
 TEST_CASE("error messages escape control bytes and invalid UTF-8 and are cut at 4 KiB") {
@@ -176,8 +194,9 @@ TEST_CASE("missing data and unknown models are named in the error") {
   CHECK(r.output.find("apt-get install dataset-fashion-mnist") != std::string::npos);
   mercury::testing::write_tiny_fashion_mnist(d.path, 20, 10);
   r = run("train --model resnet-9000 --data-dir " + d.path.string());
-  CHECK(r.code != 0);
-  CHECK(r.output.find("unknown model 'resnet-9000'") != std::string::npos);
+  CHECK(r.code == 2);
+  CHECK(r.output.find("--model: expected cnn, mlp, ") != std::string::npos);
+  CHECK(r.output.find("found 'resnet-9000'") != std::string::npos);
   r = run("train --data cifar-11 --data-dir " + d.path.string());
   CHECK(r.code == 2);
   CHECK(r.output.find("found 'cifar-11'") != std::string::npos);

@@ -314,7 +314,8 @@ TEST_CASE("find_fashion_mnist honours MERCURY_DATA_DIR and uncompressed file nam
 TEST_CASE("real Fashion-MNIST test split loads as 10000 balanced 28x28 images") {
   const std::string system_dir = mercury::data::kFashionMnistSystemDir;
   if (!std::filesystem::exists(system_dir)) {
-    MESSAGE("skipped: " << system_dir << " absent (apt-get install dataset-fashion-mnist)");
+    mercury::testing::missing_dependency("Fashion-MNIST in " + system_dir,
+                                         "apt-get install dataset-fashion-mnist");
     return;
   }
   const mercury::data::ImageDataset test =

@@ -620,7 +620,10 @@ TEST_SUITE("shaper") {
   }
 
   TEST_CASE("make_pacer shares a medium across processes through /dev/shm by run id") {
-    if (!std::filesystem::is_directory("/dev/shm")) return;
+    if (!std::filesystem::is_directory("/dev/shm")) {
+      mercury::testing::missing_dependency("/dev/shm (POSIX shared memory)", "mount a tmpfs there");
+      return;
+    }
     ShaperConfig config;
     config.rate_bps = 80e6;
     config.pacer.mode = ShapingMode::medium;

@@ -547,7 +547,7 @@ TEST_CASE("speech-synth writes a Speech Commands tree that the loader reads, and
   } catch (const mercury::tools::ToolError&) {
   }
   if (!have_espeak) {
-    MESSAGE("skipped: espeak-ng is not installed (apt-get install espeak-ng)");
+    mercury::testing::missing_dependency("the espeak-ng program", "apt-get install espeak-ng");
     return;
   }
   TempDir dir;
