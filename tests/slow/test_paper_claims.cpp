@@ -1,8 +1,9 @@
 // The claims Mercury exists for, checked end to end on real Fashion-MNIST with the real binary
-// (label "slow", ~6 minutes in a release build: tools/test --slow or ctest -L slow). Seeds are
-// fixed and the simulator runs on virtual clocks, so each number is the same on every run of the
-// same code; the thresholds sit well inside what was measured (in each case's comment) and a
-// regression in the sampler, BACC or the baselines moves them across.
+// (label "slow", ~4 minutes in a release build: tools/test --slow or ctest -L slow). Seeds are
+// fixed, so the single-device numbers repeat exactly; the simulator's clocks advance by each
+// device thread's CPU time, which a busy machine changes only slightly (BACC's group sizes follow
+// it). The thresholds sit well inside what was measured (each case's comment; the measured values
+// are printed with -s) and a regression in the sampler, BACC or the baselines moves them across.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -54,6 +55,7 @@ TEST_CASE("the reference CNN reaches 86% on Fashion-MNIST after one epoch on one
   const auto epochs = metrics_events(metrics, "epoch");
   REQUIRE(epochs.size() == 1);
   // Measured 87.63% (seed 1, 938 steps).
+  MESSAGE("test accuracy after one epoch: " << epochs[0]["test_acc"].get<double>());
   CHECK(epochs[0]["test_acc"].get<double>() >= 0.86);
 }
 
@@ -73,7 +75,8 @@ TEST_CASE("importance sampling reaches 87% in fewer steps than uniform sampling 
   const auto sm = steps_to(dir.file("mercury.jsonl"), 0.87);
   REQUIRE(su.has_value());
   REQUIRE(sm.has_value());
-  // Measured: uniform 900 steps, importance 700 (0.78).
+  MESSAGE("steps to 87%: uniform " << *su << ", importance " << *sm);
+  // Measured: uniform 900 steps, importance 600 (0.67; 700 under the earlier std::shuffle order).
   CHECK(static_cast<double>(*sm) <= 0.85 * static_cast<double>(*su));
 }
 
@@ -95,8 +98,15 @@ TEST_CASE("suite paper, Fig. 11 at 10 Mbps: importance-sampled local SGD beats s
     CAPTURE(v);
     CHECK(row[v]["reached"].get<int>() == 1);
   }
-  CHECK(row["mercury-local-t20"]["speedup_mean"].get<double>() >= 3.0);
-  CHECK(row["adacomm-t20"]["speedup_mean"].get<double>() >= 2.0);
+  // -1 when the run never reached the target (no speedup to show).
+  auto speedup = [&](const char* v) {
+    const auto& x = row[v]["speedup_mean"];
+    return x.is_number() ? x.get<double>() : -1.0;
+  };
+  for (const char* v : {"tictac", "adacomm-t10", "adacomm-t20", "mercury", "mercury-local-t20"})
+    MESSAGE(v << ": " << speedup(v) << "x over sync SGD");
+  CHECK(speedup("mercury-local-t20") >= 3.0);
+  CHECK(speedup("adacomm-t20") >= 2.0);
   // The paper's algorithm on sync SGD is not slower than sync SGD by more than its noise.
-  CHECK(row["mercury"]["speedup_mean"].get<double>() >= 0.8);
+  CHECK(speedup("mercury") >= 0.8);
 }
