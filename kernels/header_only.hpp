@@ -2,9 +2,10 @@
 // (MERCURY_KERNELS_COMPILED not defined; included at the end of kernels.hpp).
 //
 // The ISAs are the ones the compiler flags enable for every TU of the program (__AVX2__ and
-// __FMA__, __AVX512F__ family, __ARM_NEON on AArch64), plus ref; the best one not above the
-// MERCURY_MAX_ISA caps is chosen. There is no CPUID check: building with -mavx512f asserts the
-// target has it. For run-time dispatch link mercury::kernels instead.
+// __FMA__, __AVX512F__ family, __ARM_NEON on AArch64, or with VFPv4's FMA on 32-bit ARM:
+// -mfpu=neon-vfpv4), plus ref; the best one not above the MERCURY_MAX_ISA caps is chosen. There
+// is no CPUID check: building with -mavx512f asserts the target has it. For run-time dispatch
+// link mercury::kernels instead.
 #pragma once
 
 #include "kernels/kernels.hpp"
@@ -18,7 +19,7 @@
 #include "kernels/x86/avx512.hpp"
 #define MERCURY_KERNELS_INLINE_AVX512 1
 #endif
-#if defined(__aarch64__) && defined(__ARM_NEON)
+#if defined(__ARM_NEON) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
 #include "kernels/arm/neon.hpp"
 #define MERCURY_KERNELS_INLINE_NEON 1
 #endif

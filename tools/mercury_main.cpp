@@ -882,7 +882,13 @@ int main(int argc, char** argv) {
                                         s + "'");
           suite_opt.seeds.push_back(v);
         }
-        suite_opt.bin = std::filesystem::read_symlink("/proc/self/exe").string();
+        // The runs are this binary again, behind MERCURY_EXEC_WRAPPER's command if set (e.g.
+        // qemu-arm: an ARM build run under user-mode emulation without binfmt_misc).
+        if (const char* wrapper = std::getenv("MERCURY_EXEC_WRAPPER")) {
+          std::istringstream words(wrapper);
+          for (std::string w; words >> w;) suite_opt.self.push_back(w);
+        }
+        suite_opt.self.push_back(std::filesystem::read_symlink("/proc/self/exe").string());
         std::string command = "mercury";
         for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
         return mercury::tools::run_suite(suite_opt, command, std::cout);

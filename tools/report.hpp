@@ -166,7 +166,10 @@ class SvgChart {
 };
 
 inline std::vector<nlohmann::json> read_metrics(const std::string& path) {
-  std::istringstream in(net::read_regular_file(path, "report: metrics file", std::size_t{1} << 32));
+  // 4 GiB, or half the address space on 32-bit boards (the file is read into memory).
+  constexpr auto kMaxBytes = static_cast<std::size_t>(
+      std::min<uint64_t>(uint64_t{1} << 32, std::numeric_limits<std::size_t>::max() / 2));
+  std::istringstream in(net::read_regular_file(path, "report: metrics file", kMaxBytes));
   std::vector<nlohmann::json> events;
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {

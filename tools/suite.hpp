@@ -91,7 +91,7 @@ struct SuiteOptions {
   std::string data_dir;                     // Fashion-MNIST's directory (empty: the default)
   std::string speech_dir, text_dir;  // the speech/text tasks' data (empty: made in OUT/data/)
   std::string model;                 // every task's model instead of its own (mlp: a smoke run)
-  std::string bin;                   // the mercury binary the points run
+  std::vector<std::string> self;     // the command that runs this mercury binary (see main)
   bool dry_run = false;              // print the plan and its expected time only
   bool real_clock = false;           // also 2 devices as real processes beside the simulated ones
 };
@@ -607,8 +607,9 @@ inline std::vector<SuitePoint> plan_suite(const SuiteOptions& o) {
         if (g.link == "local") {
           p.args = {"train"};
         } else if (g.real) {
-          p.args = {"launch", "-n",   std::to_string(g.devices), "--bandwidth", g.link, "--",
-                    o.bin,    "train"};
+          p.args = {"launch", "-n", std::to_string(g.devices), "--bandwidth", g.link, "--"};
+          p.args.insert(p.args.end(), o.self.begin(), o.self.end());
+          p.args.push_back("train");
         } else {
           p.args = {"sim", "-n", std::to_string(g.devices)};
           if (suite_detail::fluctuating(g.link)) {
@@ -1520,7 +1521,7 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
     if (fs::exists(done)) continue;
     const std::string log_path = (fs::path(o.out) / "data" / (d.name + ".log")).string();
     fs::create_directories(fs::path(log_path).parent_path());
-    std::vector<std::string> argv{o.bin};
+    std::vector<std::string> argv = o.self;
     argv.insert(argv.end(), d.args.begin(), d.args.end());
     const auto p0 = std::chrono::steady_clock::now();
     const ExitStatus st = suite_detail::run_logged(argv, log_path);
@@ -1555,7 +1556,7 @@ inline int run_suite(SuiteOptions o, const std::string& command, std::ostream& l
                     suite_detail::mbps_of(p.link), p.seed);
       suite_trace(p.link, p.seed).write_csv(p.trace, what);
     }
-    std::vector<std::string> argv{o.bin};
+    std::vector<std::string> argv = o.self;
     argv.insert(argv.end(), p.args.begin(), p.args.end());
     argv.insert(argv.end(), {"--metrics", metrics});
     if (!p.baseline.empty()) {

@@ -1,12 +1,18 @@
 // kernels/src/table.cpp — run-time dispatch for the compiled build (mercury::kernels).
 //
 // Built without ISA flags. CMake compiles the ISA TUs the target architecture has and defines
-// MERCURY_KERNELS_HAVE_<ISA> here; an ISA is used only if it was built and CPUID reports it.
+// MERCURY_KERNELS_HAVE_<ISA> here; an ISA is used only if it was built and CPUID (x86) or
+// HWCAP (32-bit ARM) reports it.
 //
 // MERCURY_WITH_OPENBLAS: the SIMD tables' sgemm hands problems with M·N·K ≥
 // kOpenBlasMinVolume to cblas_sgemm (OpenBLAS pinned to one thread, as the caller owns the
 // parallelism), smaller ones to our own kernel. ref never uses OpenBLAS (it is the oracle).
 #include <cstdint>
+
+#if defined(MERCURY_KERNELS_HAVE_NEON) && !defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "kernels/kernels.hpp"
 #include "kernels/src/isa_tables.hpp"
@@ -69,7 +75,14 @@ bool isa_supported(Isa isa) {
 #endif
 #if defined(MERCURY_KERNELS_HAVE_NEON)
     case Isa::neon:
+#if defined(__aarch64__)
       return true;  // mandatory on AArch64
+#else
+    {  // optional on 32-bit ARM; the kernels also need VFPv4's fused multiply-add
+      const unsigned long hwcap = getauxval(AT_HWCAP);
+      return (hwcap & HWCAP_NEON) != 0 && (hwcap & HWCAP_VFPv4) != 0;
+    }
+#endif
 #endif
     default:
       return false;

@@ -5,13 +5,24 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace mercury::testing {
 
 // Through qemu in cross builds (MERCURY_EMULATOR is empty otherwise).
 inline const std::string kMercury =
     std::string(MERCURY_EMULATOR) + " " + std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
+
+// The same as an argv prefix (emulator words, then the binary), for spawn().
+inline std::vector<std::string> mercury_command() {
+  std::vector<std::string> argv;
+  std::istringstream emulator(MERCURY_EMULATOR);
+  for (std::string word; emulator >> word;) argv.push_back(word);
+  argv.push_back(std::string(MERCURY_BINARY_DIR) + "/tools/mercury");
+  return argv;
+}
 
 struct CliResult {
   int code;

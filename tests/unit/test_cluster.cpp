@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "file_test_support.hpp"
 #include "mercury/mercury.hpp"
 #include "models/registry.hpp"
@@ -31,7 +32,14 @@ using mercury::testing::write_tiny_fashion_mnist;
 
 namespace {
 
-const std::string kMercury = std::string(MERCURY_BINARY_DIR) + "/tools/mercury";
+// The mercury binary, through qemu in cross builds.
+const std::vector<std::string> kMercury = mercury::testing::mercury_command();
+
+// a, then b's words.
+std::vector<std::string> cat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
 
 std::vector<std::string> train_args(const TempDir& d, int batch, int steps) {
   return {"train",
@@ -102,8 +110,7 @@ std::vector<Rank> start_ranks(const TempDir& d, int world, const std::vector<std
       const auto more = rank_env(r);
       o.env.insert(o.env.end(), more.begin(), more.end());
     }
-    std::vector<std::string> argv = {kMercury};
-    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> argv = cat(kMercury, args);
     rank.pid = tools::spawn(argv, o);
   }
   return ranks;
@@ -170,7 +177,8 @@ TEST_CASE("4 ranks as processes: bitwise equal to 4 ranks as threads and across 
     std::vector<std::string> ckpt;
     for (int run = 0; run < 2; ++run) {
       ckpt.push_back(d.file("run" + std::to_string(run) + ".safetensors"));
-      std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
+      std::vector<std::string> argv =
+          cat(cat(kMercury, {"launch", "-n", std::to_string(W), "--"}), kMercury);
       const auto args = train_args(d, batch, steps);
       argv.insert(argv.end(), args.begin(), args.end());
       argv.insert(argv.end(), {"--checkpoint", ckpt.back()});
@@ -246,7 +254,8 @@ TEST_CASE("the baselines over real processes: tictac ends bitwise as sync, adaco
   std::map<std::string, std::string> ckpt;
   for (const char* algorithm : {"sync", "tictac", "adacomm"}) {
     CAPTURE(algorithm);
-    std::vector<std::string> argv = {kMercury, "launch", "-n", std::to_string(W), "--", kMercury};
+    std::vector<std::string> argv =
+        cat(cat(kMercury, {"launch", "-n", std::to_string(W), "--"}), kMercury);
     auto args = train_args(d, batch, steps);
     *std::find(args.begin(), args.end(), "mlp") = "cnn";
     argv.insert(argv.end(), args.begin(), args.end());
@@ -306,7 +315,7 @@ TEST_CASE("resharding processes: a rank killed mid-swap, resumed, ends bit-exact
                     const std::vector<std::string>& env) {
     std::vector<std::string> argv = {"/usr/bin/env"};  // the fault reaches the ranks via launch
     argv.insert(argv.end(), env.begin(), env.end());
-    argv.insert(argv.end(), {kMercury, "launch", "-n", "3", "--", kMercury});
+    argv = cat(cat(cat(argv, kMercury), {"launch", "-n", "3", "--"}), kMercury);
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--checkpoint", ckpt});
     argv.insert(argv.end(), extra.begin(), extra.end());

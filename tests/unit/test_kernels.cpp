@@ -3,6 +3,7 @@
 // table_for() still reaches every variant.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +13,11 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__arm__) && !defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "kernels/kernels.hpp"
 
@@ -140,6 +146,22 @@ TEST_CASE("MERCURY_MAX_ISA caps table() and an invalid value names what it expec
   for (mk::Isa isa : isas) CHECK(mk::table_for(isa).isa == isa);
 }
 
+#if defined(__aarch64__) || defined(__arm__)
+TEST_CASE("ARM builds offer the NEON kernels exactly when the CPU has them") {
+  const auto isas = mk::available_isas();
+  const bool neon = std::find(isas.begin(), isas.end(), mk::Isa::neon) != isas.end();
+#if defined(__aarch64__)
+  CHECK(neon);  // AArch64's baseline
+#else
+  // 32-bit ARM: NEON and VFPv4 (its FMA) are optional; table.cpp reads HWCAP.
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  MESSAGE("HWCAP neon " << ((hwcap & HWCAP_NEON) != 0) << ", vfpv4 "
+                        << ((hwcap & HWCAP_VFPv4) != 0));
+  CHECK(neon == ((hwcap & HWCAP_NEON) != 0 && (hwcap & HWCAP_VFPv4) != 0));
+#endif
+}
+#endif
+
 TEST_CASE("table_for an ISA this CPU/build lacks throws naming it") {
   for (mk::Isa isa : {mk::Isa::neon, mk::Isa::avx2, mk::Isa::avx512}) {
     bool available = false;
@@ -156,8 +178,9 @@ TEST_CASE("table_for an ISA this CPU/build lacks throws naming it") {
 
 TEST_CASE("sgemm of every ISA equals ref on tile edges, all transposes, alpha/beta and strides") {
   std::mt19937 rng(1);
-  // Tile sizes of the variants: 6x16 (avx2), 8x32 (avx512), 8x8 (neon) — ±1 around each.
-  const int64_t Ms[] = {1, 5, 6, 7, 8, 9, 13};
+  // Tile sizes of the variants: 6x16 (avx2), 8x32 (avx512), 8x8 (neon), 4x8 (32-bit neon) — ±1
+  // around each.
+  const int64_t Ms[] = {1, 3, 4, 5, 6, 7, 8, 9, 13};
   const int64_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33};
   const int64_t Ks[] = {1, 2, 7, 16};
   const float alpha_beta[][2] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
@@ -175,9 +198,10 @@ TEST_CASE("sgemm: SIMD transpose-pack of B and the A·Bᵀ dot-product path on t
   std::mt19937 rng(10);
   // Transpose-pack blocks are W×W (W = 4 neon, 8 avx2, 16 avx512): K and N around them, beyond
   // the 32-column tile and into K tails. The dot path (ta = false, tb = true, N ≤ 32, K ≥ 32 or
-  // 64) works in RB×CB blocks (3×4 avx2, 4×4 avx512/neon) with K in vectors: M, N around the
-  // blocks, N around its 32-column limit, K around its threshold and the vector width.
-  const int64_t Ms[] = {1, 3, 4, 5, 9};
+  // 64) works in RB×CB blocks (3×4 avx2, 4×4 avx512/neon, 2×4 32-bit neon) with K in vectors:
+  // M, N around the blocks, N around its 32-column limit, K around its threshold and the vector
+  // width.
+  const int64_t Ms[] = {1, 2, 3, 4, 5, 9};
   const int64_t Ns[] = {1, 3, 4, 5, 10, 25, 32, 33};
   const int64_t Ks[] = {15, 17, 31, 32, 33, 63, 64, 65, 129};
   const float alpha_beta[][2] = {{1.0f, 0.0f}, {0.5f, -1.5f}};

@@ -3,6 +3,7 @@
 // write their PIDs, and every one must be gone), SIGKILL after the grace period, signals to the
 // launcher, usage errors; and `mercury trace`. Linux only (process groups, PR_SET_PDEATHSIG);
 // under qemu-user (MERCURY_EMULATOR) the checks that need PR_SET_CHILD_SUBREAPER are relaxed.
+#include "cli_run.hpp"
 #include "tools/launch.hpp"
 
 #include <doctest/doctest.h>
@@ -32,10 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 // The mercury binary, through qemu in cross builds (MERCURY_EMULATOR is empty otherwise).
 std::vector<std::string> mercury_argv(const std::vector<std::string>& args) {
-  std::vector<std::string> argv;
-  std::istringstream emulator(MERCURY_EMULATOR);
-  for (std::string word; emulator >> word;) argv.push_back(word);
-  argv.push_back(std::string(MERCURY_BINARY_DIR) + "/tools/mercury");
+  std::vector<std::string> argv = mercury::testing::mercury_command();
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
