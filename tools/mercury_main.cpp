@@ -561,7 +561,7 @@ struct TrainFlags {
       // with the same message the config file's keys get.
       const json like = defaults[key];
       const std::vector<std::string> choices = flag_choices(key);
-      opt->type_name(!choices.empty()              ? "{" + join(choices, ",") + "}"
+      opt->type_name(!choices.empty()              ? "{" + mercury::tools::join(choices, ",") + "}"
                      : like.is_boolean()           ? std::string("BOOL")
                      : like.is_number_integer()    ? std::string("INT")
                      : like.is_number()            ? std::string("FLOAT")
@@ -593,11 +593,6 @@ struct TrainFlags {
   static bool is_path_key(const std::string& key) {
     return key == "checkpoint" || key == "resume" || key == "metrics" ||
            key == "replay_group_sizes";
-  }
-  static std::string join(const std::vector<std::string>& v, const char* sep) {
-    std::string s;
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
-    return s;
   }
 
   // The config: --config's JSON, then the flags given over it; validated.

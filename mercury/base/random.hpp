@@ -22,7 +22,9 @@ namespace mercury::base {
 inline double uniform01(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * 0x1.0p-53;
 }
-inline double uniform_open0(std::mt19937_64& rng) { return 1.0 - uniform01(rng); }
+inline double uniform_open0(std::mt19937_64& rng) {
+  return 1.0 - uniform01(rng);
+}
 inline double uniform_open(std::mt19937_64& rng) {
   return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53;
 }
