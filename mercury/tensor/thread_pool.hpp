@@ -51,7 +51,10 @@ class ThreadPool {
     stop();
     threads_.store(n, std::memory_order_release);
     stopping_ = false;
-    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { worker(t); });
+    // New workers wait for the NEXT job: one that started from generation 0 after earlier jobs
+    // would wake at once and run the last job's stale (finished, null) function.
+    const uint64_t now = generation_;
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t, now] { worker(t, now); });
   }
 
   // Number of chunks parallel_for(n) will use.
@@ -97,9 +100,8 @@ class ThreadPool {
     return flag;
   }
 
-  void worker(int t) {
+  void worker(int t, uint64_t seen) {
     in_worker() = true;
-    uint64_t seen = 0;
     for (;;) {
       const ChunkFn* fn;
       int64_t n;

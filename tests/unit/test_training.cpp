@@ -2,11 +2,14 @@
 // deterministic, and save → load → continue equals an uninterrupted run bit for bit.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "mercury/mercury.hpp"
 #include "synthetic_data.hpp"
@@ -389,6 +392,21 @@ TEST_CASE("thread pool covers the range in deterministic chunks") {
   CHECK(bounds[0] == std::make_pair<int64_t, int64_t>(0, 33));
   CHECK(bounds[2] == std::make_pair<int64_t, int64_t>(66, 100));
   CHECK_THROWS_WITH(ThreadPool(0), doctest::Contains("got 0"));
+}
+
+TEST_CASE("a thread pool shrunk and grown again runs only new jobs on its new workers") {
+  // Regression: workers started after earlier jobs woke at once and ran the last (finished)
+  // job again — a null function call.
+  ThreadPool pool(2);
+  std::atomic<int64_t> sum{0};
+  for (int round = 0; round < 20; ++round) {
+    pool.set_threads(1 + round % 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // new workers are up and waiting
+    pool.parallel_for(100, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) sum += i;
+    });
+  }
+  CHECK(sum == 20 * 4950);
 }
 
 TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one period") {
