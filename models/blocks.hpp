@@ -47,9 +47,16 @@ class ConvBnAct : public nn::Module {
   ConvBnAct(nn::ParamStore& ps, const std::string& conv_name, const std::string& bn_name,
             int64_t in, int64_t out, const nn::Conv2dOptions& o, std::optional<nn::Activation> act)
       : conv_(ps, conv_name, in, out, o), bn_(ps, bn_name, out), act_(act) {}
+  // Each inner result is released once consumed (tape.hpp), so the first step of a kind frees
+  // it as early as the plan will.
   Var forward(nn::Context& ctx, Var x) override {
-    Var y = bn_.forward(ctx, conv_.forward(ctx, x));
-    return act_ ? nn::activate(ctx.tape, y, *act_) : y;
+    Var c = conv_.forward(ctx, x);
+    Var y = bn_.forward(ctx, c);
+    ctx.tape.release(c);
+    if (!act_) return y;
+    Var z = nn::activate(ctx.tape, y, *act_);
+    ctx.tape.release(y);
+    return z;
   }
   std::string describe() const override {
     return conv_.describe() + "+" + bn_.describe() +
@@ -72,8 +79,14 @@ inline std::unique_ptr<ConvBnAct> projection(nn::ParamStore& ps, const std::stri
 }
 inline Var residual(nn::Context& ctx, Var body, Var x, ConvBnAct* shortcut,
                     std::optional<nn::Activation> act) {
-  Var y = ops::add(ctx.tape, body, shortcut ? shortcut->forward(ctx, x) : x);
-  return act ? nn::activate(ctx.tape, y, *act) : y;
+  Var s = shortcut ? shortcut->forward(ctx, x) : x;
+  Var y = ops::add(ctx.tape, body, s);
+  ctx.tape.release(body);
+  if (s != x) ctx.tape.release(s);
+  if (!act) return y;
+  Var z = nn::activate(ctx.tape, y, *act);
+  ctx.tape.release(y);
+  return z;
 }
 }  // namespace detail
 
@@ -90,7 +103,10 @@ class BasicBlock : public nn::Module {
         desc_("BasicBlock(" + std::to_string(in) + "->" + std::to_string(planes) + ", s" +
               std::to_string(stride) + (shortcut_ ? ", proj" : "") + ")") {}
   Var forward(nn::Context& ctx, Var x) override {
-    return detail::residual(ctx, c2_.forward(ctx, c1_.forward(ctx, x)), x, shortcut_.get(), act_);
+    Var h = c1_.forward(ctx, x);
+    Var body = c2_.forward(ctx, h);
+    ctx.tape.release(h);
+    return detail::residual(ctx, body, x, shortcut_.get(), act_);
   }
   std::string describe() const override { return desc_; }
 
@@ -117,7 +133,11 @@ class Bottleneck : public nn::Module {
               std::to_string(planes * kExpansion) + ", s" + std::to_string(stride) +
               (shortcut_ ? ", proj" : "") + ")") {}
   Var forward(nn::Context& ctx, Var x) override {
-    Var body = c3_.forward(ctx, c2_.forward(ctx, c1_.forward(ctx, x)));
+    Var h1 = c1_.forward(ctx, x);
+    Var h2 = c2_.forward(ctx, h1);
+    ctx.tape.release(h1);
+    Var body = c3_.forward(ctx, h2);
+    ctx.tape.release(h2);
     return detail::residual(ctx, body, x, shortcut_.get(), act_);
   }
   std::string describe() const override { return desc_; }
@@ -156,8 +176,14 @@ class InvertedResidual : public nn::Module {
   }
   Var forward(nn::Context& ctx, Var x) override {
     Var h = expand_ ? expand_->forward(ctx, x) : x;
-    Var y = project_->forward(ctx, depthwise_->forward(ctx, h));
-    return residual_ ? ops::add(ctx.tape, y, x) : y;
+    Var d = depthwise_->forward(ctx, h);
+    if (h != x) ctx.tape.release(h);
+    Var y = project_->forward(ctx, d);
+    ctx.tape.release(d);
+    if (!residual_) return y;
+    Var z = ops::add(ctx.tape, y, x);
+    ctx.tape.release(y);
+    return z;
   }
   std::string describe() const override { return desc_; }
 
@@ -176,7 +202,12 @@ class DepthwiseSeparable : public nn::Module {
         pw_(ps, name + ".pw", name + ".pw_bn", in, out, conv_options(1), act),
         desc_("DepthwiseSeparable(" + std::to_string(in) + "->" + std::to_string(out) + ", s" +
               std::to_string(stride) + ")") {}
-  Var forward(nn::Context& ctx, Var x) override { return pw_.forward(ctx, dw_.forward(ctx, x)); }
+  Var forward(nn::Context& ctx, Var x) override {
+    Var h = dw_.forward(ctx, x);
+    Var y = pw_.forward(ctx, h);
+    ctx.tape.release(h);
+    return y;
+  }
   std::string describe() const override { return desc_; }
 
  private:

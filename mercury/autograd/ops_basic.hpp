@@ -24,15 +24,16 @@ inline void require_same_shape(const char* op, Var a, Var b) {
 // ---- add (residual connections) ----------------------------------------------------------------
 inline Var add(Tape& t, Var a, Var b) {
   require_same_shape("add", a, b);
-  Var y = t.op(a->shape(),
-               [](Node& n, Tape& tp) {
-                 for (int k = 0; k < 2; ++k) {
-                   if (n.in[k]->requires_grad) {
-                     kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[k]).data);
-                   }
-                 }
-               },
-               {a, b});
+  Var y = t.op(
+      a->shape(),
+      [](Node& n, Tape& tp) {
+        for (int k = 0; k < 2; ++k) {
+          if (n.in[k]->requires_grad) {
+            kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[k]).data);
+          }
+        }
+      },
+      {a, b}, kReadsNone);
   kernels::table().add(a->numel(), a->value.data, b->value.data, y->value.data);
   return y;
 }
@@ -40,29 +41,31 @@ inline Var add(Tape& t, Var a, Var b) {
 // ---- element-wise product -----------------------------------------------------------------------
 inline Var mul(Tape& t, Var a, Var b) {
   require_same_shape("mul", a, b);
-  Var y = t.op(a->shape(),
-               [](Node& n, Tape& tp) {
-                 const int64_t m = n.numel();
-                 for (int k = 0; k < 2; ++k) {
-                   if (!n.in[k]->requires_grad) continue;
-                   const float* other = n.in[1 - k]->value.data;
-                   float* g = tp.grad(n.in[k]).data;
-                   for (int64_t j = 0; j < m; ++j) g[j] += n.grad.data[j] * other[j];
-                 }
-               },
-               {a, b});
+  Var y = t.op(
+      a->shape(),
+      [](Node& n, Tape& tp) {
+        const int64_t m = n.numel();
+        for (int k = 0; k < 2; ++k) {
+          if (!n.in[k]->requires_grad) continue;
+          const float* other = n.in[1 - k]->value.data;
+          float* g = tp.grad(n.in[k]).data;
+          for (int64_t j = 0; j < m; ++j) g[j] += n.grad.data[j] * other[j];
+        }
+      },
+      {a, b}, kReadIn0 | kReadIn1);
   kernels::table().mul(a->numel(), a->value.data, b->value.data, y->value.data);
   return y;
 }
 
 // ---- activations -------------------------------------------------------------------------------
 inline Var relu(Tape& t, Var x) {
-  Var y = t.op(x->shape(),
-               [](Node& n, Tape& tp) {
-                 kernels::table().relu_bwd(n.numel(), n.in[0]->value.data, n.grad.data,
-                                           tp.grad(n.in[0]).data);
-               },
-               {x});
+  Var y = t.op(
+      x->shape(),
+      [](Node& n, Tape& tp) {
+        // y > 0 exactly where x > 0, so the rule reads y and x may die early.
+        kernels::table().relu_bwd(n.numel(), n.value.data, n.grad.data, tp.grad(n.in[0]).data);
+      },
+      {x}, kReadSelf);
   kernels::table().relu_fwd(x->numel(), x->value.data, y->value.data);
   return y;
 }
@@ -70,8 +73,8 @@ inline Var relu(Tape& t, Var x) {
 // Point-wise op: y = fwd(x) element by element; `bwd` reads x and/or y.
 namespace detail {
 template <class Fwd>
-Var unary(Tape& t, Var x, Fwd fwd, BackwardFn bwd) {
-  Var y = t.op(x->shape(), bwd, {x});
+Var unary(Tape& t, Var x, Fwd fwd, BackwardFn bwd, uint8_t reads) {
+  Var y = t.op(x->shape(), bwd, {x}, reads);
   const float* xs = x->value.data;
   float* ys = y->value.data;
   for (int64_t j = 0, m = x->numel(); j < m; ++j) ys[j] = fwd(xs[j]);
@@ -82,12 +85,13 @@ Var unary(Tape& t, Var x, Fwd fwd, BackwardFn bwd) {
 inline Var relu6(Tape& t, Var x) {
   return detail::unary(
       t, x, [](float v) { return std::min(std::max(v, 0.0f), 6.0f); },
-      [](Node& n, Tape& tp) {
-        const float* xs = n.in[0]->value.data;
+      [](Node& n, Tape& tp) {  // 0 < y < 6 exactly where 0 < x < 6: reads y, x may die early
+        const float* ys = n.value.data;
         float* g = tp.grad(n.in[0]).data;
         for (int64_t j = 0, m = n.numel(); j < m; ++j)
-          if (xs[j] > 0.0f && xs[j] < 6.0f) g[j] += n.grad.data[j];
-      });
+          if (ys[j] > 0.0f && ys[j] < 6.0f) g[j] += n.grad.data[j];
+      },
+      kReadSelf);
 }
 
 inline Var sigmoid(Tape& t, Var x) {
@@ -98,7 +102,8 @@ inline Var sigmoid(Tape& t, Var x) {
         float* g = tp.grad(n.in[0]).data;
         for (int64_t j = 0, m = n.numel(); j < m; ++j)
           g[j] += n.grad.data[j] * ys[j] * (1.0f - ys[j]);
-      });
+      },
+      kReadSelf);
 }
 
 inline Var tanh(Tape& t, Var x) {
@@ -109,7 +114,8 @@ inline Var tanh(Tape& t, Var x) {
         float* g = tp.grad(n.in[0]).data;
         for (int64_t j = 0, m = n.numel(); j < m; ++j)
           g[j] += n.grad.data[j] * (1.0f - ys[j] * ys[j]);
-      });
+      },
+      kReadSelf);
 }
 
 // Exact (erf) GELU, as PyTorch's default.
@@ -125,7 +131,8 @@ inline Var gelu(Tape& t, Var x) {
           const float pdf = 0.39894228040143268f * std::exp(-0.5f * v * v);
           g[j] += n.grad.data[j] * (cdf + v * pdf);
         }
-      });
+      },
+      kReadIn0);
 }
 
 // ---- reshape / flatten (alias the input's memory) ----------------------------------------------
@@ -162,18 +169,19 @@ inline Var concat(Tape& t, Var a, Var b, int dim) {
   for (int k = 0; k < dim; ++k) outer *= sa[k];
   for (int k = dim + 1; k < sa.rank; ++k) inner *= sa[k];
   const int64_t ra = sa[dim] * inner, rb = sb[dim] * inner;
-  Var y = t.op(so,
-               [](Node& n, Tape& tp) {
-                 const int64_t outer = n.i[0], ra = n.i[1], rb = n.i[2];
-                 for (int k = 0; k < 2; ++k) {
-                   if (!n.in[k]->requires_grad) continue;
-                   float* g = tp.grad(n.in[k]).data;
-                   const int64_t r = k ? rb : ra, off = k ? ra : 0;
-                   for (int64_t o = 0; o < outer; ++o)
-                     kernels::table().axpy(r, 1.0f, n.grad.data + o * (ra + rb) + off, g + o * r);
-                 }
-               },
-               {a, b});
+  Var y = t.op(
+      so,
+      [](Node& n, Tape& tp) {
+        const int64_t outer = n.i[0], ra = n.i[1], rb = n.i[2];
+        for (int k = 0; k < 2; ++k) {
+          if (!n.in[k]->requires_grad) continue;
+          float* g = tp.grad(n.in[k]).data;
+          const int64_t r = k ? rb : ra, off = k ? ra : 0;
+          for (int64_t o = 0; o < outer; ++o)
+            kernels::table().axpy(r, 1.0f, n.grad.data + o * (ra + rb) + off, g + o * r);
+        }
+      },
+      {a, b}, kReadsNone);
   y->i[0] = outer;
   y->i[1] = ra;
   y->i[2] = rb;
@@ -191,13 +199,14 @@ Var dropout(Tape& t, Var x, float p, bool training, Rng& rng) {
     throw std::invalid_argument("dropout: p must be in [0, 1), got " + std::to_string(p));
   }
   if (!training || p == 0.0f) return x;
-  Var y = t.op(x->shape(),
-               [](Node& n, Tape& tp) {
-                 kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, n.saved[0].data);
-                 kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, tp.grad(n.in[0]).data);
-               },
-               {x});
-  Tensor mask = t.scratch(x->shape());
+  Var y = t.op(
+      x->shape(),
+      [](Node& n, Tape& tp) {
+        kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, n.saved[0].data);
+        kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, tp.grad(n.in[0]).data);
+      },
+      {x}, kReadsNone);
+  Tensor mask = t.saved(x->shape());
   const float keep = 1.0f - p, inv = 1.0f / keep;
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   for (int64_t j = 0, m = x->numel(); j < m; ++j) mask.data[j] = u(rng) < keep ? inv : 0.0f;

@@ -75,8 +75,8 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         const int chunks = pool.chunks_for(g.N);
         const int64_t wsize = w->numel();
         // Per-chunk weight/bias gradient accumulators and im2col scratch.
-        Tensor dw_parts = w->requires_grad ? tp.arena().zeros(Shape{chunks, wsize}) : Tensor{};
-        Tensor db_parts = (b && b->requires_grad) ? tp.arena().zeros(Shape{chunks, g.O}) : Tensor{};
+        Tensor dw_parts = w->requires_grad ? tp.scratch_zeros(Shape{chunks, wsize}) : Tensor{};
+        Tensor db_parts = (b && b->requires_grad) ? tp.scratch_zeros(Shape{chunks, g.O}) : Tensor{};
         Tensor cols = (!depthwise && !pointwise) ? tp.scratch(Shape{chunks, kdim * P}) : Tensor{};
         float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
         pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
@@ -147,7 +147,7 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
           for (int c = 0; c < chunks; ++c) K.axpy(g.O, 1.0f, db_parts.data + c * g.O, gb);
         }
       },
-      {x, w, b});
+      {x, w, b}, kReadIn0 | kReadIn1);
   y->ctx = &p;
   const int64_t geo[8] = {g.N, g.C, g.H, g.W, g.O, g.KH, g.KW, g.OH};
   std::copy(geo, geo + 8, y->i);

@@ -21,23 +21,24 @@ inline Var linear(Tape& t, Var x, Var w, Var b) {
   const int64_t rows = x->numel() / in;
   Shape ys = xs;
   ys[-1] = out;
-  Var y = t.op(ys,
-               [](Node& n, Tape& tp) {
-                 const auto& K = kernels::table();
-                 Var x = n.in[0], w = n.in[1], b = n.in[2];
-                 const int64_t rows = n.i[0], in = n.i[1], out = n.i[2];
-                 if (x->requires_grad)  // dx += dy · W
-                   K.sgemm(false, false, rows, in, out, 1.0f, n.grad.data, out, w->value.data, in,
-                           1.0f, tp.grad(x).data, in);
-                 if (w->requires_grad)  // dW += dyᵀ · x
-                   K.sgemm(true, false, out, in, rows, 1.0f, n.grad.data, out, x->value.data, in,
-                           1.0f, tp.grad(w).data, in);
-                 if (b && b->requires_grad) {  // db += Σ_rows dy
-                   float* db = tp.grad(b).data;
-                   for (int64_t r = 0; r < rows; ++r) K.axpy(out, 1.0f, n.grad.data + r * out, db);
-                 }
-               },
-               {x, w, b});
+  Var y = t.op(
+      ys,
+      [](Node& n, Tape& tp) {
+        const auto& K = kernels::table();
+        Var x = n.in[0], w = n.in[1], b = n.in[2];
+        const int64_t rows = n.i[0], in = n.i[1], out = n.i[2];
+        if (x->requires_grad)  // dx += dy · W
+          K.sgemm(false, false, rows, in, out, 1.0f, n.grad.data, out, w->value.data, in, 1.0f,
+                  tp.grad(x).data, in);
+        if (w->requires_grad)  // dW += dyᵀ · x
+          K.sgemm(true, false, out, in, rows, 1.0f, n.grad.data, out, x->value.data, in, 1.0f,
+                  tp.grad(w).data, in);
+        if (b && b->requires_grad) {  // db += Σ_rows dy
+          float* db = tp.grad(b).data;
+          for (int64_t r = 0; r < rows; ++r) K.axpy(out, 1.0f, n.grad.data + r * out, db);
+        }
+      },
+      {x, w, b}, kReadIn0 | kReadIn1);
   y->i[0] = rows;
   y->i[1] = in;
   y->i[2] = out;

@@ -29,23 +29,24 @@ inline Var softmax_xent(Tape& t, Var logits, const int32_t* labels) {
                                   std::to_string(K) + ")");
     }
   }
-  Var y = t.op(Shape{B},
-               [](Node& n, Tape& tp) {
-                 const int64_t B = n.i[0], K = n.i[1];
-                 const float* probs = n.saved[0].data;
-                 const auto* lab = reinterpret_cast<const int32_t*>(n.saved[1].data);
-                 float* dl = tp.grad(n.in[0]).data;
-                 for (int64_t r = 0; r < B; ++r) {
-                   const float g = n.grad.data[r];
-                   for (int64_t k = 0; k < K; ++k) dl[r * K + k] += g * probs[r * K + k];
-                   dl[r * K + lab[r]] -= g;
-                 }
-               },
-               {logits});
+  Var y = t.op(
+      Shape{B},
+      [](Node& n, Tape& tp) {
+        const int64_t B = n.i[0], K = n.i[1];
+        const float* probs = n.saved[0].data;
+        const auto* lab = reinterpret_cast<const int32_t*>(n.saved[1].data);
+        float* dl = tp.grad(n.in[0]).data;
+        for (int64_t r = 0; r < B; ++r) {
+          const float g = n.grad.data[r];
+          for (int64_t k = 0; k < K; ++k) dl[r * K + k] += g * probs[r * K + k];
+          dl[r * K + lab[r]] -= g;
+        }
+      },
+      {logits}, kReadsNone);
   float* probs = nullptr;
   if (y->requires_grad) {
-    y->saved[0] = t.scratch(ls);
-    y->saved[1] = t.scratch(Shape{B});
+    y->saved[0] = t.saved(ls);
+    y->saved[1] = t.saved(Shape{B});
     std::memcpy(y->saved[1].data, labels, sizeof(int32_t) * static_cast<std::size_t>(B));
     probs = y->saved[0].data;
     y->i[0] = B;
@@ -61,21 +62,22 @@ inline Var weighted_mean(Tape& t, Var losses, const float* weights) {
                                 losses->shape().str());
   }
   const int64_t B = losses->numel();
-  Var y = t.op(Shape{1},
-               [](Node& n, Tape& tp) {
-                 const int64_t B = n.in[0]->numel();
-                 const float g = n.grad.data[0] / static_cast<float>(B);
-                 float* dl = tp.grad(n.in[0]).data;
-                 const float* w = n.saved[0].defined() ? n.saved[0].data : nullptr;
-                 for (int64_t r = 0; r < B; ++r) dl[r] += g * (w ? w[r] : 1.0f);
-               },
-               {losses});
+  Var y = t.op(
+      Shape{1},
+      [](Node& n, Tape& tp) {
+        const int64_t B = n.in[0]->numel();
+        const float g = n.grad.data[0] / static_cast<float>(B);
+        float* dl = tp.grad(n.in[0]).data;
+        const float* w = n.saved[0].defined() ? n.saved[0].data : nullptr;
+        for (int64_t r = 0; r < B; ++r) dl[r] += g * (w ? w[r] : 1.0f);
+      },
+      {losses}, kReadsNone);
   double s = 0;
   for (int64_t r = 0; r < B; ++r)
     s += static_cast<double>(losses->value.data[r]) * (weights ? weights[r] : 1.0);
   y->value.data[0] = static_cast<float>(s / static_cast<double>(B));
   if (y->requires_grad && weights) {
-    y->saved[0] = t.scratch(Shape{B});
+    y->saved[0] = t.saved(Shape{B});
     std::memcpy(y->saved[0].data, weights, sizeof(float) * static_cast<std::size_t>(B));
   }
   return y;

@@ -46,8 +46,8 @@ inline void lstm_backward(Node& n, Tape& tp) {
   const float* cell = n.saved[1].data;
   const float* h = n.value.data;
   Tensor dgates = tp.scratch(Shape{B, T, G});
-  Tensor dh = tp.arena().zeros(Shape{B, H});  // gradient reaching h_{t-1} through step t
-  Tensor dc = tp.arena().zeros(Shape{B, H});  // gradient reaching c_{t-1} through step t
+  Tensor dh = tp.scratch_zeros(Shape{B, H});  // gradient reaching h_{t-1} through step t
+  Tensor dc = tp.scratch_zeros(Shape{B, H});  // gradient reaching c_{t-1} through step t
   float* dw_hh = w_hh->requires_grad ? tp.grad(w_hh).data : nullptr;
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t tt = reverse ? T - 1 - s : s;
@@ -113,11 +113,11 @@ inline Var lstm_summed_bias(Tape& t, Var x, Var w_ih, Var w_hh, Var b, bool reve
 
   const auto& K = kernels::table();
   // Input projections of every step at once; becomes the gate activations in place.
-  Tensor gates = t.scratch(Shape{B, T, G});
+  Tensor gates = t.saved(Shape{B, T, G});
   K.sgemm(false, true, B * T, G, I, 1.0f, x->value.data, I, w_ih->value.data, I, 0.0f, gates.data,
           G);
   if (b) K.add_row_bias(B * T, G, b->value.data, gates.data);
-  Tensor cell = keep ? t.scratch(Shape{B, T, H}) : t.scratch(Shape{B, H});
+  Tensor cell = keep ? t.saved(Shape{B, T, H}) : t.saved(Shape{B, H});
   float* h = y->value.data;
   for (int64_t s = 0; s < T; ++s) {
     const int64_t tt = reverse ? T - 1 - s : s;

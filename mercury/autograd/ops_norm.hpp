@@ -38,43 +38,43 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
   if (!training && (!st.running_mean || !st.running_var)) {
     throw std::invalid_argument("batch_norm: eval mode needs running statistics");
   }
-  Var y = t.op(xs,
-               [](Node& n, Tape& tp) {
-                 Var x = n.in[0], gamma = n.in[1], beta = n.in[2];
-                 const int64_t N = n.i[0], C = n.i[1], S = n.i[2];
-                 const bool training = n.i[3] != 0;
-                 const float* xhat = n.saved[0].data;    // normalised input
-                 const float* invstd = n.saved[1].data;  // [C]
-                 const float* dy = n.grad.data;
-                 float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
-                 float* dg = gamma->requires_grad ? tp.grad(gamma).data : nullptr;
-                 float* dbeta = beta->requires_grad ? tp.grad(beta).data : nullptr;
-                 const float inv_cnt = 1.0f / static_cast<float>(N * S);
-                 for (int64_t c = 0; c < C; ++c) {
-                   double sum_dy = 0, sum_dy_xhat = 0;
-                   for (int64_t i = 0; i < N; ++i) {
-                     const int64_t o = (i * C + c) * S;
-                     for (int64_t s = 0; s < S; ++s) {
-                       sum_dy += dy[o + s];
-                       sum_dy_xhat += dy[o + s] * xhat[o + s];
-                     }
-                   }
-                   if (dg) dg[c] += static_cast<float>(sum_dy_xhat);
-                   if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
-                   if (!dx) continue;
-                   const float k = gamma->value.data[c] * invstd[c];
-                   const float mdy = training ? static_cast<float>(sum_dy) * inv_cnt : 0.0f;
-                   const float mdyx = training ? static_cast<float>(sum_dy_xhat) * inv_cnt : 0.0f;
-                   for (int64_t i = 0; i < N; ++i) {
-                     const int64_t o = (i * C + c) * S;
-                     for (int64_t s = 0; s < S; ++s)
-                       dx[o + s] += k * (dy[o + s] - mdy - xhat[o + s] * mdyx);
-                   }
-                 }
-               },
-               {x, gamma, beta});
-  Tensor xhat = y->requires_grad ? t.scratch(xs) : Tensor{};
-  Tensor invstd = t.scratch(Shape{C});
+  Var y = t.op(
+      xs,
+      [](Node& n, Tape& tp) {
+        Var x = n.in[0], gamma = n.in[1], beta = n.in[2];
+        const int64_t N = n.i[0], C = n.i[1], S = n.i[2];
+        const bool training = n.i[3] != 0;
+        const float* xhat = n.saved[0].data;    // normalised input
+        const float* invstd = n.saved[1].data;  // [C]
+        const float* dy = n.grad.data;
+        float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
+        float* dg = gamma->requires_grad ? tp.grad(gamma).data : nullptr;
+        float* dbeta = beta->requires_grad ? tp.grad(beta).data : nullptr;
+        const float inv_cnt = 1.0f / static_cast<float>(N * S);
+        for (int64_t c = 0; c < C; ++c) {
+          double sum_dy = 0, sum_dy_xhat = 0;
+          for (int64_t i = 0; i < N; ++i) {
+            const int64_t o = (i * C + c) * S;
+            for (int64_t s = 0; s < S; ++s) {
+              sum_dy += dy[o + s];
+              sum_dy_xhat += dy[o + s] * xhat[o + s];
+            }
+          }
+          if (dg) dg[c] += static_cast<float>(sum_dy_xhat);
+          if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
+          if (!dx) continue;
+          const float k = gamma->value.data[c] * invstd[c];
+          const float mdy = training ? static_cast<float>(sum_dy) * inv_cnt : 0.0f;
+          const float mdyx = training ? static_cast<float>(sum_dy_xhat) * inv_cnt : 0.0f;
+          for (int64_t i = 0; i < N; ++i) {
+            const int64_t o = (i * C + c) * S;
+            for (int64_t s = 0; s < S; ++s) dx[o + s] += k * (dy[o + s] - mdy - xhat[o + s] * mdyx);
+          }
+        }
+      },
+      {x, gamma, beta}, kReadIn1);
+  Tensor xhat = y->requires_grad ? t.saved(xs) : Tensor{};
+  Tensor invstd = t.saved(Shape{C});
   for (int64_t c = 0; c < C; ++c) {
     float mean, var;
     if (training) {

@@ -83,21 +83,22 @@ inline void max_pool_2x2(const float* x, int64_t planes, int64_t H, int64_t W, i
 
 inline Var max_pool2d(Tape& t, Var x, const Pool2dParams& p) {
   const Shape ys = detail::pool_out_shape("max_pool2d", x->shape(), p);
-  Var y = t.op(ys,
-               [](Node& n, Tape& tp) {
-                 const auto* idx = reinterpret_cast<const int32_t*>(n.saved[0].data);
-                 const int64_t planes = n.i[0], in_plane = n.i[1], out_plane = n.i[2];
-                 float* dx = tp.grad(n.in[0]).data;
-                 for (int64_t pl = 0; pl < planes; ++pl)
-                   for (int64_t o = 0; o < out_plane; ++o)
-                     dx[pl * in_plane + idx[pl * out_plane + o]] += n.grad.data[pl * out_plane + o];
-               },
-               {x});
+  Var y = t.op(
+      ys,
+      [](Node& n, Tape& tp) {
+        const auto* idx = reinterpret_cast<const int32_t*>(n.saved[0].data);
+        const int64_t planes = n.i[0], in_plane = n.i[1], out_plane = n.i[2];
+        float* dx = tp.grad(n.in[0]).data;
+        for (int64_t pl = 0; pl < planes; ++pl)
+          for (int64_t o = 0; o < out_plane; ++o)
+            dx[pl * in_plane + idx[pl * out_plane + o]] += n.grad.data[pl * out_plane + o];
+      },
+      {x}, kReadsNone);
   const int64_t H = x->shape()[2], W = x->shape()[3], OH = ys[2], OW = ys[3];
   const int64_t planes = ys[0] * ys[1];
   int32_t* idx = nullptr;
   if (y->requires_grad) {
-    y->saved[0] = t.scratch(ys);  // int32 argmax, stored in float-sized slots
+    y->saved[0] = t.saved(ys);  // int32 argmax, stored in float-sized slots
     idx = reinterpret_cast<int32_t*>(y->saved[0].data);
     y->i[0] = planes;
     y->i[1] = H * W;
@@ -139,28 +140,29 @@ inline Var max_pool2d(Tape& t, Var x, const Pool2dParams& p) {
 
 inline Var avg_pool2d(Tape& t, Var x, const Pool2dParams& p) {
   const Shape ys = detail::pool_out_shape("avg_pool2d", x->shape(), p);
-  Var y = t.op(ys,
-               [](Node& n, Tape& tp) {
-                 const auto& p = *static_cast<const Pool2dParams*>(n.ctx);
-                 const Shape& xs = n.in[0]->shape();
-                 const int64_t H = xs[2], W = xs[3], OH = n.value.shape[2], OW = n.value.shape[3];
-                 const float inv = 1.0f / static_cast<float>(p.kernel_h * p.kernel_w);
-                 float* dx = tp.grad(n.in[0]).data;
-                 for (int64_t pl = 0, planes = xs[0] * xs[1]; pl < planes; ++pl)
-                   for (int64_t oh = 0; oh < OH; ++oh)
-                     for (int64_t ow = 0; ow < OW; ++ow) {
-                       const float g = n.grad.data[(pl * OH + oh) * OW + ow] * inv;
-                       for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-                         const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-                         if (ih < 0 || ih >= H) continue;
-                         for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-                           const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-                           if (iw >= 0 && iw < W) dx[(pl * H + ih) * W + iw] += g;
-                         }
-                       }
-                     }
-               },
-               {x});
+  Var y = t.op(
+      ys,
+      [](Node& n, Tape& tp) {
+        const auto& p = *static_cast<const Pool2dParams*>(n.ctx);
+        const Shape& xs = n.in[0]->shape();
+        const int64_t H = xs[2], W = xs[3], OH = n.value.shape[2], OW = n.value.shape[3];
+        const float inv = 1.0f / static_cast<float>(p.kernel_h * p.kernel_w);
+        float* dx = tp.grad(n.in[0]).data;
+        for (int64_t pl = 0, planes = xs[0] * xs[1]; pl < planes; ++pl)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              const float g = n.grad.data[(pl * OH + oh) * OW + ow] * inv;
+              for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+                const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+                if (ih < 0 || ih >= H) continue;
+                for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                  const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+                  if (iw >= 0 && iw < W) dx[(pl * H + ih) * W + iw] += g;
+                }
+              }
+            }
+      },
+      {x}, kReadsNone);
   y->ctx = &p;
   const int64_t H = x->shape()[2], W = x->shape()[3], OH = ys[2], OW = ys[3];
   const float inv = 1.0f / static_cast<float>(p.kernel_h * p.kernel_w);
@@ -186,17 +188,18 @@ inline Var global_avg_pool(Tape& t, Var x) {
   const Shape& xs = x->shape();
   if (xs.rank != 4) throw std::invalid_argument("global_avg_pool: expected 4-D, got " + xs.str());
   const int64_t planes = xs[0] * xs[1], hw = xs[2] * xs[3];
-  Var y = t.op(Shape{xs[0], xs[1]},
-               [](Node& n, Tape& tp) {
-                 const int64_t hw = n.i[0];
-                 const float inv = 1.0f / static_cast<float>(hw);
-                 float* dx = tp.grad(n.in[0]).data;
-                 for (int64_t pl = 0; pl < n.numel(); ++pl) {
-                   const float g = n.grad.data[pl] * inv;
-                   for (int64_t j = 0; j < hw; ++j) dx[pl * hw + j] += g;
-                 }
-               },
-               {x});
+  Var y = t.op(
+      Shape{xs[0], xs[1]},
+      [](Node& n, Tape& tp) {
+        const int64_t hw = n.i[0];
+        const float inv = 1.0f / static_cast<float>(hw);
+        float* dx = tp.grad(n.in[0]).data;
+        for (int64_t pl = 0; pl < n.numel(); ++pl) {
+          const float g = n.grad.data[pl] * inv;
+          for (int64_t j = 0; j < hw; ++j) dx[pl * hw + j] += g;
+        }
+      },
+      {x}, kReadsNone);
   y->i[0] = hw;
   const float inv = 1.0f / static_cast<float>(hw);
   for (int64_t pl = 0; pl < planes; ++pl) {
@@ -215,18 +218,18 @@ inline Var global_max_pool(Tape& t, Var x) {
                                 xs.str());
   }
   const int64_t planes = xs[0] * xs[1], hw = xs[2] * xs[3];
-  Var y = t.op(Shape{xs[0], xs[1]},
-               [](Node& n, Tape& tp) {
-                 const auto* idx = reinterpret_cast<const int32_t*>(n.saved[0].data);
-                 const int64_t hw = n.i[0];
-                 float* dx = tp.grad(n.in[0]).data;
-                 for (int64_t pl = 0; pl < n.numel(); ++pl)
-                   dx[pl * hw + idx[pl]] += n.grad.data[pl];
-               },
-               {x});
+  Var y = t.op(
+      Shape{xs[0], xs[1]},
+      [](Node& n, Tape& tp) {
+        const auto* idx = reinterpret_cast<const int32_t*>(n.saved[0].data);
+        const int64_t hw = n.i[0];
+        float* dx = tp.grad(n.in[0]).data;
+        for (int64_t pl = 0; pl < n.numel(); ++pl) dx[pl * hw + idx[pl]] += n.grad.data[pl];
+      },
+      {x}, kReadsNone);
   int32_t* idx = nullptr;
   if (y->requires_grad) {
-    y->saved[0] = t.scratch(Shape{planes});  // int32 argmax, stored in float-sized slots
+    y->saved[0] = t.saved(Shape{planes});  // int32 argmax, stored in float-sized slots
     idx = reinterpret_cast<int32_t*>(y->saved[0].data);
     y->i[0] = hw;
   }

@@ -9,9 +9,11 @@
 //   seeded with its share, see `batch_total`). Per-sample weights enter only at the loss seed:
 //   loss = Σ w_i·l_i / B.
 // - The step mode is grad() followed by an optimizer step on the slabs (optim/, train/).
-// - One Engine per thread; each owns its Tape (arena), reused every call: from the second call
-//   of a given batch size on, nothing is allocated (the first sizes the arena, the second
-//   coalesces it into one block).
+// - One Engine per thread; each owns its Tape, reused every call. Every call is a planned step
+//   (tape.hpp) keyed by mode, batch size and options: the first call with a key records its
+//   tensors' lifetimes and places them in one block so that tensors never alive together share
+//   memory (score mode reuses each layer's input once the next layer has run; training keeps only
+//   what backward reads); from the second call on, nothing is allocated.
 #pragma once
 
 #include <cmath>
@@ -20,7 +22,9 @@
 #include <vector>
 
 #include "mercury/autograd/ops_loss.hpp"
+#include "mercury/base/hash.hpp"
 #include "mercury/nn/model.hpp"
+#include "mercury/tensor/thread_pool.hpp"
 
 namespace mercury::nn {
 
@@ -44,7 +48,9 @@ class Engine {
   // Per-sample losses for B samples. pred (optional) receives the argmax class per sample.
   void score(const float* x, const int32_t* labels, int64_t B, float* losses,
              int32_t* pred = nullptr, const ScoreOptions& o = ScoreOptions{}) {
-    tape_.reset();
+    begin(step_key(
+        Mode::score, B,
+        (o.train_mode_norm ? 1u : 0u) | (o.kind == ScoreKind::loss ? 2u : 0u) | (pred ? 4u : 0u)));
     NoGradGuard ng(tape_);
     scratch_buffers_.resize(static_cast<std::size_t>(model_.params.buffer_size()));
     // Eval mode only reads the buffers, so a snapshot is used in place.
@@ -56,6 +62,7 @@ class Engine {
     }
     Context ctx{tape_, model_.params, o.train_mode_norm, &rng_, o.weights, buffers};
     Var logits = forward(ctx, x, B);
+    tape_.pin(logits);  // argmax reads it last
     if (o.kind == ScoreKind::loss) {
       Var l = ops::softmax_xent(tape_, logits, labels);
       std::copy(l->value.data, l->value.data + B, losses);
@@ -63,6 +70,7 @@ class Engine {
       grad_norm_bounds(logits, labels, losses);
     }
     if (pred) argmax(logits, pred);
+    tape_.end_step();
   }
 
   // Forward + backward with per-sample weights (null = all ones). Returns Σ w_i·l_i / batch_total
@@ -73,20 +81,39 @@ class Engine {
   float grad(const float* x, const int32_t* labels, const float* weights, int64_t B,
              float* losses = nullptr, int64_t batch_total = 0, float* bounds = nullptr,
              StepHooks* hooks = nullptr) {
-    tape_.reset();
+    grad_key_ = step_key(Mode::grad, B, (weights ? 1u : 0u) | (bounds ? 2u : 0u));
+    begin(grad_key_);
     Context ctx{tape_, model_.params, true, &rng_, nullptr, nullptr, hooks};
     Var logits = forward(ctx, x, B);
     if (bounds) grad_norm_bounds(logits, labels, bounds);
     Var l = ops::softmax_xent(tape_, logits, labels);
+    tape_.pin(l);  // the losses are copied out after the sweep
     Var loss = ops::weighted_mean(tape_, l, weights);
+    tape_.pin(loss);
     const float share =
         static_cast<float>(B) / static_cast<float>(batch_total > 0 ? batch_total : B);
     tape_.backward(loss, Tensor(const_cast<float*>(&share), Shape{1}), hooks);
     if (losses) std::copy(l->value.data, l->value.data + B, losses);
+    tape_.end_step();
     return loss->value.data[0] * share;
   }
 
+  enum class Mode : uint64_t { score = 1, grad = 2 };
+  // The plan key of a call: everything that changes its tensors' sizes or order (the thread
+  // count sets how many per-chunk scratch buffers an op takes).
+  static uint64_t step_key(Mode m, int64_t B, uint64_t options) {
+    uint64_t h = base::fnv1a64_u64(static_cast<uint64_t>(m), base::kFnv64Offset);
+    h = base::fnv1a64_u64(static_cast<uint64_t>(B), h);
+    h = base::fnv1a64_u64(options, h);
+    return base::fnv1a64_u64(static_cast<uint64_t>(thread_pool().threads()), h);
+  }
+
   Tape& tape() { return tape_; }
+  // Planned steps (default) or a bump arena that keeps every tensor of a step (the reference
+  // the planner is tested against).
+  void set_planned(bool on) { planned_ = on; }
+  // The memory plan of the last grad() call's kind (null before one was recorded).
+  const StepPlan* last_grad_plan() const { return tape_.plan(grad_key_); }
   std::mt19937_64& rng() { return rng_; }
   Model& model() { return model_; }
 
@@ -118,7 +145,16 @@ class Engine {
     }
   }
 
+  void begin(uint64_t key) {
+    if (planned_)
+      tape_.begin_step(key);
+    else
+      tape_.reset();
+  }
+
   Model& model_;
+  bool planned_ = true;
+  uint64_t grad_key_ = 0;
   Tape tape_;
   std::mt19937_64 rng_;
   std::vector<float> scratch_buffers_;

@@ -86,8 +86,18 @@ class Sequential : public Module {
     return ref;
   }
   void push(ModulePtr m) { layers_.push_back(std::move(m)); }
+  // Tells the tape what the layers leave behind: every node a layer made except its output, and
+  // the previous layer's output once the next has consumed it, has no further consumers.
   Var forward(Context& ctx, Var x) override {
-    for (auto& l : layers_) x = l->forward(ctx, x);
+    Tape& t = ctx.tape;
+    const std::size_t first = t.size();
+    for (auto& l : layers_) {
+      const std::size_t start = t.size();
+      Var y = l->forward(ctx, x);
+      t.release_made_since(start, y);
+      if (x != y && t.position(x) >= first && t.position(x) < start) t.release(x);
+      x = y;
+    }
     return x;
   }
   std::string describe() const override {

@@ -1408,13 +1408,36 @@ class Trainer {
     int64_t opt_bytes = 0;
     for (const auto& [name, t] : bsp_ ? bsp_->server().state() : opt_.state())
       opt_bytes += t.numel() * 4;
-    char line[256];
+    const Tape& tape = engine_.tape();
+    const StepPlan* plan = engine_.last_grad_plan();  // recorded by step 1
+    char line[512];
     std::snprintf(line, sizeof line,
                   "memory plan: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, "
-                  "activations+scratch %.2f MiB (arena, %zu block)\n",
+                  "activations+scratch %.2f MiB planned",
                   ps.size() * 4 * mib, ps.size() * 4 * mib, opt_bytes * mib,
-                  engine_.tape().arena().capacity_bytes() * mib, engine_.tape().arena().blocks());
+                  tape.planned_bytes() * mib);
     report_.log() << line;
+    if (plan) {
+      std::snprintf(line, sizeof line,
+                    " (training step, batch %lld: %zu tensors, at most %.2f MiB alive at once; "
+                    "%.2f MiB side by side)",
+                    static_cast<long long>(cfg_.batch), plan->tensors.size(),
+                    plan->live_floats * 4 * mib, plan->total_floats * 4 * mib);
+      report_.log() << line;
+      // Every tensor's offset and lifetime, for whoever tunes a model to a board's memory.
+      nlohmann::json tensors = nlohmann::json::array();
+      for (const auto& t : plan->tensors)
+        tensors.push_back({t.offset * 4, t.floats * 4, use_name(t.use), t.owner, t.first, t.last});
+      report_.metrics().write({{"event", "memory_plan"},
+                               {"step", "train"},
+                               {"batch", cfg_.batch},
+                               {"block_bytes", plan->block_floats * 4},
+                               {"live_peak_bytes", plan->live_floats * 4},
+                               {"all_tensors_bytes", plan->total_floats * 4},
+                               {"columns", {"offset", "bytes", "use", "node", "first", "last"}},
+                               {"tensors", std::move(tensors)}});
+    }
+    report_.log() << "\n";
   }
 
   TrainConfig cfg_;

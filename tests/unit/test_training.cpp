@@ -441,3 +441,34 @@ TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one pe
   CHECK(changes == want);
   std::filesystem::remove(cfg.metrics);
 }
+
+TEST_CASE("the trainer prints its memory plan at step 1 and logs every tensor's offset") {
+  const auto tr = synthetic_images(64, 21), te = synthetic_images(16, 22);
+  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  auto cfg = small_config();
+  cfg.max_steps = 3;
+  cfg.metrics = temp_path("plan.jsonl");
+  std::ostringstream log;
+  train::Trainer(cfg, *m, tr, te, log).run();
+  CHECK(log.str().find("activations+scratch") != std::string::npos);
+  CHECK(log.str().find("tensors, at most") != std::string::npos);
+  std::ifstream in(cfg.metrics);
+  int plans = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto e = nlohmann::json::parse(line);
+    if (e["event"] != "memory_plan") continue;
+    ++plans;
+    const int64_t block = e["block_bytes"];
+    CHECK(e["batch"] == cfg.batch);
+    CHECK(block >= e["live_peak_bytes"].get<int64_t>());
+    CHECK(block < e["all_tensors_bytes"].get<int64_t>());  // tensors do share memory
+    REQUIRE(e["tensors"].size() > 10);
+    for (const auto& t : e["tensors"]) {  // [offset, bytes, use, node, first, last]
+      CHECK(t[0].get<int64_t>() % 64 == 0);
+      CHECK(t[0].get<int64_t>() + t[1].get<int64_t>() <= block);
+      CHECK(t[4].get<int64_t>() <= t[5].get<int64_t>());
+    }
+  }
+  CHECK(plans == 1);
+  std::filesystem::remove(cfg.metrics);
+}
