@@ -438,7 +438,7 @@ class Tape {
       return block_.data() + t[next_++].offset;
     }
     const auto id = static_cast<int32_t>(rec_.size());
-    rec_.push_back({floats, use, owner, now_});
+    rec_.push_back({floats, use, owner, now_, now_, 0});
     bufs_.emplace_back(align_floats(floats > 0 ? floats : 1));
     holders_.push_back(0);
     live_ += align_floats(floats);
@@ -511,18 +511,12 @@ class Tape {
       if (rule && (n.reads & kReadSelf)) last_use[j] = std::max(last_use[j], n.t_swept);
     }
     StepPlan p;
-    p.tensors.resize(rec_.size());
-    for (std::size_t a = 0; a < rec_.size(); ++a) {
-      const Rec& r = rec_[a];
-      auto& t = p.tensors[a];
-      t.floats = r.floats;
-      t.use = r.use;
-      t.owner = r.owner;
-      t.first = r.birth;
-      const Node* o = r.owner >= 0 ? &at(static_cast<std::size_t>(r.owner)) : nullptr;
-      switch (r.use) {
+    p.tensors = rec_;  // `last` is filled in here, `offset` by the placement
+    for (auto& t : p.tensors) {
+      const Node* o = t.owner >= 0 ? &at(static_cast<std::size_t>(t.owner)) : nullptr;
+      switch (t.use) {
         case Use::scratch:
-          t.last = r.birth;
+          t.last = t.first;
           break;
         case Use::input:
           t.last = end;
@@ -531,10 +525,10 @@ class Tape {
           t.last = (o->leaf || o->t_swept < 0) ? end : o->t_swept;
           break;
         case Use::saved:
-          t.last = (o->backward && o->t_swept >= 0) ? o->t_swept : r.birth;
+          t.last = (o->backward && o->t_swept >= 0) ? o->t_swept : t.first;
           break;
         case Use::value:
-          t.last = r.birth;
+          t.last = t.first;
           break;  // from its holders, below
       }
     }
@@ -577,13 +571,6 @@ class Tape {
     recorded_ = false;
   }
 
-  struct Rec {
-    int64_t floats;
-    Use use;
-    int32_t owner;
-    int64_t birth;
-  };
-
   Arena arena_;
   std::vector<std::unique_ptr<Node[]>> chunks_;
   std::size_t used_ = 0;
@@ -596,13 +583,13 @@ class Tape {
   std::unordered_map<uint64_t, StepPlan> plans_;
   std::vector<uint64_t> plan_order_;  // keys, oldest first
   AlignedBuffer block_;
-  const StepPlan* plan_ = nullptr;  // replay: the plan followed
-  std::size_t next_ = 0;            // replay: the next planned allocation
-  std::size_t dead_ = 0;            // replay: by_last entries poisoned so far
-  std::vector<Rec> rec_;            // record: every allocation so far
-  std::vector<RecordBuffer> bufs_;  // record: their memory (empty once freed)
-  std::vector<int32_t> holders_;    // record: nodes still reading an allocation's value
-  std::vector<int32_t> scratch_;    // record: scratch of the current event
+  const StepPlan* plan_ = nullptr;    // replay: the plan followed
+  std::size_t next_ = 0;              // replay: the next planned allocation
+  std::size_t dead_ = 0;              // replay: by_last entries poisoned so far
+  std::vector<StepPlan::Entry> rec_;  // record: every allocation so far
+  std::vector<RecordBuffer> bufs_;    // record: their memory (empty once freed)
+  std::vector<int32_t> holders_;      // record: nodes still reading an allocation's value
+  std::vector<int32_t> scratch_;      // record: scratch of the current event
   std::vector<std::vector<int32_t>> node_saved_;  // record: saved() allocations per node
   int64_t live_ = 0, record_peak_ = 0;
   bool recorded_ = false;
