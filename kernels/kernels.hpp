@@ -57,14 +57,15 @@ struct KernelTable {
                        float* loss, float* probs);
 
   // im2col for one image, NCHW, dilation and padding supported.
-  // col is (C*KH*KW) × (OH*OW) row-major.
+  // col is (C*KH*KW) × (OH*OW) row-major with row stride ld ≥ OH*OW (a wider ld places several
+  // images' columns side by side, so one GEMM covers them); only those OH*OW columns are written.
   void (*im2col)(const float* img, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                  int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW, int64_t OH,
-                 int64_t OW, float* col);
+                 int64_t OW, float* col, int64_t ld);
   // col2im: adjoint of im2col; ACCUMULATES into img (caller zeroes it first if needed).
   void (*col2im)(const float* col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                  int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW, int64_t OH,
-                 int64_t OW, float* img);
+                 int64_t OW, float* img, int64_t ld);
 
   // Depthwise 2-D convolution forward for one image, one channel:
   // out[oh,ow] = sum_{kh,kw} in[oh*SH-PH+kh*DH, ow*SW-PW+kw*DW] * w[kh,kw]  (zero padding),

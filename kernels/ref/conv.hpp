@@ -1,6 +1,8 @@
 // kernels/ref/conv.hpp — scalar im2col / col2im (NCHW, one image) and depthwise conv forward.
 //
-// Same contracts as the matching KernelTable entries. im2col and col2im are memory-bound index
+// Same contracts as the matching KernelTable entries (ld: floats between consecutive rows of col,
+// ≥ OH·OW, so several images' columns can sit side by side in one matrix). im2col and col2im are
+// memory-bound index
 // shuffles, so every ISA's table uses these reference versions (a SIMD variant would only win
 // for stride 1 and is not worth a second implementation to keep in sync).
 #pragma once
@@ -26,11 +28,11 @@ inline void valid_range(int64_t W, int64_t S, int64_t P, int64_t kD, int64_t OW,
 // one input row, so bounds are checked once per row instead of once per element.
 inline void im2col(const float* img, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                    int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
-                   int64_t OH, int64_t OW, float* col) {
+                   int64_t OH, int64_t OW, float* col, int64_t ld) {
   for (int64_t c = 0; c < C; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
-        float* col_row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+        float* col_row = col + ((c * KH + kh) * KW + kw) * ld;
         int64_t lo, hi;
         valid_range(W, SW, PW, kw * DW, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; ++oh) {
@@ -54,11 +56,11 @@ inline void im2col(const float* img, int64_t C, int64_t H, int64_t W, int64_t KH
 
 inline void col2im(const float* col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                    int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
-                   int64_t OH, int64_t OW, float* img) {
+                   int64_t OH, int64_t OW, float* img, int64_t ld) {
   for (int64_t c = 0; c < C; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) {
-        const float* col_row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+        const float* col_row = col + ((c * KH + kh) * KW + kw) * ld;
         int64_t lo, hi;
         valid_range(W, SW, PW, kw * DW, OW, &lo, &hi);
         for (int64_t oh = 0; oh < OH; ++oh) {

@@ -2,12 +2,16 @@
 //
 // Contract
 // - x [N, C, H, W], w [O, C/groups, KH, KW], b [O] or null → y [N, O, OH, OW].
-// - General case: per image and group, im2col + one GEMM (kernels::table()). Depthwise
-//   (groups == C == O) uses the dwconv2d micro-kernel. 1×1/stride-1/no-pad skips im2col.
+// - General case: per group, im2col + one GEMM (kernels::table()) over a run of images: when
+//   one image has few output positions (ResNet's 8×8 and 4×4 stages) the columns of several
+//   images sit side by side (detail::images_per_gemm) so the GEMM is wide enough to run near
+//   peak and the weight gradient's GEMM has a long K instead of 16. Depthwise (groups == C ==
+//   O) uses the dwconv2d micro-kernel. 1×1/stride-1/no-pad skips im2col for a single image.
 // - Images are split over the thread pool; weight gradients are accumulated per chunk and summed
 //   in chunk order, so results are deterministic for a given thread count.
 #pragma once
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/kernels.hpp"
@@ -39,6 +43,18 @@ struct ConvPlan {
 inline ConvPlan plan(const ConvGeom& g, const Conv2dParams& p) {
   const int64_t G = p.groups, Cg = g.C / G;
   return {G, Cg, g.O / G, g.OH * g.OW, Cg * g.KH * g.KW, G == g.C && G == g.O, is_pointwise(g, p)};
+}
+// Images whose columns share one GEMM: enough for kGemmMinColumns output columns, at most
+// kGemmMaxColFloats floats of im2col buffer per chunk, at most a chunk's images (ceil(N/chunks)).
+inline constexpr int64_t kGemmMinColumns = 512;
+inline constexpr int64_t kGemmMaxColFloats = int64_t{1} << 21;  // 8 MiB
+inline int64_t images_per_gemm(int64_t P, int64_t kdim, int64_t N, int chunks) {
+  const int64_t chunk_images = (N + chunks - 1) / chunks;
+  int64_t nb = (kGemmMinColumns + P - 1) / P;
+  const int64_t cap = kGemmMaxColFloats / (kdim * P);
+  if (nb > cap) nb = cap;
+  if (nb > chunk_images) nb = chunk_images;
+  return nb < 1 ? 1 : nb;
 }
 }  // namespace detail
 
@@ -73,22 +89,29 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
         ThreadPool& pool = thread_pool();
         const int chunks = pool.chunks_for(g.N);
+        const int64_t nb_max = depthwise ? 1 : detail::images_per_gemm(P, kdim, g.N, chunks);
         const int64_t wsize = w->numel();
-        // Per-chunk weight/bias gradient accumulators and im2col scratch.
+        // Per-chunk weight/bias gradient accumulators, im2col scratch and (runs of several
+        // images) the run's output gradient gathered into one [Og, nb·P] matrix.
         Tensor dw_parts = w->requires_grad ? tp.scratch_zeros(Shape{chunks, wsize}) : Tensor{};
         Tensor db_parts = (b && b->requires_grad) ? tp.scratch_zeros(Shape{chunks, g.O}) : Tensor{};
-        Tensor cols = (!depthwise && !pointwise) ? tp.scratch(Shape{chunks, kdim * P}) : Tensor{};
+        Tensor cols = (!depthwise && (!pointwise || nb_max > 1))
+                          ? tp.scratch(Shape{chunks, kdim * nb_max * P})
+                          : Tensor{};
+        Tensor dys = nb_max > 1 ? tp.scratch(Shape{chunks, Og * nb_max * P}) : Tensor{};
         float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
         pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
           float* dw = w->requires_grad ? dw_parts.data + c * wsize : nullptr;
           float* db = db_parts.defined() ? db_parts.data + c * g.O : nullptr;
-          float* col = cols.defined() ? cols.data + c * kdim * P : nullptr;
-          for (int64_t i = i0; i < i1; ++i) {
-            const float* dy = n.grad.data + i * g.O * P;
-            const float* xi = x->value.data + i * g.C * g.H * g.W;
-            if (db)
-              for (int64_t o = 0; o < g.O; ++o) db[o] += K.sum(P, dy + o * P);
-            if (depthwise) {
+          float* col = cols.defined() ? cols.data + c * kdim * nb_max * P : nullptr;
+          float* dyrun = dys.defined() ? dys.data + c * Og * nb_max * P : nullptr;
+          if (db)
+            for (int64_t i = i0; i < i1; ++i)
+              for (int64_t o = 0; o < g.O; ++o) db[o] += K.sum(P, n.grad.data + (i * g.O + o) * P);
+          if (depthwise) {
+            for (int64_t i = i0; i < i1; ++i) {
+              const float* dy = n.grad.data + i * g.O * P;
+              const float* xi = x->value.data + i * g.C * g.H * g.W;
               for (int64_t ch = 0; ch < g.C; ++ch) {
                 const float* xc = xi + ch * g.H * g.W;
                 const float* wc = w->value.data + ch * g.KH * g.KW;
@@ -110,29 +133,46 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
                     }
                   }
               }
-              continue;
             }
+            return;
+          }
+          for (int64_t a = i0; a < i1; a += nb_max) {
+            const int64_t nb = std::min(nb_max, i1 - a), cols_n = nb * P;
             for (int64_t gi = 0; gi < G; ++gi) {
-              const float* xg = xi + gi * Cg * g.H * g.W;
-              const float* dyg = dy + gi * Og * P;
               const float* wg = w->value.data + gi * Og * kdim;
-              const float* colg = xg;
-              if (!pointwise && dw) {
-                K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                         p.dil_h, p.dil_w, g.OH, g.OW, col);
-                colg = col;
+              // The run's input columns [kdim, nb·P] and output gradient [Og, nb·P]: in place
+              // for one image (pointwise input needs no im2col), gathered for several.
+              const float* colg = x->value.data + (a * g.C + gi * Cg) * g.H * g.W;
+              const float* dyg = n.grad.data + (a * g.O + gi * Og) * P;
+              if (nb > 1) {
+                for (int64_t j = 0; j < nb; ++j)
+                  for (int64_t o = 0; o < Og; ++o)
+                    std::copy_n(n.grad.data + ((a + j) * g.O + gi * Og + o) * P, P,
+                                dyrun + o * cols_n + j * P);
+                dyg = dyrun;
               }
-              if (dw)  // dW_g += dY_g · colᵀ
-                K.sgemm(false, true, Og, kdim, P, 1.0f, dyg, P, colg, P, 1.0f, dw + gi * Og * kdim,
-                        kdim);
+              if (dw) {  // dW_g += dY_g · colᵀ
+                if (nb > 1 || !pointwise) {
+                  for (int64_t j = 0; j < nb; ++j)
+                    K.im2col(x->value.data + ((a + j) * g.C + gi * Cg) * g.H * g.W, Cg, g.H, g.W,
+                             g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
+                             g.OH, g.OW, col + j * P, cols_n);
+                  colg = col;
+                }
+                K.sgemm(false, true, Og, kdim, cols_n, 1.0f, dyg, cols_n, colg, cols_n, 1.0f,
+                        dw + gi * Og * kdim, kdim);
+              }
               if (dx) {
-                float* dxg = dx + (i * g.C + gi * Cg) * g.H * g.W;
-                if (pointwise) {  // dx_g += W_gᵀ · dY_g
+                float* dxg = dx + (a * g.C + gi * Cg) * g.H * g.W;
+                if (pointwise && nb == 1) {  // dx_g += W_gᵀ · dY_g
                   K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 1.0f, dxg, P);
-                } else {
-                  K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 0.0f, col, P);
-                  K.col2im(col, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                           p.dil_h, p.dil_w, g.OH, g.OW, dxg);
+                } else {  // dcol = W_gᵀ · dY_g, scattered back image by image
+                  K.sgemm(true, false, kdim, cols_n, Og, 1.0f, wg, kdim, dyg, cols_n, 0.0f, col,
+                          cols_n);
+                  for (int64_t j = 0; j < nb; ++j)
+                    K.col2im(col + j * P, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h,
+                             p.pad_w, p.dil_h, p.dil_w, g.OH, g.OW, dxg + j * g.C * g.H * g.W,
+                             cols_n);
                 }
               }
             }
@@ -158,31 +198,47 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
   ThreadPool& pool = thread_pool();
   const int chunks = pool.chunks_for(g.N);
-  Tensor cols = (!depthwise && !pointwise) ? t.scratch(Shape{chunks, kdim * P}) : Tensor{};
+  const int64_t nb_max = depthwise ? 1 : detail::images_per_gemm(P, kdim, g.N, chunks);
+  Tensor cols = (!depthwise && (!pointwise || nb_max > 1))
+                    ? t.scratch(Shape{chunks, kdim * nb_max * P})
+                    : Tensor{};
+  Tensor ys = nb_max > 1 ? t.scratch(Shape{chunks, Og * nb_max * P}) : Tensor{};
   pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
-    float* col = cols.defined() ? cols.data + c * kdim * P : nullptr;
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* xi = x->value.data + i * g.C * g.H * g.W;
-      float* yi = y->value.data + i * g.O * P;
-      if (depthwise) {
+    float* col = cols.defined() ? cols.data + c * kdim * nb_max * P : nullptr;
+    float* yrun = ys.defined() ? ys.data + c * Og * nb_max * P : nullptr;
+    if (depthwise) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float* xi = x->value.data + i * g.C * g.H * g.W;
+        float* yi = y->value.data + i * g.O * P;
         for (int64_t ch = 0; ch < g.C; ++ch)
           K.dwconv2d(xi + ch * g.H * g.W, g.H, g.W, w->value.data + ch * g.KH * g.KW, g.KH, g.KW,
                      p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w,
                      b ? b->value.data[ch] : 0.0f, g.OH, g.OW, yi + ch * P);
-        continue;
       }
+      return;
+    }
+    for (int64_t a = i0; a < i1; a += nb_max) {
+      const int64_t nb = std::min(nb_max, i1 - a), cols_n = nb * P;
       for (int64_t gi = 0; gi < G; ++gi) {
-        const float* xg = xi + gi * Cg * g.H * g.W;
-        const float* colg = xg;
-        if (!pointwise) {
-          K.im2col(xg, Cg, g.H, g.W, g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h,
-                   p.dil_w, g.OH, g.OW, col);
+        const float* colg = x->value.data + (a * g.C + gi * Cg) * g.H * g.W;
+        if (nb > 1 || !pointwise) {
+          for (int64_t j = 0; j < nb; ++j)
+            K.im2col(x->value.data + ((a + j) * g.C + gi * Cg) * g.H * g.W, Cg, g.H, g.W, g.KH,
+                     g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h, p.dil_w, g.OH, g.OW,
+                     col + j * P, cols_n);
           colg = col;
         }
-        K.sgemm(false, false, Og, P, kdim, 1.0f, w->value.data + gi * Og * kdim, kdim, colg, P,
-                0.0f, yi + gi * Og * P, P);
+        float* yg = y->value.data + (a * g.O + gi * Og) * P;
+        K.sgemm(false, false, Og, cols_n, kdim, 1.0f, w->value.data + gi * Og * kdim, kdim, colg,
+                cols_n, 0.0f, nb > 1 ? yrun : yg, cols_n);
+        if (nb > 1)  // scatter the run's [Og, nb·P] result into each image's NCHW planes
+          for (int64_t j = 0; j < nb; ++j)
+            for (int64_t o = 0; o < Og; ++o)
+              std::copy_n(yrun + o * cols_n + j * P, P, yg + (j * g.O + o) * P);
       }
-      if (b) K.add_channel_bias(g.O, P, b->value.data, yi);
+      if (b)
+        for (int64_t j = a; j < a + nb; ++j)
+          K.add_channel_bias(g.O, P, b->value.data, y->value.data + j * g.O * P);
     }
   });
   return y;

@@ -164,6 +164,70 @@ TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise
   }
 }
 
+TEST_CASE("conv2d over runs of several images equals the conv of each image alone") {
+  // Small images put several of them into one GEMM (detail::images_per_gemm); each image alone
+  // takes the one-image path. Both must agree for the output and every gradient, on 1 and 2
+  // threads (2 threads: runs of 2 and 3 images).
+  struct Case {
+    int64_t C, O, K, stride, pad, groups, H;
+    const char* what;
+  };
+  const Case cases[] = {{3, 5, 3, 1, 1, 1, 4, "3x3 pad 1"},
+                        {4, 6, 3, 2, 1, 2, 5, "stride 2, groups 2"},
+                        {6, 4, 1, 1, 0, 1, 3, "pointwise"},
+                        {3, 2, 2, 1, 0, 1, 3, "2x2 no pad"}};
+  const int saved_threads = thread_pool().threads();
+  for (int threads : {1, 2}) {
+    thread_pool().set_threads(threads);
+    for (const Case& c : cases) {
+      INFO(c.what << ", threads " << threads);
+      const int64_t N = 5;
+      Inputs in;
+      Tensor x = in.add(Shape{N, c.C, c.H, c.H}), w = in.add(Shape{c.O, c.C / c.groups, c.K, c.K}),
+             b = in.add(Shape{c.O});
+      const ops::Conv2dParams p{c.stride, c.stride, c.pad, c.pad, 1, 1, c.groups};
+      const int64_t OH = (c.H + 2 * c.pad - c.K) / c.stride + 1, out_image = c.O * OH * OH,
+                    in_image = c.C * c.H * c.H;
+      REQUIRE(ops::detail::images_per_gemm(OH * OH, c.C / c.groups * c.K * c.K, N,
+                                           thread_pool().chunks_for(N)) > 1);
+      Tensor dy = in.add(Shape{N, c.O, OH, OH});
+      // The whole batch at once.
+      AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());
+      gx.tensor(x.shape).fill(0.0f);
+      gw.tensor(w.shape).fill(0.0f);
+      gb.tensor(b.shape).fill(0.0f);
+      Tape t;
+      Var y =
+          ops::conv2d(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
+                      t.leaf(b, gb.tensor(b.shape), true), p);
+      const std::vector<float> y_all(y->value.data, y->value.data + y->numel());
+      t.backward(y, dy);
+      // Image by image; the weight and bias gradients accumulate over the images.
+      AlignedBuffer gx1(in_image), gw1(w.numel()), gb1(b.numel());
+      gw1.tensor(w.shape).fill(0.0f);
+      gb1.tensor(b.shape).fill(0.0f);
+      for (int64_t i = 0; i < N; ++i) {
+        const Shape one{1, c.C, c.H, c.H};
+        gx1.tensor(one).fill(0.0f);
+        Tape t1;
+        Var y1 = ops::conv2d(t1, t1.leaf(Tensor{x.data + i * in_image, one}, gx1.tensor(one), true),
+                             t1.leaf(w, gw1.tensor(w.shape), true),
+                             t1.leaf(b, gb1.tensor(b.shape), true), p);
+        for (int64_t j = 0; j < out_image; ++j)
+          CHECK(y1->value.data[j] == doctest::Approx(y_all[i * out_image + j]).epsilon(1e-5));
+        t1.backward(y1, Tensor{dy.data + i * out_image, y1->shape()});
+        for (int64_t j = 0; j < in_image; ++j)
+          CHECK(gx1.data()[j] == doctest::Approx(gx.data()[i * in_image + j]).epsilon(1e-5));
+      }
+      for (int64_t j = 0; j < w.numel(); ++j)
+        CHECK(gw1.data()[j] == doctest::Approx(gw.data()[j]).epsilon(1e-4));
+      for (int64_t j = 0; j < b.numel(); ++j)
+        CHECK(gb1.data()[j] == doctest::Approx(gb.data()[j]).epsilon(1e-4));
+    }
+  }
+  thread_pool().set_threads(saved_threads);
+}
+
 TEST_CASE("conv2d forward equals a direct convolution") {
   Inputs in;
   Tensor x = in.add(Shape{1, 2, 5, 5}), w = in.add(Shape{3, 2, 3, 3}), b = in.add(Shape{3});

@@ -395,12 +395,43 @@ TEST_CASE("im2col and col2im are adjoint (<im2col x, y> == <x, col2im y>) in eve
   for (mk::Isa isa : mk::available_isas()) {
     const mk::KernelTable& t = mk::table_for(isa);
     std::vector<float> col(y.size()), img(x.size(), 0.0f);
-    t.im2col(x.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, col.data());
-    t.col2im(y.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, img.data());
+    t.im2col(x.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, col.data(), OH * OW);
+    t.col2im(y.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, img.data(), OH * OW);
     double lhs = 0.0, rhs = 0.0;
     for (size_t i = 0; i < col.size(); ++i) lhs += double(col[i]) * y[i];
     for (size_t i = 0; i < img.size(); ++i) rhs += double(x[i]) * img[i];
     CHECK(lhs == doctest::Approx(rhs).epsilon(1e-5));  // col2im accumulates in float
+  }
+}
+
+TEST_CASE("im2col and col2im with a wider row stride touch only their own columns") {
+  std::mt19937 rng(17);
+  const int64_t C = 2, H = 5, W = 4, KH = 3, KW = 3, SH = 1, SW = 2, PH = 1, PW = 1, DH = 1, DW = 1;
+  const int64_t OH = (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+  const int64_t OW = (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
+  const int64_t P = OH * OW, rows = C * KH * KW, ld = 3 * P + 5, offset = P + 2;
+  const auto x = random_floats(C * H * W, rng), y = random_floats(rows * ld, rng);
+  for (mk::Isa isa : mk::available_isas()) {
+    const mk::KernelTable& t = mk::table_for(isa);
+    std::vector<float> narrow(rows * P), wide(rows * ld, kSentinel);
+    t.im2col(x.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, narrow.data(), P);
+    t.im2col(x.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, wide.data() + offset, ld);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < ld; ++j) {
+        const int64_t k = j - offset;
+        if (k >= 0 && k < P)
+          CHECK(wide[r * ld + j] == narrow[r * P + k]);
+        else
+          CHECK(wide[r * ld + j] == kSentinel);  // columns of other images are left alone
+      }
+    // col2im reads the same columns: the wide layout gives what the narrow copy gives.
+    std::vector<float> packed(rows * P), img_narrow(x.size(), 0.5f), img_wide(x.size(), 0.5f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < P; ++k) packed[r * P + k] = y[r * ld + offset + k];
+    t.col2im(packed.data(), C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, img_narrow.data(), P);
+    t.col2im(y.data() + offset, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, img_wide.data(),
+             ld);
+    CHECK(img_wide == img_narrow);
   }
 }
 
