@@ -44,6 +44,21 @@ struct KernelTable {
   void (*relu_fwd)(int64_t n, const float* x, float* y);                    // y = max(x, 0)
   void (*relu_bwd)(int64_t n, const float* x, const float* dy, float* dx);  // dx += dy·[x>0]
 
+  // ReLU6: y = min(max(x, 0), 6), NaN gives 0 (as relu); backward from the OUTPUT (so the
+  // input may be freed early): dx += dy·[0 < y < 6].
+  void (*relu6_fwd)(int64_t n, const float* x, float* y);
+  void (*relu6_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+
+  // Batch norm over one channel plane of n floats (the op loops over images and channels and
+  // accumulates the per-plane sums in double).
+  float (*sum_sq_dev)(int64_t n, const float* x, float mean);  // Σ (x − mean)²
+  // xhat = (x − mean)·invstd (stored only if xhat != nullptr); y = gamma·xhat + beta.
+  void (*bn_fwd)(int64_t n, const float* x, float mean, float invstd, float gamma, float beta,
+                 float* xhat, float* y);
+  // dx += k·(dy − mdy − xhat·mdyx)  (k = gamma·invstd; mdy, mdyx the plane-set means).
+  void (*bn_bwd)(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
+                 float* dx);
+
   // out[r*cols + j] += bias[j]  (Linear: one bias per output feature).
   void (*add_row_bias)(int64_t rows, int64_t cols, const float* bias, float* out);
   // out[c*hw + j] += bias[c]     (Conv, NCHW: one bias per channel plane).
@@ -73,6 +88,12 @@ struct KernelTable {
   void (*dwconv2d)(const float* in, int64_t H, int64_t W, const float* w, int64_t KH, int64_t KW,
                    int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
                    float bias, int64_t OH, int64_t OW, float* out);
+
+  // Its adjoint for one channel, given the output gradient dy (OH×OW): ACCUMULATES
+  // dx[ih,iw] += Σ dy·w (dx may be nullptr) and dw[kh,kw] += Σ dy·in (dw may be nullptr).
+  void (*dwconv2d_bwd)(const float* in, int64_t H, int64_t W, const float* w, int64_t KH,
+                       int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
+                       int64_t DW, int64_t OH, int64_t OW, const float* dy, float* dx, float* dw);
 
   // Adam/AdamW step on a flat range. m, v updated in place.
   // g' = g + l2·p (l2 = coupled weight decay, Adam); p -= lr·(decoupled_wd·p) (AdamW);

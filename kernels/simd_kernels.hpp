@@ -1,14 +1,15 @@
-// kernels/simd_kernels.hpp — the element-wise, reduction, softmax-xent, depthwise-conv and Adam
-// kernels, written once over a SIMD vector type V and instantiated by each ISA header.
+// kernels/simd_kernels.hpp — the element-wise, ReLU/ReLU6, batch-norm, reduction, softmax-xent,
+// depthwise-conv (forward and backward) and Adam kernels, written once over a SIMD vector type V
+// and instantiated by each ISA header.
 //
 // V is a struct of static functions over one register of `width` floats:
 //   Reg; width; zero(); set1(x); load(p); store(p, r);
 //   load_partial(p, n, fill)   lanes [0, n) from p, the rest = fill (reads only n floats);
 //   store_partial(p, n, r)     writes only lanes [0, n);  keep_first(r, n)  zeroes lanes ≥ n;
-//   add sub mul div max sqrt; fma(a, b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0;
-//   round(r) (to nearest even); pow2(n) = 2^n for integral n in [-126, 127];
-//   reduce_add(r), reduce_max(r);
-//   transpose(Reg (&r)[width])   in-register transpose of a width×width block (GEMM B packing).
+//   add sub mul div min max sqrt (min/max of a NaN: either operand, callers must not care); fma(a,
+//   b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0; round(r) (to nearest even); pow2(n) =
+//   2^n for integral n in [-126, 127]; reduce_add(r), reduce_max(r); transpose(Reg (&r)[width])
+//   in-register transpose of a width×width block (GEMM B packing).
 // Tails use the partial loads/stores, so no kernel reads or writes past n.
 //
 // Each ISA instantiates SimdKernels<its V> inside its own namespace, so the symbols differ per
@@ -92,6 +93,78 @@ struct SimdKernels {
       const Reg masked = V::where_positive(V::load_partial(x + i, rest, 0.0f),
                                            V::load_partial(dy + i, rest, 0.0f));
       V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), masked));
+    }
+  }
+  // where_positive(x, min(x, 6)): a NaN x fails the test and gives 0, as in ref.
+  static void relu6_fwd(int64_t n, const float* x, float* y) {
+    const Reg six = V::set1(6.0f);
+    map1(n, x, y, [six](Reg xv) { return V::where_positive(xv, V::min(xv, six)); });
+  }
+  // 0 < y < 6 as y > 0 and 6 - y > 0 (exact: distinct floats never subtract to 0).
+  static void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+    const Reg six = V::set1(6.0f);
+    const auto masked = [six](Reg yv, Reg dyv) {
+      return V::where_positive(V::sub(six, yv), V::where_positive(yv, dyv));
+    };
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+      V::store(dx + i, V::add(V::load(dx + i), masked(V::load(y + i), V::load(dy + i))));
+    if (i < n) {
+      const int64_t rest = n - i;
+      const Reg m = masked(V::load_partial(y + i, rest, 0.0f), V::load_partial(dy + i, rest, 0.0f));
+      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), m));
+    }
+  }
+  static float sum_sq_dev(int64_t n, const float* x, float mean) {
+    const Reg m = V::set1(mean);
+    // Tail lanes past n load as `mean`, so they add 0.
+    Reg acc0 = V::zero(), acc1 = V::zero();
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      const Reg d0 = V::sub(V::load(x + i), m), d1 = V::sub(V::load(x + i + W), m);
+      acc0 = V::fma(d0, d0, acc0);
+      acc1 = V::fma(d1, d1, acc1);
+    }
+    for (; i + W <= n; i += W) {
+      const Reg d = V::sub(V::load(x + i), m);
+      acc0 = V::fma(d, d, acc0);
+    }
+    if (i < n) {
+      const Reg d = V::sub(V::load_partial(x + i, n - i, mean), m);
+      acc1 = V::fma(d, d, acc1);
+    }
+    return V::reduce_add(V::add(acc0, acc1));
+  }
+  static void bn_fwd(int64_t n, const float* x, float mean, float invstd, float gamma, float beta,
+                     float* xhat, float* y) {
+    const Reg m = V::set1(mean), is = V::set1(invstd), g = V::set1(gamma), b = V::set1(beta);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+      const Reg xh = V::mul(V::sub(V::load(x + i), m), is);
+      if (xhat != nullptr) V::store(xhat + i, xh);
+      V::store(y + i, V::fma(g, xh, b));
+    }
+    if (i < n) {
+      const int64_t rest = n - i;
+      const Reg xh = V::mul(V::sub(V::load_partial(x + i, rest, 0.0f), m), is);
+      if (xhat != nullptr) V::store_partial(xhat + i, rest, xh);
+      V::store_partial(y + i, rest, V::fma(g, xh, b));
+    }
+  }
+  static void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
+                     float* dx) {
+    const Reg kv = V::set1(k), mdy_v = V::set1(mdy), mdyx_v = V::set1(mdyx);
+    const auto term = [=](Reg dyv, Reg xh) {  // k·(dy − mdy − xhat·mdyx)
+      return V::mul(kv, V::sub(V::sub(dyv, mdy_v), V::mul(xh, mdyx_v)));
+    };
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+      V::store(dx + i, V::add(V::load(dx + i), term(V::load(dy + i), V::load(xhat + i))));
+    if (i < n) {
+      const int64_t rest = n - i;
+      const Reg t =
+          term(V::load_partial(dy + i, rest, 0.0f), V::load_partial(xhat + i, rest, 0.0f));
+      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), t));
     }
   }
   static void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
@@ -183,6 +256,45 @@ struct SimdKernels {
     }
   }
 
+  // The adjoint of dwconv2d, row by row like it: each valid (kh, kw) tap of an output row is a
+  // dot product (the tap's gradient) and an axpy (the input row's gradient) over the columns
+  // inside the image; strided scalar when SW > 1.
+  static void dwconv2d_bwd(const float* in, int64_t H, int64_t W_in, const float* w, int64_t KH,
+                           int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
+                           int64_t DW, int64_t OH, int64_t OW, const float* dy, float* dx,
+                           float* dw) {
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* dy_row = dy + oh * OW;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * SH - PH + kh * DH;
+        if (ih < 0 || ih >= H) continue;
+        const float* in_row = in + ih * W_in;
+        float* dx_row = dx != nullptr ? dx + ih * W_in : nullptr;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t offset = kw * DW - PW;
+          const int64_t ow_begin = offset >= 0 ? 0 : (-offset + SW - 1) / SW;
+          const int64_t last_iw = W_in - 1 - offset;
+          const int64_t ow_end = last_iw < 0 ? 0 : (last_iw / SW + 1 < OW ? last_iw / SW + 1 : OW);
+          if (ow_begin >= ow_end) continue;
+          const float tap = w[kh * KW + kw];
+          if (SW == 1) {
+            const int64_t len = ow_end - ow_begin;
+            if (dw != nullptr)
+              dw[kh * KW + kw] += dot(len, dy_row + ow_begin, in_row + ow_begin + offset);
+            if (dx_row != nullptr) axpy(len, tap, dy_row + ow_begin, dx_row + ow_begin + offset);
+          } else {
+            float acc = 0.0f;
+            for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+              acc += dy_row[ow] * in_row[ow * SW + offset];
+              if (dx_row != nullptr) dx_row[ow * SW + offset] += tap * dy_row[ow];
+            }
+            if (dw != nullptr) dw[kh * KW + kw] += acc;
+          }
+        }
+      }
+    }
+  }
+
   static void adam(int64_t n, float* p, const float* g, float* m, float* v, float lr, float b1,
                    float b2, float eps, float l2, float decoupled_wd, float bc1, float bc2) {
     const Reg l2_v = V::set1(l2), decay_v = V::set1(lr * decoupled_wd), b1_v = V::set1(b1),
@@ -225,10 +337,16 @@ struct SimdKernels {
     t.sum = &sum;
     t.relu_fwd = &relu_fwd;
     t.relu_bwd = &relu_bwd;
+    t.relu6_fwd = &relu6_fwd;
+    t.relu6_bwd = &relu6_bwd;
+    t.sum_sq_dev = &sum_sq_dev;
+    t.bn_fwd = &bn_fwd;
+    t.bn_bwd = &bn_bwd;
     t.add_row_bias = &add_row_bias;
     t.add_channel_bias = &add_channel_bias;
     t.softmax_xent = &softmax_xent;
     t.dwconv2d = &dwconv2d;
+    t.dwconv2d_bwd = &dwconv2d_bwd;
     t.adam = &adam;
   }
 };

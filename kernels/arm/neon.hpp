@@ -128,6 +128,9 @@ struct F32x4 {
   static Reg mul(Reg a, Reg b) {
     return vmulq_f32(a, b);
   }
+  static Reg min(Reg a, Reg b) {
+    return vminq_f32(a, b);
+  }
   static Reg max(Reg a, Reg b) {
     return vmaxq_f32(a, b);
   }

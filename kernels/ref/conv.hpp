@@ -1,4 +1,5 @@
-// kernels/ref/conv.hpp — scalar im2col / col2im (NCHW, one image) and depthwise conv forward.
+// kernels/ref/conv.hpp — scalar im2col / col2im (NCHW, one image) and depthwise conv forward and
+// backward.
 //
 // Same contracts as the matching KernelTable entries (ld: floats between consecutive rows of col,
 // ≥ OH·OW, so several images' columns can sit side by side in one matrix). im2col and col2im are
@@ -90,6 +91,26 @@ inline void dwconv2d(const float* in, int64_t H, int64_t W, const float* w, int6
           if (ih >= 0 && ih < H && iw >= 0 && iw < W) acc += in[ih * W + iw] * w[kh * KW + kw];
         }
       out[oh * OW + ow] = acc + bias;
+    }
+}
+
+inline void dwconv2d_bwd(const float* in, int64_t H, int64_t W, const float* w, int64_t KH,
+                         int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
+                         int64_t DW, int64_t OH, int64_t OW, const float* dy, float* dx,
+                         float* dw) {
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float d = dy[oh * OW + ow];
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * SH - PH + kh * DH;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const int64_t iw = ow * SW - PW + kw * DW;
+          if (iw < 0 || iw >= W) continue;
+          if (dw != nullptr) dw[kh * KW + kw] += d * in[ih * W + iw];
+          if (dx != nullptr) dx[ih * W + iw] += d * w[kh * KW + kw];
+        }
+      }
     }
 }
 

@@ -25,12 +25,18 @@ inline void fill_table(KernelTable& t) {
   t.sum = &sum;
   t.relu_fwd = &relu_fwd;
   t.relu_bwd = &relu_bwd;
+  t.relu6_fwd = &relu6_fwd;
+  t.relu6_bwd = &relu6_bwd;
+  t.sum_sq_dev = &sum_sq_dev;
+  t.bn_fwd = &bn_fwd;
+  t.bn_bwd = &bn_bwd;
   t.add_row_bias = &add_row_bias;
   t.add_channel_bias = &add_channel_bias;
   t.softmax_xent = &softmax_xent;
   t.im2col = &im2col;
   t.col2im = &col2im;
   t.dwconv2d = &dwconv2d;
+  t.dwconv2d_bwd = &dwconv2d_bwd;
   t.adam = &adam;
 }
 

@@ -1,4 +1,5 @@
-// kernels/ref/vector_ops.hpp — scalar reference element-wise ops, reductions and bias adds.
+// kernels/ref/vector_ops.hpp — scalar reference element-wise ops, ReLU/ReLU6, batch-norm planes,
+// reductions and bias adds.
 //
 // Same contracts as the matching KernelTable entries: outputs may alias inputs exactly.
 #pragma once
@@ -35,6 +36,29 @@ inline void relu_fwd(int64_t n, const float* x, float* y) {
 }
 inline void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
   for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+inline void relu6_fwd(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
+}
+inline void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+}
+inline float sum_sq_dev(int64_t n, const float* x, float mean) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += (x[i] - mean) * (x[i] - mean);
+  return acc;
+}
+inline void bn_fwd(int64_t n, const float* x, float mean, float invstd, float gamma, float beta,
+                   float* xhat, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float xh = (x[i] - mean) * invstd;
+    if (xhat != nullptr) xhat[i] = xh;
+    y[i] = gamma * xh + beta;
+  }
+}
+inline void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
+                   float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += k * (dy[i] - mdy - xhat[i] * mdyx);
 }
 inline void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
   for (int64_t r = 0; r < rows; ++r)

@@ -88,6 +88,9 @@ struct F32x8 {
   static Reg div(Reg a, Reg b) {
     return _mm256_div_ps(a, b);
   }
+  static Reg min(Reg a, Reg b) {
+    return _mm256_min_ps(a, b);
+  }
   static Reg max(Reg a, Reg b) {
     return _mm256_max_ps(a, b);
   }

@@ -105,6 +105,9 @@ struct F32x16 {
   static Reg div(Reg a, Reg b) {
     return _mm512_div_ps(a, b);
   }
+  static Reg min(Reg a, Reg b) {
+    return _mm512_min_ps(a, b);
+  }
   static Reg max(Reg a, Reg b) {
     return _mm512_max_ps(a, b);
   }

@@ -6,7 +6,8 @@
 //   one image has few output positions (ResNet's 8×8 and 4×4 stages) the columns of several
 //   images sit side by side (detail::images_per_gemm) so the GEMM is wide enough to run near
 //   peak and the weight gradient's GEMM has a long K instead of 16. Depthwise (groups == C ==
-//   O) uses the dwconv2d micro-kernel. 1×1/stride-1/no-pad skips im2col for a single image.
+//   O) uses the dwconv2d / dwconv2d_bwd micro-kernels. 1×1/stride-1/no-pad skips im2col for a
+//   single image.
 // - Images are split over the thread pool; weight gradients are accumulated per chunk and summed
 //   in chunk order, so results are deterministic for a given thread count.
 #pragma once
@@ -112,27 +113,12 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
             for (int64_t i = i0; i < i1; ++i) {
               const float* dy = n.grad.data + i * g.O * P;
               const float* xi = x->value.data + i * g.C * g.H * g.W;
-              for (int64_t ch = 0; ch < g.C; ++ch) {
-                const float* xc = xi + ch * g.H * g.W;
-                const float* wc = w->value.data + ch * g.KH * g.KW;
-                const float* dyc = dy + ch * P;
-                float* dxc = dx ? dx + (i * g.C + ch) * g.H * g.W : nullptr;
-                float* dwc = dw ? dw + ch * g.KH * g.KW : nullptr;
-                for (int64_t oh = 0; oh < g.OH; ++oh)
-                  for (int64_t ow = 0; ow < g.OW; ++ow) {
-                    const float d = dyc[oh * g.OW + ow];
-                    for (int64_t kh = 0; kh < g.KH; ++kh) {
-                      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
-                      if (ih < 0 || ih >= g.H) continue;
-                      for (int64_t kw = 0; kw < g.KW; ++kw) {
-                        const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
-                        if (iw < 0 || iw >= g.W) continue;
-                        if (dwc) dwc[kh * g.KW + kw] += d * xc[ih * g.W + iw];
-                        if (dxc) dxc[ih * g.W + iw] += d * wc[kh * g.KW + kw];
-                      }
-                    }
-                  }
-              }
+              for (int64_t ch = 0; ch < g.C; ++ch)
+                K.dwconv2d_bwd(xi + ch * g.H * g.W, g.H, g.W, w->value.data + ch * g.KH * g.KW,
+                               g.KH, g.KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dil_h,
+                               p.dil_w, g.OH, g.OW, dy + ch * P,
+                               dx ? dx + (i * g.C + ch) * g.H * g.W : nullptr,
+                               dw ? dw + ch * g.KH * g.KW : nullptr);
             }
             return;
           }

@@ -6,11 +6,14 @@
 //   update them with `momentum` (unbiased variance, as PyTorch). eval: use the running stats and
 //   never write them. Score mode is eval mode: it must leave the running stats untouched.
 // - Backward is exact in both modes (eval mode is an affine map).
+// - Each (image, channel) plane goes through the SIMD kernels (sum, sum_sq_dev, bn_fwd, dot,
+//   bn_bwd); the per-plane sums are accumulated in double across the N planes of a channel.
 #pragma once
 
 #include <cmath>
 #include <string>
 
+#include "kernels/kernels.hpp"
 #include "mercury/autograd/tape.hpp"
 
 namespace mercury::ops {
@@ -51,14 +54,13 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
         float* dg = gamma->requires_grad ? tp.grad(gamma).data : nullptr;
         float* dbeta = beta->requires_grad ? tp.grad(beta).data : nullptr;
         const float inv_cnt = 1.0f / static_cast<float>(N * S);
+        const auto& K = kernels::table();
         for (int64_t c = 0; c < C; ++c) {
-          double sum_dy = 0, sum_dy_xhat = 0;
+          double sum_dy = 0, sum_dy_xhat = 0;  // plane sums in float (SIMD), planes in double
           for (int64_t i = 0; i < N; ++i) {
             const int64_t o = (i * C + c) * S;
-            for (int64_t s = 0; s < S; ++s) {
-              sum_dy += dy[o + s];
-              sum_dy_xhat += dy[o + s] * xhat[o + s];
-            }
+            sum_dy += K.sum(S, dy + o);
+            sum_dy_xhat += K.dot(S, dy + o, xhat + o);
           }
           if (dg) dg[c] += static_cast<float>(sum_dy_xhat);
           if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
@@ -68,26 +70,22 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
           const float mdyx = training ? static_cast<float>(sum_dy_xhat) * inv_cnt : 0.0f;
           for (int64_t i = 0; i < N; ++i) {
             const int64_t o = (i * C + c) * S;
-            for (int64_t s = 0; s < S; ++s) dx[o + s] += k * (dy[o + s] - mdy - xhat[o + s] * mdyx);
+            K.bn_bwd(S, dy + o, xhat + o, k, mdy, mdyx, dx + o);
           }
         }
       },
       {x, gamma, beta}, kReadIn1);
   Tensor xhat = y->requires_grad ? t.saved(xs) : Tensor{};
   Tensor invstd = t.saved(Shape{C});
+  const auto& K = kernels::table();
   for (int64_t c = 0; c < C; ++c) {
     float mean, var;
-    if (training) {
+    if (training) {  // two passes (mean, then squared deviations); plane sums in double
       double s = 0, s2 = 0;
-      for (int64_t i = 0; i < N; ++i) {
-        const float* p = x->value.data + (i * C + c) * S;
-        for (int64_t j = 0; j < S; ++j) s += p[j];
-      }
+      for (int64_t i = 0; i < N; ++i) s += K.sum(S, x->value.data + (i * C + c) * S);
       const double m = s / static_cast<double>(cnt);
-      for (int64_t i = 0; i < N; ++i) {
-        const float* p = x->value.data + (i * C + c) * S;
-        for (int64_t j = 0; j < S; ++j) s2 += (p[j] - m) * (p[j] - m);
-      }
+      for (int64_t i = 0; i < N; ++i)
+        s2 += K.sum_sq_dev(S, x->value.data + (i * C + c) * S, static_cast<float>(m));
       mean = static_cast<float>(m);
       var = static_cast<float>(s2 / static_cast<double>(cnt));
       if (st.running_mean && st.running_var) {
@@ -104,11 +102,8 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
     const float g = gamma->value.data[c], b = beta->value.data[c];
     for (int64_t i = 0; i < N; ++i) {
       const int64_t o = (i * C + c) * S;
-      for (int64_t j = 0; j < S; ++j) {
-        const float xh = (x->value.data[o + j] - mean) * is;
-        if (xhat.defined()) xhat.data[o + j] = xh;
-        y->value.data[o + j] = g * xh + b;
-      }
+      K.bn_fwd(S, x->value.data + o, mean, is, g, b, xhat.defined() ? xhat.data + o : nullptr,
+               y->value.data + o);
     }
   }
   y->saved[0] = xhat;

@@ -359,6 +359,59 @@ TEST_CASE("softmax_xent of every ISA equals ref and stays finite for huge and ti
         }
 }
 
+TEST_CASE("relu6 and the batch-norm plane kernels of every ISA equal ref and never write past n") {
+  std::mt19937 rng(14);
+  const mk::KernelTable& ref = ref_table();
+  for (mk::Isa isa : simd_isas()) {
+    const mk::KernelTable& t = mk::table_for(isa);
+    for (int64_t n : {0, 1, 15, 16, 17, 31, 33, 1000}) {
+      INFO(mk::isa_name(isa) << " n=" << n);
+      auto padded = [&](std::vector<float> v) {
+        v.resize(v.size() + 16, kSentinel);
+        return v;
+      };
+      // ReLU6 over [-8, 8], with the edges 0 and 6 exactly and a NaN (gives 0, as relu).
+      auto x = random_floats(n, rng, -8.0f, 8.0f);
+      if (n > 3) x[0] = 0.0f, x[1] = 6.0f, x[2] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> got = padded(random_floats(n, rng)), want = got;
+      t.relu6_fwd(n, x.data(), got.data());
+      ref.relu6_fwd(n, x.data(), want.data());
+      check_close(got, want, 0.0f, 0.0f);
+      for (int64_t i = 0; i < n; ++i) {
+        CHECK(got[i] >= 0.0f);
+        CHECK(got[i] <= 6.0f);
+      }
+      const auto y = want, dy = random_floats(n, rng);
+      got = padded(random_floats(n, rng)), want = got;
+      t.relu6_bwd(n, y.data(), dy.data(), got.data());
+      ref.relu6_bwd(n, y.data(), dy.data(), want.data());
+      check_close(got, want, 0.0f, 0.0f);
+      if (n > 3) CHECK(got[1] == want[1]);  // y == 6: no gradient (want untouched there)
+
+      // Batch norm: squared deviations, normalise (with and without xhat), backward.
+      const auto v = random_floats(n, rng, 2.0f, 4.0f);
+      const float mean = 3.1f, sq_ref = ref.sum_sq_dev(n, v.data(), mean);
+      CHECK(std::fabs(t.sum_sq_dev(n, v.data(), mean) - sq_ref) <=
+            4.0f * static_cast<float>(n + 2) * FLT_EPSILON * sq_ref + 1e-30f);
+      for (bool with_xhat : {true, false}) {
+        std::vector<float> xh_got = padded(std::vector<float>(n, 0.0f)), xh_want = xh_got;
+        got = padded(std::vector<float>(n, 0.0f)), want = got;
+        t.bn_fwd(n, v.data(), mean, 1.7f, -0.6f, 0.25f, with_xhat ? xh_got.data() : nullptr,
+                 got.data());
+        ref.bn_fwd(n, v.data(), mean, 1.7f, -0.6f, 0.25f, with_xhat ? xh_want.data() : nullptr,
+                   want.data());
+        check_close(got, want, 1e-5f, 1e-6f);
+        check_close(xh_got, xh_want, 1e-5f, 1e-6f);
+      }
+      const auto xhat = random_floats(n, rng, -2.0f, 2.0f);
+      got = padded(random_floats(n, rng)), want = got;
+      t.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, got.data());
+      ref.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, want.data());
+      check_close(got, want, 1e-5f, 1e-6f);
+    }
+  }
+}
+
 TEST_CASE("dwconv2d of every ISA equals ref with stride, padding and dilation") {
   std::mt19937 rng(6);
   struct Conv {
@@ -383,6 +436,58 @@ TEST_CASE("dwconv2d of every ISA equals ref with stride, padding and dilation") 
       ref_table().dwconv2d(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH,
                            c.DW, 0.25f, OH, OW, want.data());
       check_close(got, want, 1e-5f, 1e-5f);
+    }
+}
+
+TEST_CASE("dwconv2d_bwd of every ISA equals ref and is the adjoint of dwconv2d") {
+  std::mt19937 rng(16);
+  struct Conv {
+    int64_t H, W, KH, KW, SH, SW, PH, PW, DH, DW;
+  };
+  const Conv convs[] = {
+      {7, 9, 3, 3, 1, 1, 1, 1, 1, 1},   {8, 8, 3, 3, 2, 2, 1, 1, 1, 1},
+      {10, 11, 3, 3, 1, 1, 2, 2, 2, 2}, {5, 17, 5, 5, 1, 2, 0, 3, 1, 1},
+      {1, 1, 3, 3, 1, 1, 1, 1, 1, 1},   {12, 35, 3, 3, 1, 1, 1, 1, 1, 1},
+      {6, 40, 1, 7, 1, 1, 0, 3, 1, 3},  {9, 9, 3, 3, 3, 3, 0, 0, 1, 1},
+  };
+  for (mk::Isa isa : mk::available_isas())
+    for (const Conv& c : convs) {
+      const int64_t OH = (c.H + 2 * c.PH - c.DH * (c.KH - 1) - 1) / c.SH + 1;
+      const int64_t OW = (c.W + 2 * c.PW - c.DW * (c.KW - 1) - 1) / c.SW + 1;
+      INFO(mk::isa_name(isa) << " H=" << c.H << " W=" << c.W << " K=" << c.KH << "x" << c.KW
+                             << " OH=" << OH << " OW=" << OW);
+      const mk::KernelTable& t = mk::table_for(isa);
+      const auto in = random_floats(c.H * c.W, rng), w = random_floats(c.KH * c.KW, rng),
+                 dy = random_floats(OH * OW, rng);
+      // Accumulates into what is there; the sentinel tails must survive.
+      std::vector<float> dx_got = random_floats(c.H * c.W, rng),
+                         dw_got = random_floats(c.KH * c.KW, rng);
+      dx_got.resize(dx_got.size() + 16, kSentinel);
+      dw_got.resize(dw_got.size() + 16, kSentinel);
+      std::vector<float> dx_want = dx_got, dw_want = dw_got;
+      t.dwconv2d_bwd(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW,
+                     OH, OW, dy.data(), dx_got.data(), dw_got.data());
+      ref_table().dwconv2d_bwd(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW,
+                               c.DH, c.DW, OH, OW, dy.data(), dx_want.data(), dw_want.data());
+      check_close(dx_got, dx_want, 1e-5f, 1e-5f);
+      check_close(dw_got, dw_want, 1e-5f, 1e-5f);
+      // Either gradient alone gives the same as both at once.
+      std::vector<float> dx_only(c.H * c.W, 0.0f), dw_only(c.KH * c.KW, 0.0f);
+      t.dwconv2d_bwd(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW,
+                     OH, OW, dy.data(), dx_only.data(), nullptr);
+      t.dwconv2d_bwd(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW,
+                     OH, OW, dy.data(), nullptr, dw_only.data());
+      // Adjoint: <dwconv2d(in; w), dy> = <in, dx> = <w, dw> (bias 0, gradients from zero).
+      std::vector<float> out(OH * OW);
+      t.dwconv2d(in.data(), c.H, c.W, w.data(), c.KH, c.KW, c.SH, c.SW, c.PH, c.PW, c.DH, c.DW,
+                 0.0f, OH, OW, out.data());
+      double lhs = 0, via_dx = 0, via_dw = 0, scale = 0;
+      for (int64_t i = 0; i < OH * OW; ++i)
+        lhs += double(out[i]) * dy[i], scale += std::fabs(out[i] * dy[i]);
+      for (int64_t i = 0; i < c.H * c.W; ++i) via_dx += double(in[i]) * dx_only[i];
+      for (int64_t i = 0; i < c.KH * c.KW; ++i) via_dw += double(w[i]) * dw_only[i];
+      CHECK(std::fabs(lhs - via_dx) <= 1e-5 * (scale + 1));
+      CHECK(std::fabs(lhs - via_dw) <= 1e-5 * (scale + 1));
     }
 }
 
