@@ -314,3 +314,18 @@ TEST_CASE("scoring worker: the scorer and its pool take only idle CPU (SCHED_IDL
   CHECK_THROWS_WITH_AS(train::validate(c), doctest::Contains("scorer_priority: expected idle"),
                        std::invalid_argument);
 }
+
+TEST_CASE("a thread pool shrunk and grown again runs only new jobs on its new workers") {
+  // Regression: workers started after earlier jobs woke at once and ran the last (finished)
+  // job again — a null function call. Here (not in test_training) so the TSan stage runs it.
+  ThreadPool pool(2);
+  std::atomic<int64_t> sum{0};
+  for (int round = 0; round < 20; ++round) {
+    pool.set_threads(1 + round % 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // new workers are up and waiting
+    pool.parallel_for(100, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) sum += i;
+    });
+  }
+  CHECK(sum == 20 * 4950);
+}
