@@ -164,6 +164,49 @@ TEST_CASE("conv2d passes gradcheck: stride, padding, dilation, groups, depthwise
   }
 }
 
+TEST_CASE("linear split over 2 threads equals linear on one, output and every gradient") {
+  // 64 × 200 × 100 = 1.28M multiply-adds: above detail::kLinearMinMacs, so every GEMM of the
+  // op splits its columns (200 outputs, 100 inputs: uneven blocks of 32) over the pool.
+  const int64_t rows = 64, in_f = 100, out_f = 200;
+  REQUIRE(rows * in_f * out_f >= ops::detail::kLinearMinMacs);
+  Inputs in;
+  Tensor x = in.add(Shape{rows, in_f}), w = in.add(Shape{out_f, in_f}), b = in.add(Shape{out_f}),
+         dy = in.add(Shape{rows, out_f});
+  struct Result {
+    std::vector<float> y, gx, gw, gb;
+  };
+  auto run = [&](int threads) {
+    thread_pool().set_threads(threads);
+    AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());  // zeroed
+    Tape t;
+    Var y = ops::linear(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
+                        t.leaf(b, gb.tensor(b.shape), true));
+    Result r{std::vector<float>(y->value.data, y->value.data + y->numel()), {}, {}, {}};
+    t.backward(y, dy);
+    r.gx.assign(gx.data(), gx.data() + x.numel());
+    r.gw.assign(gw.data(), gw.data() + w.numel());
+    r.gb.assign(gb.data(), gb.data() + b.numel());
+    return r;
+  };
+  const int saved_threads = thread_pool().threads();
+  const Result one = run(1), two = run(2);
+  thread_pool().set_threads(saved_threads);
+  const auto close = [](const std::vector<float>& a, const std::vector<float>& c) {
+    REQUIRE(a.size() == c.size());
+    for (size_t j = 0; j < a.size(); ++j) CHECK(a[j] == doctest::Approx(c[j]).epsilon(1e-5));
+  };
+  close(one.y, two.y);
+  close(one.gx, two.gx);
+  close(one.gw, two.gw);
+  close(one.gb, two.gb);
+  // And the forward is the product it claims to be (one entry per output column block).
+  for (int64_t o : {int64_t{0}, int64_t{31}, int64_t{32}, int64_t{199}}) {
+    double s = b.data[o];
+    for (int64_t k = 0; k < in_f; ++k) s += double(x.data[5 * in_f + k]) * w.data[o * in_f + k];
+    CHECK(two.y[5 * out_f + o] == doctest::Approx(s).epsilon(1e-5));
+  }
+}
+
 TEST_CASE("conv2d over runs of several images equals the conv of each image alone") {
   // Small images put several of them into one GEMM (detail::images_per_gemm); each image alone
   // takes the one-image path. Both must agree for the output and every gradient, on 1 and 2
