@@ -1,6 +1,6 @@
 // kernels/simd_kernels.hpp — the element-wise, ReLU/ReLU6, batch-norm, reduction, softmax-xent,
-// depthwise-conv (forward and backward) and Adam kernels, written once over a SIMD vector type V
-// and instantiated by each ISA header.
+// im2col/col2im, depthwise-conv (forward and backward) and Adam kernels, written once over a
+// SIMD vector type V and instantiated by each ISA header.
 //
 // V is a struct of static functions over one register of `width` floats:
 //   Reg; width; zero(); set1(x); load(p); store(p, r);
@@ -225,6 +225,74 @@ struct SimdKernels {
     }
   }
 
+  // Output columns [*begin, *end) of a conv row whose input column ow·S + offset lies in
+  // [0, W_in) (empty: begin == end).
+  static void inside_columns(int64_t W_in, int64_t S, int64_t offset, int64_t OW, int64_t* begin,
+                             int64_t* end) {
+    const int64_t b = offset >= 0 ? 0 : (-offset + S - 1) / S;
+    const int64_t last_iw = W_in - 1 - offset;
+    const int64_t e = last_iw < 0 ? 0 : (last_iw / S + 1 < OW ? last_iw / S + 1 : OW);
+    *begin = b < e ? b : e;
+    *end = e;
+  }
+  static void fill_zero(int64_t n, float* out) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W) V::store(out + i, V::zero());
+    if (i < n) V::store_partial(out + i, n - i, V::zero());
+  }
+  // The ref contract, with vector copies of the inside run of each row when SW == 1.
+  static void im2col(const float* img, int64_t C, int64_t H, int64_t W_in, int64_t KH, int64_t KW,
+                     int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                     int64_t OH, int64_t OW, float* col, int64_t ld) {
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          float* col_row = col + ((c * KH + kh) * KW + kw) * ld;
+          const int64_t offset = kw * DW - PW;
+          int64_t lo, hi;
+          inside_columns(W_in, SW, offset, OW, &lo, &hi);
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            float* out = col_row + oh * OW;
+            const int64_t ih = oh * SH - PH + kh * DH;
+            if (ih < 0 || ih >= H) {
+              fill_zero(OW, out);
+              continue;
+            }
+            const float* in = img + (c * H + ih) * W_in + offset;
+            fill_zero(lo, out);
+            if (SW == 1) {
+              map1(hi - lo, in + lo, out + lo, [](Reg x) { return x; });
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * SW];
+            }
+            fill_zero(OW - hi, out + hi);
+          }
+        }
+  }
+  static void col2im(const float* col, int64_t C, int64_t H, int64_t W_in, int64_t KH, int64_t KW,
+                     int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                     int64_t OH, int64_t OW, float* img, int64_t ld) {
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const float* col_row = col + ((c * KH + kh) * KW + kw) * ld;
+          const int64_t offset = kw * DW - PW;
+          int64_t lo, hi;
+          inside_columns(W_in, SW, offset, OW, &lo, &hi);
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            const int64_t ih = oh * SH - PH + kh * DH;
+            if (ih < 0 || ih >= H) continue;
+            float* out = img + (c * H + ih) * W_in + offset;
+            const float* in = col_row + oh * OW;
+            if (SW == 1) {
+              add(hi - lo, out + lo, in + lo, out + lo);
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) out[ow * SW] += in[ow];
+            }
+          }
+        }
+  }
+
   // Row-wise: out row = bias, then for each valid (kh, kw) tap an axpy of the input row segment
   // whose columns are inside the image (contiguous when SW == 1, strided scalar otherwise).
   static void dwconv2d(const float* in, int64_t H, int64_t W_in, const float* w, int64_t KH,
@@ -240,9 +308,8 @@ struct SimdKernels {
         const float* in_row = in + ih * W_in;
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t offset = kw * DW - PW;  // iw = ow·SW + offset must lie in [0, W_in)
-          const int64_t ow_begin = offset >= 0 ? 0 : (-offset + SW - 1) / SW;
-          const int64_t last_iw = W_in - 1 - offset;
-          const int64_t ow_end = last_iw < 0 ? 0 : (last_iw / SW + 1 < OW ? last_iw / SW + 1 : OW);
+          int64_t ow_begin, ow_end;
+          inside_columns(W_in, SW, offset, OW, &ow_begin, &ow_end);
           if (ow_begin >= ow_end) continue;
           const float tap = w[kh * KW + kw];
           if (SW == 1) {
@@ -272,9 +339,8 @@ struct SimdKernels {
         float* dx_row = dx != nullptr ? dx + ih * W_in : nullptr;
         for (int64_t kw = 0; kw < KW; ++kw) {
           const int64_t offset = kw * DW - PW;
-          const int64_t ow_begin = offset >= 0 ? 0 : (-offset + SW - 1) / SW;
-          const int64_t last_iw = W_in - 1 - offset;
-          const int64_t ow_end = last_iw < 0 ? 0 : (last_iw / SW + 1 < OW ? last_iw / SW + 1 : OW);
+          int64_t ow_begin, ow_end;
+          inside_columns(W_in, SW, offset, OW, &ow_begin, &ow_end);
           if (ow_begin >= ow_end) continue;
           const float tap = w[kh * KW + kw];
           if (SW == 1) {
@@ -345,6 +411,8 @@ struct SimdKernels {
     t.add_row_bias = &add_row_bias;
     t.add_channel_bias = &add_channel_bias;
     t.softmax_xent = &softmax_xent;
+    t.im2col = &im2col;
+    t.col2im = &col2im;
     t.dwconv2d = &dwconv2d;
     t.dwconv2d_bwd = &dwconv2d_bwd;
     t.adam = &adam;

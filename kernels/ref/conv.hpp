@@ -2,10 +2,9 @@
 // backward.
 //
 // Same contracts as the matching KernelTable entries (ld: floats between consecutive rows of col,
-// ≥ OH·OW, so several images' columns can sit side by side in one matrix). im2col and col2im are
-// memory-bound index
-// shuffles, so every ISA's table uses these reference versions (a SIMD variant would only win
-// for stride 1 and is not worth a second implementation to keep in sync).
+// ≥ OH·OW, so several images' columns can sit side by side in one matrix). The SIMD versions
+// (kernels/simd_kernels.hpp) copy the inside run of each row with vector loads when the stride
+// is 1; these are the oracle they are tested against.
 #pragma once
 
 #include <cstdint>

@@ -158,7 +158,7 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
       ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Overrides every entry this ISA implements; im2col/col2im keep the ref versions.
+// Overrides every entry of the table with this ISA's version.
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::avx512;
   t.sgemm = &sgemm;
