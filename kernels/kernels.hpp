@@ -95,6 +95,12 @@ struct KernelTable {
                        int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
                        int64_t DW, int64_t OH, int64_t OW, const float* dy, float* dx, float* dw);
 
+  // One LSTM step for one batch row: g holds the 4H gate pre-activations (i, f, g, o) and is
+  // overwritten with their activations σ(i), σ(f), tanh(g), σ(o); c = σ(f)·c_prev + σ(i)·tanh(g)
+  // (c_prev == nullptr: 0; c may alias c_prev exactly), h = σ(o)·tanh(c). SIMD variants compute
+  // σ and tanh from the vector exp (tanh(x) = 2σ(2x) − 1): within ~1e-6 absolute of ref.
+  void (*lstm_cell)(int64_t H, float* g, const float* c_prev, float* c, float* h);
+
   // Adam/AdamW step on a flat range. m, v updated in place.
   // g' = g + l2·p (l2 = coupled weight decay, Adam); p -= lr·(decoupled_wd·p) (AdamW);
   // m = b1·m + (1-b1)·g'; v = b2·v + (1-b2)·g'²; p -= lr · (m/bc1) / (sqrt(v/bc2) + eps)

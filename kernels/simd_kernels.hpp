@@ -195,6 +195,42 @@ struct SimdKernels {
     return V::mul(e_r, V::pow2(n));
   }
 
+  // σ(x) = 1 / (1 + exp(−x)), exp's argument capped at 88 (σ → 1.2e-38 or 1, never Inf/NaN).
+  static Reg sigmoid(Reg x) {
+    const Reg e = exp(V::min(V::sub(V::zero(), x), V::set1(88.0f)));
+    return V::div(V::set1(1.0f), V::add(V::set1(1.0f), e));
+  }
+  // tanh(x) = 2σ(2x) − 1 (absolute error ~1e-7; relative error grows near 0).
+  static Reg tanh(Reg x) {
+    return V::sub(V::mul(V::set1(2.0f), sigmoid(V::add(x, x))), V::set1(1.0f));
+  }
+  static void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
+    const auto step = [&](int64_t j, int64_t n) {  // lanes [j, j + n), n ≤ W
+      const auto load = [n](const float* p) {
+        return n == W ? V::load(p) : V::load_partial(p, n, 0.0f);
+      };
+      const auto store = [n](float* p, Reg r) {
+        if (n == W)
+          V::store(p, r);
+        else
+          V::store_partial(p, n, r);
+      };
+      const Reg ig = sigmoid(load(g + j)), fg = sigmoid(load(g + H + j)),
+                gg = tanh(load(g + 2 * H + j)), og = sigmoid(load(g + 3 * H + j));
+      const Reg ig_gg = V::mul(ig, gg);
+      const Reg cj = c_prev != nullptr ? V::fma(fg, load(c_prev + j), ig_gg) : ig_gg;
+      store(c + j, cj);
+      store(h + j, V::mul(og, tanh(cj)));
+      store(g + j, ig);
+      store(g + H + j, fg);
+      store(g + 2 * H + j, gg);
+      store(g + 3 * H + j, og);
+    };
+    int64_t j = 0;
+    for (; j + W <= H; j += W) step(j, W);
+    if (j < H) step(j, H - j);
+  }
+
   static void softmax_xent(int64_t rows, int64_t cols, const float* logits, const int32_t* labels,
                            float* loss, float* probs) {
     const int64_t full = cols / W * W;
@@ -415,6 +451,7 @@ struct SimdKernels {
     t.col2im = &col2im;
     t.dwconv2d = &dwconv2d;
     t.dwconv2d_bwd = &dwconv2d_bwd;
+    t.lstm_cell = &lstm_cell;
     t.adam = &adam;
   }
 };

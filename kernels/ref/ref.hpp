@@ -37,6 +37,7 @@ inline void fill_table(KernelTable& t) {
   t.col2im = &col2im;
   t.dwconv2d = &dwconv2d;
   t.dwconv2d_bwd = &dwconv2d_bwd;
+  t.lstm_cell = &lstm_cell;
   t.adam = &adam;
 }
 

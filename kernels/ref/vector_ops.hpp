@@ -1,9 +1,10 @@
 // kernels/ref/vector_ops.hpp — scalar reference element-wise ops, ReLU/ReLU6, batch-norm planes,
-// reductions and bias adds.
+// the LSTM cell, reductions and bias adds.
 //
 // Same contracts as the matching KernelTable entries: outputs may alias inputs exactly.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace mercury::kernels::ref {
@@ -59,6 +60,22 @@ inline void bn_fwd(int64_t n, const float* x, float mean, float invstd, float ga
 inline void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
                    float* dx) {
   for (int64_t i = 0; i < n; ++i) dx[i] += k * (dy[i] - mdy - xhat[i] * mdyx);
+}
+inline float logistic(float v) {
+  return 1.0f / (1.0f + std::exp(-v));
+}
+inline void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float ig = logistic(g[j]), fg = logistic(g[H + j]);
+    const float gg = std::tanh(g[2 * H + j]), og = logistic(g[3 * H + j]);
+    const float cj = (c_prev != nullptr ? fg * c_prev[j] : 0.0f) + ig * gg;
+    c[j] = cj;
+    h[j] = og * std::tanh(cj);
+    g[j] = ig;
+    g[H + j] = fg;
+    g[2 * H + j] = gg;
+    g[3 * H + j] = og;
+  }
 }
 inline void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
   for (int64_t r = 0; r < rows; ++r)

@@ -8,7 +8,8 @@
 // - reverse = true runs the recurrence from t = T−1 down to 0 (the backward half of a BiLSTM);
 //   h stays in time order either way.
 // - Forward: ONE GEMM [B·T, I]×[I, 4H] for the input projections of every step, then one GEMM
-//   [B, H]×[H, 4H] per step, reading h_{t-1} straight out of the strided output (no copies).
+//   [B, H]×[H, 4H] per step, reading h_{t-1} straight out of the strided output (no copies);
+//   the gate activations and the cell update are the kernels' lstm_cell (SIMD σ and tanh).
 // - Memory: only when the output requires grad are the gate activations [B, T, 4H] and cell
 //   states [B, T, H] kept (tape arena) for backpropagation through time; otherwise (no-grad,
 //   score mode) the forward keeps just the projections it needs plus one [B, H] cell state.
@@ -30,10 +31,6 @@
 namespace mercury::ops {
 
 namespace detail {
-
-inline float logistic(float v) {
-  return 1.0f / (1.0f + std::exp(-v));
-}
 
 // Saved state: saved[0] gate activations [B, T, 4H] (i, f, g, o), saved[1] cells [B, T, H];
 // i[] = {B, T, I, H, reverse}. h_{t-1} is read from the node's own value.
@@ -126,21 +123,9 @@ inline Var lstm_summed_bias(Tape& t, Var x, Var w_ih, Var w_hh, Var b, bool reve
       K.sgemm(false, true, B, G, H, 1.0f, h + tprev * H, T * H, w_hh->value.data, H, 1.0f,
               gates.data + tt * G, T * G);
     for (int64_t bi = 0; bi < B; ++bi) {
-      float* g = gates.data + (bi * T + tt) * G;
       float* c = keep ? cell.data + (bi * T + tt) * H : cell.data + bi * H;
       const float* cp = s == 0 ? nullptr : keep ? cell.data + (bi * T + tprev) * H : c;
-      float* hb = h + (bi * T + tt) * H;
-      for (int64_t j = 0; j < H; ++j) {
-        const float ig = detail::logistic(g[j]), fg = detail::logistic(g[H + j]);
-        const float gg = std::tanh(g[2 * H + j]), og = detail::logistic(g[3 * H + j]);
-        const float cj = (cp ? fg * cp[j] : 0.0f) + ig * gg;
-        c[j] = cj;
-        hb[j] = og * std::tanh(cj);
-        g[j] = ig;
-        g[H + j] = fg;
-        g[2 * H + j] = gg;
-        g[3 * H + j] = og;
-      }
+      K.lstm_cell(H, gates.data + (bi * T + tt) * G, cp, c, h + (bi * T + tt) * H);
     }
   }
   if (keep) {

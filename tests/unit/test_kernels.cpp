@@ -412,6 +412,43 @@ TEST_CASE("relu6 and the batch-norm plane kernels of every ISA equal ref and nev
   }
 }
 
+TEST_CASE(
+    "lstm_cell of every ISA is within 2e-6 of ref, saturates cleanly and may update c in place") {
+  std::mt19937 rng(19);
+  const mk::KernelTable& ref = ref_table();
+  for (mk::Isa isa : simd_isas())
+    for (int64_t H : {1, 7, 16, 33, 128}) {
+      INFO(mk::isa_name(isa) << " H=" << H);
+      const mk::KernelTable& t = mk::table_for(isa);
+      auto pre = random_floats(4 * H, rng, -6.0f, 6.0f);
+      pre[0] = 200.0f;  // σ and tanh saturate without Inf or NaN
+      if (H > 1) pre[H + 1] = -200.0f, pre[2 * H + 1] = 1e-4f, pre[3 * H + 1] = -1e-4f;
+      const auto c_prev = random_floats(H, rng, -3.0f, 3.0f);
+      for (bool with_prev : {true, false}) {
+        std::vector<float> g_got = pre, g_want = pre;
+        g_got.resize(g_got.size() + 16, kSentinel);
+        g_want.resize(g_want.size() + 16, kSentinel);
+        std::vector<float> c_got(H + 16, kSentinel), c_want = c_got, h_got = c_got, h_want = c_got;
+        t.lstm_cell(H, g_got.data(), with_prev ? c_prev.data() : nullptr, c_got.data(),
+                    h_got.data());
+        ref.lstm_cell(H, g_want.data(), with_prev ? c_prev.data() : nullptr, c_want.data(),
+                      h_want.data());
+        check_close(g_got, g_want, 0.0f, 2e-6f);
+        check_close(c_got, c_want, 0.0f, 2e-6f);
+        check_close(h_got, h_want, 0.0f, 2e-6f);
+        for (int64_t j = 0; j < H; ++j) CHECK(std::isfinite(h_got[j]));
+        if (!with_prev) continue;
+        // In place: c_prev and c the same buffer (score mode keeps one cell row).
+        std::vector<float> g_in_place = pre, c_in_place = c_prev, h_in_place(H);
+        t.lstm_cell(H, g_in_place.data(), c_in_place.data(), c_in_place.data(), h_in_place.data());
+        for (int64_t j = 0; j < H; ++j) {
+          CHECK(c_in_place[j] == c_got[j]);
+          CHECK(h_in_place[j] == h_got[j]);
+        }
+      }
+    }
+}
+
 TEST_CASE("dwconv2d of every ISA equals ref with stride, padding and dilation") {
   std::mt19937 rng(6);
   struct Conv {
