@@ -49,6 +49,14 @@ struct KernelTable {
   void (*relu6_fwd)(int64_t n, const float* x, float* y);
   void (*relu6_bwd)(int64_t n, const float* y, const float* dy, float* dx);
 
+  // Logistic and tanh (outputs may alias inputs exactly); backward from the output:
+  // sigmoid dx += dy·y·(1 − y), tanh dx += dy·(1 − y²). SIMD variants build both from the
+  // vector exp (tanh(x) = 2σ(2x) − 1): within ~1e-6 absolute of ref.
+  void (*sigmoid_fwd)(int64_t n, const float* x, float* y);
+  void (*sigmoid_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+  void (*tanh_fwd)(int64_t n, const float* x, float* y);
+  void (*tanh_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+
   // Batch norm over one channel plane of n floats (the op loops over images and channels and
   // accumulates the per-plane sums in double).
   float (*sum_sq_dev)(int64_t n, const float* x, float mean);  // Σ (x − mean)²

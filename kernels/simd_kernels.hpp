@@ -6,7 +6,8 @@
 //   Reg; width; zero(); set1(x); load(p); store(p, r);
 //   load_partial(p, n, fill)   lanes [0, n) from p, the rest = fill (reads only n floats);
 //   store_partial(p, n, r)     writes only lanes [0, n);  keep_first(r, n)  zeroes lanes ≥ n;
-//   add sub mul div min max sqrt (min/max of a NaN: either operand, callers must not care); fma(a,
+//   add sub mul div min max sqrt (min/max with a NaN operand: x86 returns the second operand,
+//   NEON NaN, so a value that may be NaN goes second when NaN must propagate); fma(a,
 //   b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0; round(r) (to nearest even); pow2(n) =
 //   2^n for integral n in [-126, 127]; reduce_add(r), reduce_max(r); transpose(Reg (&r)[width])
 //   in-register transpose of a width×width block (GEMM B packing).
@@ -41,6 +42,18 @@ struct SimdKernels {
   template <class Op>
   static void map1(int64_t n, const float* x, float* out, Op op) {
     map2(n, x, x, out, [op](Reg xv, Reg) { return op(xv); });
+  }
+  // out[i] += op(a[i], b[i]) (the backward rules: gradient accumulation).
+  template <class Op>
+  static void accumulate(int64_t n, const float* a, const float* b, float* out, Op op) {
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+      V::store(out + i, V::add(V::load(out + i), op(V::load(a + i), V::load(b + i))));
+    if (i < n) {
+      const int64_t rest = n - i;
+      const Reg t = op(V::load_partial(a + i, rest, 0.0f), V::load_partial(b + i, rest, 0.0f));
+      V::store_partial(out + i, rest, V::add(V::load_partial(out + i, rest, 0.0f), t));
+    }
   }
   // Σ op(a[i], b[i]) with four independent accumulators (latency of add/fma hidden).
   template <class Op>
@@ -85,15 +98,7 @@ struct SimdKernels {
     map1(n, x, y, [](Reg xv) { return V::where_positive(xv, xv); });
   }
   static void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
-    int64_t i = 0;
-    for (; i + W <= n; i += W)
-      V::store(dx + i, V::add(V::load(dx + i), V::where_positive(V::load(x + i), V::load(dy + i))));
-    if (i < n) {
-      const int64_t rest = n - i;
-      const Reg masked = V::where_positive(V::load_partial(x + i, rest, 0.0f),
-                                           V::load_partial(dy + i, rest, 0.0f));
-      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), masked));
-    }
+    accumulate(n, x, dy, dx, [](Reg xv, Reg dyv) { return V::where_positive(xv, dyv); });
   }
   // where_positive(x, min(x, 6)): a NaN x fails the test and gives 0, as in ref.
   static void relu6_fwd(int64_t n, const float* x, float* y) {
@@ -103,17 +108,9 @@ struct SimdKernels {
   // 0 < y < 6 as y > 0 and 6 - y > 0 (exact: distinct floats never subtract to 0).
   static void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx) {
     const Reg six = V::set1(6.0f);
-    const auto masked = [six](Reg yv, Reg dyv) {
+    accumulate(n, y, dy, dx, [six](Reg yv, Reg dyv) {
       return V::where_positive(V::sub(six, yv), V::where_positive(yv, dyv));
-    };
-    int64_t i = 0;
-    for (; i + W <= n; i += W)
-      V::store(dx + i, V::add(V::load(dx + i), masked(V::load(y + i), V::load(dy + i))));
-    if (i < n) {
-      const int64_t rest = n - i;
-      const Reg m = masked(V::load_partial(y + i, rest, 0.0f), V::load_partial(dy + i, rest, 0.0f));
-      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), m));
-    }
+    });
   }
   static float sum_sq_dev(int64_t n, const float* x, float mean) {
     const Reg m = V::set1(mean);
@@ -154,18 +151,9 @@ struct SimdKernels {
   static void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
                      float* dx) {
     const Reg kv = V::set1(k), mdy_v = V::set1(mdy), mdyx_v = V::set1(mdyx);
-    const auto term = [=](Reg dyv, Reg xh) {  // k·(dy − mdy − xhat·mdyx)
+    accumulate(n, dy, xhat, dx, [=](Reg dyv, Reg xh) {  // k·(dy − mdy − xhat·mdyx)
       return V::mul(kv, V::sub(V::sub(dyv, mdy_v), V::mul(xh, mdyx_v)));
-    };
-    int64_t i = 0;
-    for (; i + W <= n; i += W)
-      V::store(dx + i, V::add(V::load(dx + i), term(V::load(dy + i), V::load(xhat + i))));
-    if (i < n) {
-      const int64_t rest = n - i;
-      const Reg t =
-          term(V::load_partial(dy + i, rest, 0.0f), V::load_partial(xhat + i, rest, 0.0f));
-      V::store_partial(dx + i, rest, V::add(V::load_partial(dx + i, rest, 0.0f), t));
-    }
+    });
   }
   static void add_row_bias(int64_t rows, int64_t cols, const float* bias, float* out) {
     for (int64_t r = 0; r < rows; ++r) add(cols, out + r * cols, bias, out + r * cols);
@@ -180,8 +168,9 @@ struct SimdKernels {
   // exp(x) for x ≤ 88.3 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-5 polynomial, ~1 ulp).
   // Inputs below -87.3 are clamped, giving ≈1.2e-38 instead of a denormal or 0: harmless where
   // it is used (softmax terms, divided by a row sum ≥ 1).
+  // A NaN x gives NaN (the clamp takes x as max's second operand, see V's min/max).
   static Reg exp(Reg x) {
-    x = V::max(x, V::set1(-87.3f));
+    x = V::max(V::set1(-87.3f), x);
     const Reg n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
     Reg r = V::fma(n, V::set1(-0.693359375f), x);
     r = V::fma(n, V::set1(2.12194440e-4f), r);
@@ -195,14 +184,31 @@ struct SimdKernels {
     return V::mul(e_r, V::pow2(n));
   }
 
-  // σ(x) = 1 / (1 + exp(−x)), exp's argument capped at 88 (σ → 1.2e-38 or 1, never Inf/NaN).
+  // σ(x) = 1 / (1 + exp(−x)), exp's argument capped at 88 (σ → 1.2e-38 or 1, never Inf); a NaN
+  // x gives NaN, as in ref.
   static Reg sigmoid(Reg x) {
-    const Reg e = exp(V::min(V::sub(V::zero(), x), V::set1(88.0f)));
+    const Reg e = exp(V::min(V::set1(88.0f), V::sub(V::zero(), x)));  // NaN stays NaN
     return V::div(V::set1(1.0f), V::add(V::set1(1.0f), e));
   }
-  // tanh(x) = 2σ(2x) − 1 (absolute error ~1e-7; relative error grows near 0).
+  // tanh(x) = 2σ(2x) − 1 (absolute error ~1e-7; relative error grows near 0). NaN gives NaN.
   static Reg tanh(Reg x) {
     return V::sub(V::mul(V::set1(2.0f), sigmoid(V::add(x, x))), V::set1(1.0f));
+  }
+  static void sigmoid_fwd(int64_t n, const float* x, float* y) {
+    map1(n, x, y, [](Reg v) { return sigmoid(v); });
+  }
+  static void tanh_fwd(int64_t n, const float* x, float* y) {
+    map1(n, x, y, [](Reg v) { return tanh(v); });
+  }
+  static void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+    const Reg one = V::set1(1.0f);
+    accumulate(n, y, dy, dx,
+               [one](Reg yv, Reg dyv) { return V::mul(V::mul(dyv, yv), V::sub(one, yv)); });
+  }
+  static void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+    const Reg one = V::set1(1.0f);
+    accumulate(n, y, dy, dx,
+               [one](Reg yv, Reg dyv) { return V::mul(dyv, V::sub(one, V::mul(yv, yv))); });
   }
   static void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
     const auto step = [&](int64_t j, int64_t n) {  // lanes [j, j + n), n ≤ W
@@ -441,6 +447,10 @@ struct SimdKernels {
     t.relu_bwd = &relu_bwd;
     t.relu6_fwd = &relu6_fwd;
     t.relu6_bwd = &relu6_bwd;
+    t.sigmoid_fwd = &sigmoid_fwd;
+    t.sigmoid_bwd = &sigmoid_bwd;
+    t.tanh_fwd = &tanh_fwd;
+    t.tanh_bwd = &tanh_bwd;
     t.sum_sq_dev = &sum_sq_dev;
     t.bn_fwd = &bn_fwd;
     t.bn_bwd = &bn_bwd;

@@ -27,6 +27,10 @@ inline void fill_table(KernelTable& t) {
   t.relu_bwd = &relu_bwd;
   t.relu6_fwd = &relu6_fwd;
   t.relu6_bwd = &relu6_bwd;
+  t.sigmoid_fwd = &sigmoid_fwd;
+  t.sigmoid_bwd = &sigmoid_bwd;
+  t.tanh_fwd = &tanh_fwd;
+  t.tanh_bwd = &tanh_bwd;
   t.sum_sq_dev = &sum_sq_dev;
   t.bn_fwd = &bn_fwd;
   t.bn_bwd = &bn_bwd;

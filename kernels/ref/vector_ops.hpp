@@ -64,6 +64,18 @@ inline void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float
 inline float logistic(float v) {
   return 1.0f / (1.0f + std::exp(-v));
 }
+inline void sigmoid_fwd(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = logistic(x[i]);
+}
+inline void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+inline void tanh_fwd(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+inline void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
 inline void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
   for (int64_t j = 0; j < H; ++j) {
     const float ig = logistic(g[j]), fg = logistic(g[H + j]);

@@ -97,7 +97,7 @@ inline Var attention_pool(Tape& t, Var x, Var w, Var b, Var v) {
   Tensor u = t.saved(Shape{rows, A});
   K.sgemm(false, true, rows, A, D, 1.0f, x->value.data, D, w->value.data, D, 0.0f, u.data, A);
   if (b) K.add_row_bias(rows, A, b->value.data, u.data);
-  for (int64_t k = 0; k < rows * A; ++k) u.data[k] = std::tanh(u.data[k]);
+  K.tanh_fwd(rows * A, u.data, u.data);
   Tensor alpha = t.saved(Shape{B, T});
   for (int64_t r = 0; r < rows; ++r) alpha.data[r] = K.dot(A, u.data + r * A, v->value.data);
   y->value.zero();

@@ -58,20 +58,23 @@ inline Var mul(Tape& t, Var a, Var b) {
 }
 
 // ---- activations -------------------------------------------------------------------------------
-inline Var relu(Tape& t, Var x) {
+namespace detail {
+// y = Fwd(x) and dx += Bwd(y, dy), both KernelTable entries: the backward rule reads only the
+// output (y > 0 exactly where x > 0 for the ReLUs; σ' and tanh' are functions of y), so the
+// input may die as soon as its last consumer has run.
+template <auto Fwd, auto Bwd>
+Var pointwise_from_output(Tape& t, Var x) {
   Var y = t.op(
       x->shape(),
       [](Node& n, Tape& tp) {
-        // y > 0 exactly where x > 0, so the rule reads y and x may die early.
-        kernels::table().relu_bwd(n.numel(), n.value.data, n.grad.data, tp.grad(n.in[0]).data);
+        (kernels::table().*Bwd)(n.numel(), n.value.data, n.grad.data, tp.grad(n.in[0]).data);
       },
       {x}, kReadSelf);
-  kernels::table().relu_fwd(x->numel(), x->value.data, y->value.data);
+  (kernels::table().*Fwd)(x->numel(), x->value.data, y->value.data);
   return y;
 }
 
 // Point-wise op: y = fwd(x) element by element; `bwd` reads x and/or y.
-namespace detail {
 template <class Fwd>
 Var unary(Tape& t, Var x, Fwd fwd, BackwardFn bwd, uint8_t reads) {
   Var y = t.op(x->shape(), bwd, {x}, reads);
@@ -82,39 +85,21 @@ Var unary(Tape& t, Var x, Fwd fwd, BackwardFn bwd, uint8_t reads) {
 }
 }  // namespace detail
 
+inline Var relu(Tape& t, Var x) {
+  using K = kernels::KernelTable;
+  return detail::pointwise_from_output<&K::relu_fwd, &K::relu_bwd>(t, x);
+}
 inline Var relu6(Tape& t, Var x) {
-  Var y = t.op(
-      x->shape(),
-      [](Node& n, Tape& tp) {  // 0 < y < 6 exactly where 0 < x < 6: reads y, x may die early
-        kernels::table().relu6_bwd(n.numel(), n.value.data, n.grad.data, tp.grad(n.in[0]).data);
-      },
-      {x}, kReadSelf);
-  kernels::table().relu6_fwd(x->numel(), x->value.data, y->value.data);
-  return y;
+  using K = kernels::KernelTable;
+  return detail::pointwise_from_output<&K::relu6_fwd, &K::relu6_bwd>(t, x);
 }
-
 inline Var sigmoid(Tape& t, Var x) {
-  return detail::unary(
-      t, x, [](float v) { return 1.0f / (1.0f + std::exp(-v)); },
-      [](Node& n, Tape& tp) {
-        const float* ys = n.value.data;
-        float* g = tp.grad(n.in[0]).data;
-        for (int64_t j = 0, m = n.numel(); j < m; ++j)
-          g[j] += n.grad.data[j] * ys[j] * (1.0f - ys[j]);
-      },
-      kReadSelf);
+  using K = kernels::KernelTable;
+  return detail::pointwise_from_output<&K::sigmoid_fwd, &K::sigmoid_bwd>(t, x);
 }
-
 inline Var tanh(Tape& t, Var x) {
-  return detail::unary(
-      t, x, [](float v) { return std::tanh(v); },
-      [](Node& n, Tape& tp) {
-        const float* ys = n.value.data;
-        float* g = tp.grad(n.in[0]).data;
-        for (int64_t j = 0, m = n.numel(); j < m; ++j)
-          g[j] += n.grad.data[j] * (1.0f - ys[j] * ys[j]);
-      },
-      kReadSelf);
+  using K = kernels::KernelTable;
+  return detail::pointwise_from_output<&K::tanh_fwd, &K::tanh_bwd>(t, x);
 }
 
 // Exact (erf) GELU, as PyTorch's default.

@@ -462,6 +462,7 @@ inline TrainConfig config_from_json(const nlohmann::json& patch, const TrainConf
 // A number as the user wrote it would read it: %g, so 1e-50 is not "0.000000" and inf/nan say
 // so.
 inline std::string config_number(double v) {
+  if (std::isnan(v)) return "nan";  // printf shows a NaN's (meaningless) sign bit as "-nan"
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;

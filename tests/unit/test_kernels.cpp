@@ -413,6 +413,48 @@ TEST_CASE("relu6 and the batch-norm plane kernels of every ISA equal ref and nev
 }
 
 TEST_CASE(
+    "sigmoid and tanh of every ISA are within 1e-6 of ref, saturate cleanly, keep NaN, alias") {
+  std::mt19937 rng(20);
+  const mk::KernelTable& ref = ref_table();
+  for (mk::Isa isa : simd_isas())
+    for (int64_t n : {0, 1, 15, 16, 17, 33, 1000}) {
+      INFO(mk::isa_name(isa) << " n=" << n);
+      const mk::KernelTable& t = mk::table_for(isa);
+      auto x = random_floats(n, rng, -9.0f, 9.0f);
+      if (n > 5) x[0] = 500.0f, x[1] = -500.0f, x[2] = 0.0f, x[3] = 1e-5f;
+      if (n > 5) x[4] = std::numeric_limits<float>::quiet_NaN();  // NaN in, NaN out (as ref)
+      using Fwd = void (*)(int64_t, const float*, float*);
+      using Bwd = void (*)(int64_t, const float*, const float*, float*);
+      const Fwd fwd_got[] = {t.sigmoid_fwd, t.tanh_fwd},
+                fwd_want[] = {ref.sigmoid_fwd, ref.tanh_fwd};
+      const Bwd bwd_got[] = {t.sigmoid_bwd, t.tanh_bwd},
+                bwd_want[] = {ref.sigmoid_bwd, ref.tanh_bwd};
+      for (int k = 0; k < 2; ++k) {
+        std::vector<float> got(n + 16, kSentinel), want = got;
+        fwd_got[k](n, x.data(), got.data());
+        fwd_want[k](n, x.data(), want.data());
+        std::vector<float> in_place = x;  // y may alias x exactly
+        fwd_got[k](n, in_place.data(), in_place.data());
+        for (int64_t i = 0; i < n; ++i) CHECK((in_place[i] == got[i] || i == 4));
+        if (n > 5) {
+          CHECK(std::isnan(got[4]));
+          CHECK(std::isnan(want[4]));
+          got[4] = want[4] = 0.0f;
+        }
+        check_close(got, want, 0.0f, 1e-6f);
+        for (int64_t i = 0; i < n; ++i) CHECK(std::isfinite(got[i]));
+        const auto dy = random_floats(n, rng);
+        std::vector<float> dx_got = random_floats(n, rng);
+        dx_got.resize(n + 16, kSentinel);
+        std::vector<float> dx_want = dx_got;
+        bwd_got[k](n, want.data(), dy.data(), dx_got.data());
+        bwd_want[k](n, want.data(), dy.data(), dx_want.data());
+        check_close(dx_got, dx_want, 1e-6f, 1e-6f);
+      }
+    }
+}
+
+TEST_CASE(
     "lstm_cell of every ISA is within 2e-6 of ref, saturates cleanly and may update c in place") {
   std::mt19937 rng(19);
   const mk::KernelTable& ref = ref_table();
@@ -447,6 +489,14 @@ TEST_CASE(
         }
       }
     }
+  // A NaN pre-activation reaches c and h in every table (not squashed to a finite value).
+  for (mk::Isa isa : mk::available_isas()) {
+    std::vector<float> g = {std::numeric_limits<float>::quiet_NaN(), 0.5f, 0.5f, 0.5f};
+    float c = 0.0f, h = 0.0f;
+    mk::table_for(isa).lstm_cell(1, g.data(), nullptr, &c, &h);
+    CHECK(std::isnan(c));
+    CHECK(std::isnan(h));
+  }
 }
 
 TEST_CASE("dwconv2d of every ISA equals ref with stride, padding and dilation") {
