@@ -104,14 +104,20 @@ struct GemmDotNT {
   using Reg = typename V::Reg;
   static constexpr int64_t W = V::width;
 
+  // Row j of B (K contiguous floats) is at B + j·ldb, or at B + boff[j] when boff != nullptr.
   static void sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                    const int64_t* boff = nullptr) {
     for (int64_t i = 0; i < M; i += RB) {
       const int64_t mr = M - i < RB ? M - i : RB;
       for (int64_t j = 0; j < N; j += CB) {
         const int64_t nr = N - j < CB ? N - j : CB;
-        dispatch_rows(mr, nr, K, alpha, A + i * lda, lda, B + j * ldb, ldb, beta, C + i * ldc + j,
-                      ldc);
+        const float* rows[CB];
+        for (int64_t c = 0; c < CB; ++c) {
+          const int64_t r = j + (c < nr ? c : nr - 1);
+          rows[c] = boff ? B + boff[r] : B + r * ldb;
+        }
+        dispatch_rows(mr, nr, K, alpha, A + i * lda, lda, rows, beta, C + i * ldc + j, ldc);
       }
     }
   }
@@ -119,26 +125,25 @@ struct GemmDotNT {
  private:
   template <int64_t R = RB>
   static void dispatch_rows(int64_t mr, int64_t nr, int64_t K, float alpha, const float* A,
-                            int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                            int64_t ldc) {
+                            int64_t lda, const float* const* B, float beta, float* C, int64_t ldc) {
     if constexpr (R > 1) {
-      if (mr < R) return dispatch_rows<R - 1>(mr, nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      if (mr < R) return dispatch_rows<R - 1>(mr, nr, K, alpha, A, lda, B, beta, C, ldc);
     }
-    dispatch_cols<R>(nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    dispatch_cols<R>(nr, K, alpha, A, lda, B, beta, C, ldc);
   }
   template <int64_t R, int64_t Cn = CB>
   static void dispatch_cols(int64_t nr, int64_t K, float alpha, const float* A, int64_t lda,
-                            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                            const float* const* B, float beta, float* C, int64_t ldc) {
     if constexpr (Cn > 1) {
-      if (nr < Cn) return dispatch_cols<R, Cn - 1>(nr, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      if (nr < Cn) return dispatch_cols<R, Cn - 1>(nr, K, alpha, A, lda, B, beta, C, ldc);
     }
-    block<R, Cn>(K, alpha, A, lda, B, ldb, beta, C, ldc);
+    block<R, Cn>(K, alpha, A, lda, B, beta, C, ldc);
   }
 
-  // C[0:R, 0:Cn] from rows A[0:R] and B[0:Cn] (each K contiguous floats).
+  // C[0:R, 0:Cn] from rows A[0:R] and B[0:Cn] (each K contiguous floats; B[c] points at row c).
   template <int64_t R, int64_t Cn>
-  static void block(int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                    int64_t ldb, float beta, float* C, int64_t ldc) {
+  static void block(int64_t K, float alpha, const float* A, int64_t lda, const float* const* B,
+                    float beta, float* C, int64_t ldc) {
     Reg acc[R][Cn];
 #pragma GCC unroll 8
     for (int64_t r = 0; r < R; ++r)
@@ -148,7 +153,7 @@ struct GemmDotNT {
     for (; k + W <= K; k += W) {
       Reg b[Cn];
 #pragma GCC unroll 8
-      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load(B + c * ldb + k);
+      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load(B[c] + k);
 #pragma GCC unroll 8
       for (int64_t r = 0; r < R; ++r) {
         const Reg a = V::load(A + r * lda + k);
@@ -160,7 +165,7 @@ struct GemmDotNT {
       const int64_t rest = K - k;
       Reg b[Cn];
 #pragma GCC unroll 8
-      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load_partial(B + c * ldb + k, rest, 0.0f);
+      for (int64_t c = 0; c < Cn; ++c) b[c] = V::load_partial(B[c] + k, rest, 0.0f);
 #pragma GCC unroll 8
       for (int64_t r = 0; r < R; ++r) {
         const Reg a = V::load_partial(A + r * lda + k, rest, 0.0f);
@@ -208,8 +213,11 @@ struct GemmDriver {
   static constexpr int64_t kInPlaceMaxK = 32;
   static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks must hold whole register tiles");
 
+  // boff != nullptr: stored row r of B is at B + boff[r] instead of B + r·ldb (the indirect
+  // form of KernelTable::sgemm_rows; ldb is then unused and B is always packed).
   static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                    const int64_t* boff = nullptr) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
       scale_c(M, N, beta, C, ldc);
@@ -227,9 +235,9 @@ struct GemmDriver {
         // in L1 across the M tiles), which removes the copy and its store traffic; only the
         // zero-padded last panel is packed. Capped at kc ≤ 32: at fc1 dW (K = 64, ldb = 4 KiB)
         // the 4 KiB-strided rows fight over a few L1 sets and avx2 lost 40%.
-        const bool in_place = !tb && kc <= kInPlaceMaxK;
+        const bool in_place = !tb && kc <= kInPlaceMaxK && boff == nullptr;
         const int64_t full = in_place ? nc / NR * NR : 0;
-        if (full < nc) pack_b(tb, B, ldb, pc, jc + full, kc, nc - full, packed_b);
+        if (full < nc) pack_b(tb, BRows{B, ldb, boff}, pc, jc + full, kc, nc - full, packed_b);
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = smaller(MC, M - ic);
           for (int64_t jr = 0; jr < nc; jr += NR)
@@ -254,30 +262,42 @@ struct GemmDriver {
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
   }
 
+  // Where B's stored rows are: row r at base + r·ld, or at base + off[r] when off != nullptr.
+  // (A nested type, so each ISA's instantiation has its own symbols.)
+  struct BRows {
+    const float* base;
+    int64_t ld;
+    const int64_t* off;
+    const float* row(int64_t r) const { return off ? base + off[r] : base + r * ld; }
+  };
+
   // op(B)[pc:pc+kc, jc:jc+nc] → NR-column panels, panel p at p·NR·kc, element (k, c) at k·NR + c.
   // Both layouts move whole vectors: tb (B stored N×K) loads W rows of W k-values, transposes
   // them in registers (V::transpose: 8×8 AVX2, 16×16 AVX-512, 4×4 NEON) and stores W k-rows;
   // a scalar transpose cost ~2 cycles/element, as much as the multiply at small M.
-  static void pack_b(bool tb, const float* B, int64_t ldb, int64_t pc, int64_t jc, int64_t kc,
-                     int64_t nc, float* dst) {
+  static void pack_b(bool tb, BRows B, int64_t pc, int64_t jc, int64_t kc, int64_t nc, float* dst) {
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
       const int64_t cols = smaller(NR, nc - j0);
       if (tb)
-        pack_panel_transposed(B + (jc + j0) * ldb + pc, ldb, kc, cols, dst);
+        pack_panel_transposed(B, jc + j0, pc, kc, cols, dst);
       else
-        pack_panel(B + pc * ldb + jc + j0, ldb, kc, cols, dst);
+        pack_panel(B, pc, jc + j0, kc, cols, dst);
     }
   }
 
-  // B stored K×N: each k gives `cols` contiguous floats, zero-padded to NR.
-  static void pack_panel(const float* src, int64_t ldb, int64_t kc, int64_t cols, float* dst) {
+  // B stored K×N: each k (row pc + k) gives `cols` contiguous floats from column j, zero-padded
+  // to NR.
+  static void pack_panel(BRows B, int64_t pc, int64_t j, int64_t kc, int64_t cols, float* dst) {
     if (cols == NR) {
-      for (int64_t k = 0; k < kc; ++k, src += ldb, dst += NR)
+      for (int64_t k = 0; k < kc; ++k, dst += NR) {
+        const float* src = B.row(pc + k) + j;
 #pragma GCC unroll 4
         for (int64_t v = 0; v < NV; ++v) V::store(dst + v * W, V::load(src + v * W));
+      }
       return;
     }
-    for (int64_t k = 0; k < kc; ++k, src += ldb, dst += NR)
+    for (int64_t k = 0; k < kc; ++k, dst += NR) {
+      const float* src = B.row(pc + k) + j;
 #pragma GCC unroll 4
       for (int64_t v = 0; v < NV; ++v) {
         const int64_t n = cols - v * W;  // lanes of this vector that exist
@@ -285,27 +305,30 @@ struct GemmDriver {
                               : n > 0 ? V::load_partial(src + v * W, n, 0.0f)
                                       : V::zero());
       }
+    }
   }
 
-  // B stored N×K (row c of the panel = column c of op(B), contiguous in k): W×W blocks are
-  // transposed in registers; missing columns are zero vectors, a k tail uses partial loads and
-  // stores only the k-rows that exist.
-  static void pack_panel_transposed(const float* src, int64_t ldb, int64_t kc, int64_t cols,
+  // B stored N×K (stored row j + c = column j + c of op(B), contiguous in k, read from k = pc):
+  // W×W blocks are transposed in registers; missing columns are zero vectors, a k tail uses
+  // partial loads and stores only the k-rows that exist.
+  static void pack_panel_transposed(BRows B, int64_t j, int64_t pc, int64_t kc, int64_t cols,
                                     float* dst) {
+    const float* src[NR];
+    for (int64_t c = 0; c < NR; ++c) src[c] = B.row(j + (c < cols ? c : cols - 1)) + pc;
     for (int64_t k0 = 0; k0 < kc; k0 += W) {
       const int64_t kw = smaller(W, kc - k0);
 #pragma GCC unroll 4
       for (int64_t v = 0; v < NV; ++v) {
         Reg r[W];
-        const float* s = src + v * W * ldb + k0;
+        const float* const* s = src + v * W;
         const int64_t rows = cols - v * W;  // columns of op(B) in this block
         if (kw == W && rows >= W) {
 #pragma GCC unroll 16
-          for (int64_t i = 0; i < W; ++i) r[i] = V::load(s + i * ldb);
+          for (int64_t i = 0; i < W; ++i) r[i] = V::load(s[i] + k0);
         } else {
 #pragma GCC unroll 16
           for (int64_t i = 0; i < W; ++i)
-            r[i] = i < rows ? V::load_partial(s + i * ldb, kw, 0.0f) : V::zero();
+            r[i] = i < rows ? V::load_partial(s[i] + k0, kw, 0.0f) : V::zero();
         }
         V::transpose(r);
         float* d = dst + k0 * NR + v * W;

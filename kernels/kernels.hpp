@@ -34,6 +34,14 @@ struct KernelTable {
   void (*sgemm)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+  // sgemm with B given by row offsets ("indirect GEMM"): stored row r of B starts at
+  // B + boff[r] — B is K×N (row r = row r of op(B)) or, with tb, N×K (row r = column r of op(B)).
+  // A stride-1 convolution reads its K = C·KH·KW rows straight from a zero-padded image this
+  // way, with no im2col matrix (mercury/autograd/ops_conv.hpp). Other arguments as sgemm.
+  void (*sgemm_rows)(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, const int64_t* boff, float beta, float* C,
+                     int64_t ldc);
+
   // Element-wise vector ops over n floats. Outputs may alias inputs exactly (not partially).
   void (*add)(int64_t n, const float* a, const float* b, float* out);  // out = a + b
   void (*mul)(int64_t n, const float* a, const float* b, float* out);  // out = a * b

@@ -17,6 +17,7 @@ namespace mercury::kernels::ref {
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::ref;
   t.sgemm = &sgemm;
+  t.sgemm_rows = &sgemm_rows;
   t.add = &add;
   t.mul = &mul;
   t.axpy = &axpy;

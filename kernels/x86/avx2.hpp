@@ -142,10 +142,21 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   Sgemm::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+inline void sgemm_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, const int64_t* boff, float beta,
+                       float* C, int64_t ldc) {
+  if (!ta && tb && N <= kDotMaxN && K >= kDotMinK && alpha != 0.0f) {
+    f32_gemm_dot3x4__avx2_fma::sgemm(M, N, K, alpha, A, lda, B, 0, beta, C, ldc, boff);
+    return;
+  }
+  Sgemm::sgemm(ta, tb, M, N, K, alpha, A, lda, B, 0, beta, C, ldc, boff);
+}
+
 // Overrides every entry of the table with this ISA's version.
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::avx2;
   t.sgemm = &sgemm;
+  t.sgemm_rows = &sgemm_rows;
   SimdKernels<F32x8>::fill(t);
 }
 

@@ -155,13 +155,25 @@ inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     return;
   }
   (N <= f32_gemm_16x16__avx512f::NR ? &NarrowSgemm::sgemm : &WideSgemm::sgemm)(
-      ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+inline void sgemm_rows(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* A, int64_t lda, const float* B, const int64_t* boff, float beta,
+                       float* C, int64_t ldc) {
+  if (!ta && tb && N <= kDotMaxN && K >= kDotMinK && alpha != 0.0f) {
+    f32_gemm_dot4x4__avx512f::sgemm(M, N, K, alpha, A, lda, B, 0, beta, C, ldc, boff);
+    return;
+  }
+  (N <= f32_gemm_16x16__avx512f::NR ? &NarrowSgemm::sgemm : &WideSgemm::sgemm)(
+      ta, tb, M, N, K, alpha, A, lda, B, 0, beta, C, ldc, boff);
 }
 
 // Overrides every entry of the table with this ISA's version.
 inline void fill_table(KernelTable& t) {
   t.isa = Isa::avx512;
   t.sgemm = &sgemm;
+  t.sgemm_rows = &sgemm_rows;
   SimdKernels<F32x16>::fill(t);
 }
 

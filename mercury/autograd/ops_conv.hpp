@@ -7,13 +7,16 @@
 //   images sit side by side (detail::images_per_gemm) so the GEMM is wide enough to run near
 //   peak and the weight gradient's GEMM has a long K instead of 16. Depthwise (groups == C ==
 //   O) uses the dwconv2d / dwconv2d_bwd micro-kernels. 1×1/stride-1/no-pad skips im2col for a
-//   single image.
+//   single image. Stride-1 convs whose padded planes waste little (ResNet's and VGG's 3×3 convs
+//   down to 8×8) skip im2col and col2im altogether: their GEMMs read rows of a zero-padded copy
+//   of the input (or of dy) through KernelTable::sgemm_rows (detail::ShiftGeom).
 // - Images are split over the thread pool; weight gradients are accumulated per chunk and summed
 //   in chunk order, so results are deterministic for a given thread count.
 #pragma once
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "kernels/kernels.hpp"
 #include "mercury/autograd/tape.hpp"
@@ -47,6 +50,7 @@ inline ConvPlan plan(const ConvGeom& g, const Conv2dParams& p) {
 }
 // Images whose columns share one GEMM: enough for kGemmMinColumns output columns, at most
 // kGemmMaxColFloats floats of im2col buffer per chunk, at most a chunk's images (ceil(N/chunks)).
+// (The shifted path below passes its stacked rows per image as P and its channels as kdim.)
 inline constexpr int64_t kGemmMinColumns = 512;
 inline constexpr int64_t kGemmMaxColFloats = int64_t{1} << 21;  // 8 MiB
 inline int64_t images_per_gemm(int64_t P, int64_t kdim, int64_t N, int chunks) {
@@ -56,6 +60,103 @@ inline int64_t images_per_gemm(int64_t P, int64_t kdim, int64_t N, int chunks) {
   if (nb > cap) nb = cap;
   if (nb > chunk_images) nb = chunk_images;
   return nb < 1 ? 1 : nb;
+}
+
+// Stride-1 convolution without im2col ("shifted" or indirect GEMM). The input is copied once into
+// a zero-padded plane of width Wp = W + 2·PW; then output (oh, ow), stored at column oh·Wp + ow,
+// is Σ_k w[k] · plane[off[k] + oh·Wp + ow] with off[(c·KH + kh)·KW + kw] = c·plane + kh·DH·Wp +
+// kw·DW — so GEMM row k of B is a contiguous run of the padded input (KernelTable::sgemm_rows)
+// and the 9× column matrix, its writes and its reads are gone. The price is Wp − OW wasted columns
+// per output row. A run of nb images is stacked vertically with S = H + PH rows per image (the
+// pad rows between two images serve both), so small planes still give long GEMM rows; image i's
+// output row oh is stacked row i·S + oh. The input gradient of a stride-1 conv is itself a
+// stride-1 conv of dy (padded by D·(K − 1) − P) with the flipped, transposed kernel, so col2im
+// goes too; the weight gradient is dy (zero in the wasted columns) times the same rows,
+// transposed.
+struct ShiftGeom {
+  int64_t S, Wp, R, N;  // rows per stacked image, padded width, rows of a plane, GEMM columns
+};
+inline ShiftGeom shift_geom(int64_t nb, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t PH,
+                            int64_t PW) {
+  const int64_t S = H + PH, Wp = W + 2 * PW;
+  return {S, Wp, (nb - 1) * S + H + 2 * PH, ((nb - 1) * S + OH - 1) * Wp + OW};
+}
+// Columns computed per useful output: the shifted path's waste.
+inline double shift_waste(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t PH, int64_t PW) {
+  return static_cast<double>((H + PH) * (W + 2 * PW)) / static_cast<double>(OH * OW);
+}
+// When the shifted path is faster (bench/micro/bench_conv, one AVX-512 thread, its step against
+// im2col's): 1.13–1.6× at waste ≤ 1.2 with 16–128 channels, 1.29× at 1.41 (64 channels, 8×8),
+// even at 1.41 with 256; 0.75× at 1.88 (4×4), 0.85× at 2.25 (12×12 → 8×8 valid). With one or
+// three input channels (a first layer: K = 9 or 25) im2col's columns are cheap and its short-K
+// GEMM reads them in place, so it wins (0.83–0.88×); the same holds for dx when the GEMM's M is
+// a handful of channels.
+inline constexpr double kShiftMaxWaste = 1.5;
+inline constexpr int64_t kShiftMinChannels = 4;
+// Test hook: which path a stride-1, non-depthwise, non-pointwise conv takes.
+enum class ShiftGemm { automatic, never, always };
+inline ShiftGemm& shift_gemm_mode() {
+  static ShiftGemm mode = ShiftGemm::automatic;
+  return mode;
+}
+// A stride-1 conv from `channels` planes of H×W (its GEMM's K is channels·KH·KW) to `rows` planes
+// of OH×OW (the GEMM's M), padded by PH, PW. dx's conv maps the forward's Og planes to its Cg.
+inline bool use_shift(int64_t channels, int64_t rows, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                      int64_t PH, int64_t PW) {
+  const ShiftGemm m = shift_gemm_mode();
+  return m == ShiftGemm::always ||
+         (m == ShiftGemm::automatic && channels >= kShiftMinChannels && rows >= kShiftMinChannels &&
+          shift_waste(H, W, OH, OW, PH, PW) <= kShiftMaxWaste);
+}
+// nb images' C planes of H×W (image i at x + i·image_stride) → the stacked zero-padded layout
+// [C][R][Wp] (see above).
+inline void shift_pack(const float* x, int64_t image_stride, int64_t nb, int64_t C, int64_t H,
+                       int64_t W, int64_t PH, int64_t PW, const ShiftGeom& s, float* out) {
+  std::fill_n(out, C * s.R * s.Wp, 0.0f);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        std::copy_n(x + i * image_stride + (c * H + h) * W, W,
+                    out + (c * s.R + i * s.S + PH + h) * s.Wp + PW);
+}
+// off[(c·KH + kh)·KW + kw] = c·R·Wp + kh·DH·Wp + kw·DW, in per-thread buffer `slot` (0 or 1; the
+// backward holds dW's and dx's offsets at once).
+inline const int64_t* shift_offsets(int slot, int64_t C, int64_t KH, int64_t KW, int64_t DH,
+                                    int64_t DW, const ShiftGeom& s) {
+  thread_local std::vector<int64_t> buffers[2];
+  std::vector<int64_t>& off = buffers[slot];
+  off.resize(static_cast<size_t>(C * KH * KW));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw)
+        off[static_cast<size_t>((c * KH + kh) * KW + kw)] = (c * s.R + kh * DH) * s.Wp + kw * DW;
+  return off.data();
+}
+// nb images' C planes of OH×OW → the stacked output layout [C][N] with zeros in the wasted
+// columns (the A operand of the weight gradient).
+inline void shift_pack_output(const float* y, int64_t image_stride, int64_t nb, int64_t C,
+                              int64_t OH, int64_t OW, const ShiftGeom& s, float* out) {
+  std::fill_n(out, C * s.N, 0.0f);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        std::copy_n(y + i * image_stride + (c * OH + oh) * OW, OW,
+                    out + c * s.N + (i * s.S + oh) * s.Wp);
+}
+// The GEMM's [C][ld] result in stacked layout → nb images' C planes of OH×OW (image i at
+// y + i·image_stride), written or, with accumulate, added.
+inline void shift_unpack(const float* ys, int64_t ld, int64_t nb, int64_t C, int64_t OH, int64_t OW,
+                         const ShiftGeom& s, float* y, int64_t image_stride, bool accumulate) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* src = ys + c * ld + (i * s.S + oh) * s.Wp;
+        float* dst = y + i * image_stride + (c * OH + oh) * OW;
+        if (accumulate)
+          for (int64_t ow = 0; ow < OW; ++ow) dst[ow] += src[ow];
+        else
+          std::copy_n(src, OW, dst);
+      }
 }
 }  // namespace detail
 
@@ -90,17 +191,61 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
         ThreadPool& pool = thread_pool();
         const int chunks = pool.chunks_for(g.N);
-        const int64_t nb_max = depthwise ? 1 : detail::images_per_gemm(P, kdim, g.N, chunks);
         const int64_t wsize = w->numel();
+        float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
+        // Which gradients take the shifted path (see detail::ShiftGeom): dW when the forward
+        // did; dx when dy padded by D·(K − 1) − P is a valid, not too wasteful, stride-1 conv.
+        const bool stride1 = !depthwise && !pointwise && p.stride_h == 1 && p.stride_w == 1;
+        const int64_t PHt = p.dil_h * (g.KH - 1) - p.pad_h, PWt = p.dil_w * (g.KW - 1) - p.pad_w;
+        const bool shift_w = stride1 && w->requires_grad &&
+                             detail::use_shift(Cg, Og, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+        const bool shift_x = stride1 && dx && PHt >= 0 && PWt >= 0 &&
+                             detail::use_shift(Og, Cg, g.OH, g.OW, g.H, g.W, PHt, PWt);
+        const bool im2col_w = !depthwise && w->requires_grad && !shift_w;
+        const bool im2col_x = !depthwise && dx && !shift_x;
+        const int64_t nb_max =
+            im2col_w || im2col_x ? detail::images_per_gemm(P, kdim, g.N, chunks) : 1;
         // Per-chunk weight/bias gradient accumulators, im2col scratch and (runs of several
         // images) the run's output gradient gathered into one [Og, nb·P] matrix.
         Tensor dw_parts = w->requires_grad ? tp.scratch_zeros(Shape{chunks, wsize}) : Tensor{};
         Tensor db_parts = (b && b->requires_grad) ? tp.scratch_zeros(Shape{chunks, g.O}) : Tensor{};
-        Tensor cols = (!depthwise && (!pointwise || nb_max > 1))
+        Tensor cols = ((im2col_w || im2col_x) && (!pointwise || nb_max > 1))
                           ? tp.scratch(Shape{chunks, kdim * nb_max * P})
                           : Tensor{};
         Tensor dys = nb_max > 1 ? tp.scratch(Shape{chunks, Og * nb_max * P}) : Tensor{};
-        float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
+        // Shifted path scratch per chunk: the stacked padded input [Cg][R][Wp] (dW's B rows),
+        // the stacked padded dy [Og][Rt][Wpt] (dx's B rows; for a "same" conv also dW's A
+        // operand, read at an offset), dy in the forward's stacked output layout when it is
+        // not, and dx's GEMM result [Cg][Nt].
+        const detail::ShiftGeom f1 = detail::shift_geom(1, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+        const detail::ShiftGeom t1 = detail::shift_geom(1, g.OH, g.OW, g.H, g.W, PHt, PWt);
+        const bool same = PHt >= 0 && PWt >= 0 && t1.S == f1.S && t1.Wp == f1.Wp;
+        const int64_t nbs = shift_w || shift_x
+                                ? detail::images_per_gemm(std::max(f1.S * f1.Wp, t1.S * t1.Wp),
+                                                          std::max(Cg, Og), g.N, chunks)
+                                : 0;
+        const detail::ShiftGeom fm =
+            detail::shift_geom(nbs, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+        const detail::ShiftGeom tm = detail::shift_geom(nbs, g.OH, g.OW, g.H, g.W, PHt, PWt);
+        const bool dy_stack = shift_x || (shift_w && same);
+        const int64_t xs_n = shift_w ? Cg * fm.R * fm.Wp : 0;
+        const int64_t ds_n = dy_stack ? Og * tm.R * tm.Wp : 0;
+        const int64_t dl_n = shift_w && !same ? Og * fm.N : 0;
+        const int64_t xr_n = shift_x ? Cg * tm.N : 0;
+        const int64_t shift_n = xs_n + ds_n + dl_n + xr_n;
+        Tensor shift_buf = shift_n ? tp.scratch(Shape{chunks, shift_n}) : Tensor{};
+        // dx's kernel: wt[g][c][o][kh][kw] = w[g·Og + o][c][KH−1−kh][KW−1−kw].
+        const int64_t kdim_t = Og * g.KH * g.KW;
+        Tensor wt = shift_x ? tp.scratch(Shape{wsize}) : Tensor{};
+        if (shift_x)
+          for (int64_t gi = 0; gi < G; ++gi)
+            for (int64_t o = 0; o < Og; ++o)
+              for (int64_t ch = 0; ch < Cg; ++ch)
+                for (int64_t kh = 0; kh < g.KH; ++kh)
+                  for (int64_t kw = 0; kw < g.KW; ++kw)
+                    wt.data[((gi * Cg + ch) * Og + o) * g.KH * g.KW + (g.KH - 1 - kh) * g.KW +
+                            (g.KW - 1 - kw)] =
+                        w->value.data[(((gi * Og + o) * Cg + ch) * g.KH + kh) * g.KW + kw];
         pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
           float* dw = w->requires_grad ? dw_parts.data + c * wsize : nullptr;
           float* db = db_parts.defined() ? db_parts.data + c * g.O : nullptr;
@@ -122,6 +267,48 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
             }
             return;
           }
+          if (shift_w || shift_x) {
+            float* xpad = shift_buf.data + c * shift_n;
+            float* dpad = xpad + xs_n;
+            float* dlay = dpad + ds_n;
+            float* xres = dlay + dl_n;
+            for (int64_t a = i0; a < i1; a += nbs) {
+              const int64_t nb = std::min(nbs, i1 - a);
+              const detail::ShiftGeom sf =
+                  detail::shift_geom(nb, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+              const detail::ShiftGeom st = detail::shift_geom(nb, g.OH, g.OW, g.H, g.W, PHt, PWt);
+              const int64_t* off_f =
+                  shift_w ? detail::shift_offsets(0, Cg, g.KH, g.KW, p.dil_h, p.dil_w, sf)
+                          : nullptr;
+              for (int64_t gi = 0; gi < G; ++gi) {
+                const float* dyg = n.grad.data + (a * g.O + gi * Og) * P;
+                if (dy_stack)
+                  detail::shift_pack(dyg, g.O * P, nb, Og, g.OH, g.OW, PHt, PWt, st, dpad);
+                if (shift_w) {  // dW_g += dy (stacked output layout) · rowsᵀ
+                  const float* A = dpad + PHt * st.Wp + PWt;
+                  int64_t lda = st.R * st.Wp;
+                  if (!same) {
+                    detail::shift_pack_output(dyg, g.O * P, nb, Og, g.OH, g.OW, sf, dlay);
+                    A = dlay;
+                    lda = sf.N;
+                  }
+                  detail::shift_pack(x->value.data + (a * g.C + gi * Cg) * g.H * g.W,
+                                     g.C * g.H * g.W, nb, Cg, g.H, g.W, p.pad_h, p.pad_w, sf, xpad);
+                  K.sgemm_rows(false, true, Og, kdim, sf.N, 1.0f, A, lda, xpad, off_f, 1.0f,
+                               dw + gi * Og * kdim, kdim);
+                }
+                if (shift_x) {  // dx_g += conv(dy padded, wt_g), stride 1
+                  const int64_t* off_t =
+                      detail::shift_offsets(1, Og, g.KH, g.KW, p.dil_h, p.dil_w, st);
+                  K.sgemm_rows(false, false, Cg, st.N, kdim_t, 1.0f, wt.data + gi * Cg * kdim_t,
+                               kdim_t, dpad, off_t, 0.0f, xres, st.N);
+                  detail::shift_unpack(xres, st.N, nb, Cg, g.H, g.W, st,
+                                       dx + (a * g.C + gi * Cg) * g.H * g.W, g.C * g.H * g.W, true);
+                }
+              }
+            }
+          }
+          if (!im2col_w && !im2col_x) return;
           for (int64_t a = i0; a < i1; a += nb_max) {
             const int64_t nb = std::min(nb_max, i1 - a), cols_n = nb * P;
             for (int64_t gi = 0; gi < G; ++gi) {
@@ -137,7 +324,7 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
                                 dyrun + o * cols_n + j * P);
                 dyg = dyrun;
               }
-              if (dw) {  // dW_g += dY_g · colᵀ
+              if (im2col_w) {  // dW_g += dY_g · colᵀ
                 if (nb > 1 || !pointwise) {
                   for (int64_t j = 0; j < nb; ++j)
                     K.im2col(x->value.data + ((a + j) * g.C + gi * Cg) * g.H * g.W, Cg, g.H, g.W,
@@ -148,7 +335,7 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
                 K.sgemm(false, true, Og, kdim, cols_n, 1.0f, dyg, cols_n, colg, cols_n, 1.0f,
                         dw + gi * Og * kdim, kdim);
               }
-              if (dx) {
+              if (im2col_x) {
                 float* dxg = dx + (a * g.C + gi * Cg) * g.H * g.W;
                 if (pointwise && nb == 1) {  // dx_g += W_gᵀ · dY_g
                   K.sgemm(true, false, kdim, P, Og, 1.0f, wg, kdim, dyg, P, 1.0f, dxg, P);
@@ -184,14 +371,44 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
   ThreadPool& pool = thread_pool();
   const int chunks = pool.chunks_for(g.N);
-  const int64_t nb_max = depthwise ? 1 : detail::images_per_gemm(P, kdim, g.N, chunks);
-  Tensor cols = (!depthwise && (!pointwise || nb_max > 1))
-                    ? t.scratch(Shape{chunks, kdim * nb_max * P})
-                    : Tensor{};
+  const bool shift = !depthwise && !pointwise && p.stride_h == 1 && p.stride_w == 1 &&
+                     detail::use_shift(Cg, Og, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+  const bool im2col = !depthwise && !shift;
+  const int64_t nb_max = im2col ? detail::images_per_gemm(P, kdim, g.N, chunks) : 1;
+  Tensor cols = (im2col && (!pointwise || nb_max > 1)) ? t.scratch(Shape{chunks, kdim * nb_max * P})
+                                                       : Tensor{};
   Tensor ys = nb_max > 1 ? t.scratch(Shape{chunks, Og * nb_max * P}) : Tensor{};
+  // Shifted path: per chunk a stacked padded input [Cg][R][Wp] and the GEMM's [Og][N] result.
+  const detail::ShiftGeom one = detail::shift_geom(1, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+  const int64_t nbs =
+      shift ? detail::images_per_gemm(one.S * one.Wp, std::max(Cg, Og), g.N, chunks) : 0;
+  const detail::ShiftGeom most = detail::shift_geom(nbs, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+  Tensor xpads = shift ? t.scratch(Shape{chunks, Cg * most.R * most.Wp}) : Tensor{};
+  Tensor yss = shift ? t.scratch(Shape{chunks, Og * most.N}) : Tensor{};
   pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
     float* col = cols.defined() ? cols.data + c * kdim * nb_max * P : nullptr;
     float* yrun = ys.defined() ? ys.data + c * Og * nb_max * P : nullptr;
+    if (shift) {
+      float* xpad = xpads.data + c * Cg * most.R * most.Wp;
+      float* yst = yss.data + c * Og * most.N;
+      for (int64_t a = i0; a < i1; a += nbs) {
+        const int64_t nb = std::min(nbs, i1 - a);
+        const detail::ShiftGeom sg = detail::shift_geom(nb, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
+        const int64_t* off = detail::shift_offsets(0, Cg, g.KH, g.KW, p.dil_h, p.dil_w, sg);
+        for (int64_t gi = 0; gi < G; ++gi) {
+          detail::shift_pack(x->value.data + (a * g.C + gi * Cg) * g.H * g.W, g.C * g.H * g.W, nb,
+                             Cg, g.H, g.W, p.pad_h, p.pad_w, sg, xpad);
+          K.sgemm_rows(false, false, Og, sg.N, kdim, 1.0f, w->value.data + gi * Og * kdim, kdim,
+                       xpad, off, 0.0f, yst, sg.N);
+          detail::shift_unpack(yst, sg.N, nb, Og, g.OH, g.OW, sg,
+                               y->value.data + (a * g.O + gi * Og) * P, g.O * P, false);
+        }
+        if (b)
+          for (int64_t j = a; j < a + nb; ++j)
+            K.add_channel_bias(g.O, P, b->value.data, y->value.data + j * g.O * P);
+      }
+      return;
+    }
     if (depthwise) {
       for (int64_t i = i0; i < i1; ++i) {
         const float* xi = x->value.data + i * g.C * g.H * g.W;

@@ -271,6 +271,86 @@ TEST_CASE("conv2d over runs of several images equals the conv of each image alon
   thread_pool().set_threads(saved_threads);
 }
 
+TEST_CASE("conv2d's shifted stride-1 path (no im2col) equals the im2col path") {
+  // detail::ShiftGeom: the padded input's rows feed the GEMM directly, images stacked with
+  // shared pad rows; dx is a stride-1 conv of padded dy with the flipped kernel, dW reads dy in
+  // the stacked output layout. Forced on and off, both paths must agree for the output and
+  // every gradient: "same" convs (dy's stacked copy doubles as dW's operand), valid convs,
+  // asymmetric pads, dilation, groups, rectangular planes, and a pad so large that dx falls back
+  // to col2im; on 1 and 2 threads (runs of several images and of one).
+  struct Case {
+    int64_t C, O, KH, KW, PH, PW, D, groups, H, W;
+    const char* what;
+  };
+  const Case cases[] = {{3, 5, 3, 3, 1, 1, 1, 1, 6, 6, "3x3 same"},
+                        {2, 4, 5, 5, 0, 0, 1, 1, 9, 9, "5x5 valid"},
+                        {4, 6, 3, 3, 1, 1, 1, 2, 5, 7, "groups 2, 5x7"},
+                        {3, 3, 3, 3, 2, 2, 2, 1, 7, 6, "dilation 2, same"},
+                        {2, 3, 3, 5, 0, 2, 1, 1, 6, 8, "3x5, pad 0/2"},
+                        {2, 2, 1, 3, 1, 0, 1, 1, 4, 5, "1x3, pad 1/0"},
+                        {2, 3, 3, 3, 3, 3, 1, 1, 4, 4, "pad 3 > K-1: dx by col2im"}};
+  const int saved_threads = thread_pool().threads();
+  for (int threads : {1, 2}) {
+    thread_pool().set_threads(threads);
+    for (const Case& c : cases) {
+      INFO(std::string(c.what) << ", threads " << threads);
+      const int64_t N = 5;
+      Inputs in;
+      Tensor x = in.add(Shape{N, c.C, c.H, c.W}),
+             w = in.add(Shape{c.O, c.C / c.groups, c.KH, c.KW}), b = in.add(Shape{c.O});
+      const ops::Conv2dParams p{1, 1, c.PH, c.PW, c.D, c.D, c.groups};
+      const int64_t OH = c.H + 2 * c.PH - c.D * (c.KH - 1), OW = c.W + 2 * c.PW - c.D * (c.KW - 1);
+      Tensor dy = in.add(Shape{N, c.O, OH, OW});
+      struct Result {
+        std::vector<float> y, gx, gw, gb;
+      };
+      auto run = [&](ops::detail::ShiftGemm mode) {
+        ops::detail::shift_gemm_mode() = mode;
+        AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());
+        gx.tensor(x.shape).fill(0.5f);  // dx accumulates into what is there
+        gw.tensor(w.shape).fill(0.0f);
+        gb.tensor(b.shape).fill(0.0f);
+        Tape t;
+        Var y =
+            ops::conv2d(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
+                        t.leaf(b, gb.tensor(b.shape), true), p);
+        Result r{{y->value.data, y->value.data + y->numel()}, {}, {}, {}};
+        t.backward(y, dy);
+        r.gx.assign(gx.data(), gx.data() + x.numel());
+        r.gw.assign(gw.data(), gw.data() + w.numel());
+        r.gb.assign(gb.data(), gb.data() + b.numel());
+        ops::detail::shift_gemm_mode() = ops::detail::ShiftGemm::automatic;
+        return r;
+      };
+      const Result shifted = run(ops::detail::ShiftGemm::always);
+      const Result im2col = run(ops::detail::ShiftGemm::never);
+      auto same = [](const std::vector<float>& a, const std::vector<float>& want,
+                     const char* what) {
+        REQUIRE(a.size() == want.size());
+        for (size_t j = 0; j < a.size(); ++j) {
+          INFO(std::string(what) << "[" << j << "]");
+          CHECK(a[j] == doctest::Approx(want[j]).epsilon(1e-4));
+        }
+      };
+      same(shifted.y, im2col.y, "y");
+      same(shifted.gx, im2col.gx, "dx");
+      same(shifted.gw, im2col.gw, "dW");
+      same(shifted.gb, im2col.gb, "db");
+    }
+  }
+  thread_pool().set_threads(saved_threads);
+  // The automatic choice (bench_conv): shifted for ResNet's 3×3 convs down to 8×8 planes;
+  // im2col where the wasted columns cost more (4×4 planes, the CNN's 12×12 → 8×8 valid conv) and
+  // for a first layer's one input channel.
+  using ops::detail::use_shift;
+  CHECK(use_shift(16, 16, 32, 32, 32, 32, 1, 1));
+  CHECK(use_shift(32, 32, 16, 16, 16, 16, 1, 1));
+  CHECK(use_shift(64, 64, 8, 8, 8, 8, 1, 1));
+  CHECK_FALSE(use_shift(512, 512, 4, 4, 4, 4, 1, 1));
+  CHECK_FALSE(use_shift(32, 64, 12, 12, 8, 8, 0, 0));
+  CHECK_FALSE(use_shift(1, 32, 28, 28, 24, 24, 0, 0));
+}
+
 TEST_CASE("conv2d forward equals a direct convolution") {
   Inputs in;
   Tensor x = in.add(Shape{1, 2, 5, 5}), w = in.add(Shape{3, 2, 3, 3}), b = in.add(Shape{3});

@@ -62,11 +62,20 @@ struct GemmCase {
   int64_t M, N, K;
 };
 
+// indirect: t.sgemm_rows reads B's rows through offsets into a buffer where they sit in reverse
+// order at uneven gaps; the result must equal ref sgemm on the dense B.
 void check_sgemm(const mk::KernelTable& t, bool ta, bool tb, GemmCase s, float alpha, float beta,
-                 std::mt19937& rng) {
+                 std::mt19937& rng, bool indirect = false) {
   const int64_t lda = (ta ? s.M : s.K) + 3, ldb = (tb ? s.K : s.N) + 5, ldc = s.N + 7;
   const auto A = random_floats((ta ? s.K : s.M) * lda, rng);
-  const auto B = random_floats((tb ? s.N : s.K) * ldb, rng);
+  const int64_t b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
+  const auto B = random_floats(b_rows * ldb, rng);
+  std::vector<int64_t> boff(static_cast<size_t>(b_rows));
+  std::vector<float> scattered(static_cast<size_t>(b_rows * (b_cols + 3) + 1), kSentinel);
+  for (int64_t r = 0; r < b_rows; ++r) {
+    boff[static_cast<size_t>(r)] = (b_rows - 1 - r) * (b_cols + 3) + (r % 3);
+    std::copy_n(B.begin() + r * ldb, b_cols, scattered.begin() + boff[static_cast<size_t>(r)]);
+  }
   std::vector<float> C0 = random_floats(s.M * ldc, rng);
   for (int64_t i = 0; i < s.M; ++i)
     for (int64_t j = 0; j < ldc; ++j) {
@@ -77,7 +86,11 @@ void check_sgemm(const mk::KernelTable& t, bool ta, bool tb, GemmCase s, float a
         c = std::numeric_limits<float>::quiet_NaN();  // must not be read
     }
   std::vector<float> got = C0, want = C0;
-  t.sgemm(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), ldc);
+  if (indirect)
+    t.sgemm_rows(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, scattered.data(), boff.data(), beta,
+                 got.data(), ldc);
+  else
+    t.sgemm(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), ldc);
   ref_table().sgemm(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, want.data(),
                     ldc);
   // Reassociation bound: each result may differ by ~K·eps of |alpha|·Σ|a||b| + |beta·c|.
@@ -90,8 +103,9 @@ void check_sgemm(const mk::KernelTable& t, bool ta, bool tb, GemmCase s, float a
   ref_table().sgemm(ta, tb, s.M, s.N, s.K, std::fabs(alpha), A_abs.data(), lda, B_abs.data(), ldb,
                     std::fabs(beta), magnitude.data(), ldc);
   const float rtol = 2.0f * static_cast<float>(s.K + 2) * FLT_EPSILON;
-  INFO(mk::isa_name(t.isa) << " sgemm ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N
-                           << " K=" << s.K << " alpha=" << alpha << " beta=" << beta);
+  INFO(mk::isa_name(t.isa) << (indirect ? " sgemm_rows" : " sgemm") << " ta=" << ta << " tb=" << tb
+                           << " M=" << s.M << " N=" << s.N << " K=" << s.K << " alpha=" << alpha
+                           << " beta=" << beta);
   for (int64_t i = 0; i < s.M; ++i)
     for (int64_t j = 0; j < ldc; ++j) {
       const size_t at = static_cast<size_t>(i * ldc + j);
@@ -238,6 +252,23 @@ TEST_CASE("sgemm of every ISA equals ref beyond the cache blocks and at the CNN'
       for (const GemmCase& s : cases) {
         check_sgemm(mk::table_for(isa), ta, tb, s, 1.0f, 0.0f, rng);
         check_sgemm(mk::table_for(isa), ta, tb, s, 0.75f, 0.25f, rng);
+      }
+    });
+}
+
+TEST_CASE("sgemm_rows (B's rows by offset) of every table equals ref sgemm on the dense B") {
+  // Every ISA and ref itself; the shapes of the three tests above: register-tile edges, the
+  // transpose-pack and dot-product paths, cache blocks, and a stride-1 conv's (K = C·9 rows).
+  std::mt19937 rng(11);
+  const GemmCase cases[] = {{1, 1, 1},       {7, 9, 2},      {8, 31, 16},  {13, 33, 7},
+                            {5, 10, 33},     {4, 25, 65},    {9, 32, 129}, {3, 33, 64},
+                            {200, 70, 300},  {193, 33, 513}, {9, 4100, 3}, {16, 1088, 144},
+                            {16, 144, 1088}, {0, 5, 3},      {4, 5, 0}};
+  for (mk::Isa isa : mk::available_isas())
+    for_each_transpose([&](bool ta, bool tb) {
+      for (const GemmCase& s : cases) {
+        check_sgemm(mk::table_for(isa), ta, tb, s, 1.0f, 0.0f, rng, true);
+        check_sgemm(mk::table_for(isa), ta, tb, s, -0.5f, 1.5f, rng, true);
       }
     });
 }
