@@ -111,6 +111,14 @@ struct KernelTable {
                        int64_t KW, int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH,
                        int64_t DW, int64_t OH, int64_t OW, const float* dy, float* dx, float* dw);
 
+  // 2×2, stride-2 max pool of one plane with rows of W floats: y[oh·OW + ow] = the max of the
+  // window at input rows 2oh, 2oh + 1 and columns 2ow, 2ow + 1 (a tie goes to the first in
+  // scan order); if arg != nullptr, arg[oh·OW + ow] = the winner's index in the plane, computed
+  // in float, so (2·OH)·W must stay below 2^24. Returns true when an input may be NaN (any
+  // non-finite input): y and arg are then unspecified for NaN windows and the caller redoes
+  // them (the first NaN of a window wins).
+  bool (*max_pool_2x2)(int64_t OH, int64_t OW, const float* x, int64_t W, float* y, int32_t* arg);
+
   // One LSTM step for one batch row: g holds the 4H gate pre-activations (i, f, g, o) and is
   // overwritten with their activations σ(i), σ(f), tanh(g), σ(o); c = σ(f)·c_prev + σ(i)·tanh(g)
   // (c_prev == nullptr: 0; c may alias c_prev exactly), h = σ(o)·tanh(c). SIMD variants compute

@@ -10,7 +10,9 @@
 //   NEON NaN, so a value that may be NaN goes second when NaN must propagate); fma(a,
 //   b, c) = a·b + c; where_positive(x, y) = x > 0 ? y : 0; round(r) (to nearest even); pow2(n) =
 //   2^n for integral n in [-126, 127]; reduce_add(r), reduce_max(r); transpose(Reg (&r)[width])
-//   in-register transpose of a width×width block (GEMM B packing).
+//   in-register transpose of a width×width block (GEMM B packing); deinterleave(a, b, even, odd)
+//   splits the 2·width floats of a:b into their even and odd elements; store_i32(p, r) stores r
+//   truncated to int32.
 // Tails use the partial loads/stores, so no kernel reads or writes past n.
 //
 // Each ISA instantiates SimdKernels<its V> inside its own namespace, so the symbols differ per
@@ -210,6 +212,65 @@ struct SimdKernels {
     accumulate(n, y, dy, dx,
                [one](Reg yv, Reg dyv) { return V::mul(dyv, V::sub(one, V::mul(yv, yv))); });
   }
+  // W outputs per step: the two input rows split into even and odd columns; the winner's row and
+  // column come from the comparisons as 0/1 floats and give its index in float (exact below
+  // 2^24). Non-finite inputs make v − v NaN, which the running sum keeps. A row's tail uses
+  // partial loads (zeros beyond it) and partial stores.
+  static bool max_pool_2x2(int64_t OH, int64_t OW, const float* x, int64_t Wrow, float* y,
+                           int32_t* arg) {
+    const Reg one = V::set1(1.0f), row = V::set1(static_cast<float>(Wrow));
+    alignas(64) float ramp[W];
+    for (int64_t i = 0; i < W; ++i) ramp[i] = static_cast<float>(2 * i);
+    const Reg ramp_v = V::load(ramp);
+    Reg bad = V::zero();
+    const auto load2 = [](const float* p, int64_t n) {  // n = floats of p to read, ≤ 2W
+      struct Pair {
+        Reg lo, hi;
+      };
+      if (n >= 2 * W) return Pair{V::load(p), V::load(p + W)};
+      return Pair{V::load_partial(p, n < W ? n : W, 0.0f),
+                  n > W ? V::load_partial(p + W, n - W, 0.0f) : V::zero()};
+    };
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* r0 = x + 2 * oh * Wrow;
+      const float* r1 = r0 + Wrow;
+      float* yr = y + oh * OW;
+      int32_t* ar = arg ? arg + oh * OW : nullptr;
+      for (int64_t ow = 0; ow < OW; ow += W) {
+        const int64_t n = OW - ow < W ? OW - ow : W;
+        const auto a = load2(r0 + 2 * ow, 2 * n), b = load2(r1 + 2 * ow, 2 * n);
+        Reg v0, v1, v2, v3;
+        V::deinterleave(a.lo, a.hi, v0, v1);
+        V::deinterleave(b.lo, b.hi, v2, v3);
+        const Reg m01 = V::max(v1, v0), m23 = V::max(v3, v2);  // x86: v1 > v0 ? v1 : v0
+        const Reg m = V::max(m23, m01);
+        if (n == W)
+          V::store(yr + ow, m);
+        else
+          V::store_partial(yr + ow, n, m);
+        if (ar) {
+          const Reg c01 = V::where_positive(V::sub(v1, v0), one);
+          const Reg c23 = V::where_positive(V::sub(v3, v2), one);
+          const Reg hi = V::where_positive(V::sub(m23, m01), one);
+          const Reg col = V::fma(hi, V::sub(c23, c01), c01);
+          const Reg base = V::set1(static_cast<float>(2 * oh * Wrow + 2 * ow));
+          const Reg at = V::add(V::fma(hi, row, col), V::add(ramp_v, base));
+          if (n == W) {
+            V::store_i32(ar + ow, at);
+          } else {
+            alignas(64) int32_t lanes[W];
+            V::store_i32(lanes, at);
+            for (int64_t i = 0; i < n; ++i) ar[ow + i] = lanes[i];
+          }
+        }
+        const Reg sum = V::add(V::add(v0, v1), V::add(v2, v3));
+        bad = V::add(bad, V::sub(sum, sum));
+      }
+    }
+    const float b = V::reduce_add(bad);
+    return b != b;
+  }
+
   static void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
     const auto step = [&](int64_t j, int64_t n) {  // lanes [j, j + n), n ≤ W
       const auto load = [n](const float* p) {
@@ -461,6 +522,7 @@ struct SimdKernels {
     t.col2im = &col2im;
     t.dwconv2d = &dwconv2d;
     t.dwconv2d_bwd = &dwconv2d_bwd;
+    t.max_pool_2x2 = &max_pool_2x2;
     t.lstm_cell = &lstm_cell;
     t.adam = &adam;
   }

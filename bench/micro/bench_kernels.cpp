@@ -3,7 +3,8 @@
 //
 // Each benchmark times one ISA's kernel (manual time: only the kernel calls) and, interleaved
 // with it in every iteration, ref's kernel on the same data; the counter `vs_ref` is ref's time ÷
-// the ISA's (> 1: faster than the scalar reference). Shapes are MobileNetV2's / DS-CNN's:
+// the ISA's (> 1: faster than the scalar reference). Shapes are the reference CNN's for the
+// 2×2 max pool, otherwise MobileNetV2's / DS-CNN's:
 // a 32×32 plane (3×3 depthwise, pad 1, stride 1 and 2), 64 channel planes of 1,024 floats for
 // batch norm, 65,536 floats for ReLU6.
 #include <benchmark/benchmark.h>
@@ -73,6 +74,15 @@ void register_all() {
   };
   const int64_t H = Buffers::kH, W = Buffers::kW;
   std::vector<Kernel> kernels = {
+      // The reference CNN's first pool: 24×24 planes → 12×12, with the argmax (64 planes).
+      {"max_pool_2x2/64x24x24",
+       [&b](const mk::KernelTable& k) {
+         static std::vector<int32_t> arg(64 * 144);
+         for (int64_t p = 0; p < 64; ++p)
+           k.max_pool_2x2(12, 12, b.x.data() + p * 576, 24, b.y.data() + p * 144,
+                          arg.data() + p * 144);
+       },
+       64 * (576 + 2 * 144) * 4},
       {"relu6_fwd/65536",
        [&b, n](const mk::KernelTable& k) { k.relu6_fwd(n, b.x.data(), b.y.data()); }, 2 * n * 4},
       {"relu6_bwd/65536",

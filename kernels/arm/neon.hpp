@@ -36,6 +36,13 @@ struct F32x4 {
   static Reg set1(float x) { return vdupq_n_f32(x); }
   static Reg load(const float* p) { return vld1q_f32(p); }
   static void store(float* p, Reg r) { vst1q_f32(p, r); }
+  // even = a0, a2, b0, b2; odd = a1, a3, b1, b3 (the even/odd elements of a:b; UZP).
+  static void deinterleave(Reg a, Reg b, Reg& even, Reg& odd) {
+    const float32x4x2_t v = vuzpq_f32(a, b);
+    even = v.val[0];
+    odd = v.val[1];
+  }
+  static void store_i32(int32_t* p, Reg r) { vst1q_s32(p, vcvtq_s32_f32(r)); }  // truncated
   static Reg load_partial(const float* p, int64_t n, float fill) {
     float lanes[4] = {fill, fill, fill, fill};
     for (int64_t i = 0; i < n && i < 4; ++i) lanes[i] = p[i];

@@ -113,4 +113,24 @@ inline void dwconv2d_bwd(const float* in, int64_t H, int64_t W, const float* w, 
     }
 }
 
+// Branch-free per window; NaN is only detected here (the caller redoes such windows).
+inline bool max_pool_2x2(int64_t OH, int64_t OW, const float* x, int64_t W, float* y,
+                         int32_t* arg) {
+  bool bad = false;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* r0 = x + 2 * oh * W;
+    const float* r1 = r0 + W;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+      const bool t01 = v1 > v0, t23 = v3 > v2;
+      const float m01 = t01 ? v1 : v0, m23 = t23 ? v3 : v2;
+      const bool hi = m23 > m01;
+      y[oh * OW + ow] = hi ? m23 : m01;
+      if (arg) arg[oh * OW + ow] = static_cast<int32_t>(2 * oh * W + (hi ? W + t23 : t01) + 2 * ow);
+      bad |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);
+    }
+  }
+  return bad;
+}
+
 }  // namespace mercury::kernels::ref

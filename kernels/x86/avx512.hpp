@@ -34,6 +34,15 @@ struct F32x16 {
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   static Reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, Reg r) { _mm512_storeu_ps(p, r); }
+  // even = a0, a2, …, a14, b0, …, b14; odd = a1, a3, …, b15 (the even/odd elements of a:b).
+  static void deinterleave(Reg a, Reg b, Reg& even, Reg& odd) {
+    const __m512i e = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    even = _mm512_permutex2var_ps(a, e, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(e, _mm512_set1_epi32(1)), b);
+  }
+  static void store_i32(int32_t* p, Reg r) {  // truncated to int32
+    _mm512_storeu_si512(p, _mm512_cvttps_epi32(r));
+  }
   static Reg load_partial(const float* p, int64_t n, float fill) {
     return _mm512_mask_loadu_ps(set1(fill), first_lanes(n), p);
   }

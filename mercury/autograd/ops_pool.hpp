@@ -12,6 +12,7 @@
 #include <limits>
 #include <string>
 
+#include "kernels/kernels.hpp"
 #include "mercury/autograd/tape.hpp"
 
 namespace mercury::ops {
@@ -40,43 +41,33 @@ inline Shape pool_out_shape(const char* op, const Shape& xs, const Pool2dParams&
 }  // namespace detail
 
 namespace detail {
-// The common 2×2/stride-2 window without padding, branch-free (select instructions, no
-// data-dependent jumps). Same rules as the general path: the first maximum in scan order wins,
-// and a window holding a NaN yields NaN (rare: taken on a slow path).
+// The common 2×2/stride-2 window without padding: KernelTable::max_pool_2x2 per plane (SIMD: the
+// rows split into even and odd columns). Same rules as the general path: the first maximum in
+// scan order wins, and a window holding a NaN yields NaN (rare: the kernel reports the plane
+// and its NaN windows are redone here). Planes of 2^24 floats or more take the ref kernel, whose
+// indices are exact integers.
 inline void max_pool_2x2(const float* x, int64_t planes, int64_t H, int64_t W, int64_t OH,
                          int64_t OW, float* y, int32_t* idx) {
+  const auto& K =
+      H * W < (int64_t{1} << 24) ? kernels::table() : kernels::table_for(kernels::Isa::ref);
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * H * W;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const float* r0 = xp + 2 * oh * W;
-      const float* r1 = r0 + W;
-      float* yr = y + (pl * OH + oh) * OW;
-      int32_t* ir = idx ? idx + (pl * OH + oh) * OW : nullptr;
-      bool nan = false;
+    float* yp = y + pl * OH * OW;
+    int32_t* ip = idx ? idx + pl * OH * OW : nullptr;
+    if (!K.max_pool_2x2(OH, OW, xp, W, yp, ip)) continue;
+    for (int64_t oh = 0; oh < OH; ++oh)  // a NaN in the plane: the first NaN of a window wins
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
-        const bool t01 = v1 > v0, t23 = v3 > v2;
-        const float m01 = t01 ? v1 : v0, m23 = t23 ? v3 : v2;
-        const bool hi = m23 > m01;
-        yr[ow] = hi ? m23 : m01;
-        if (ir) {
-          const int32_t k = hi ? (t23 ? 3 : 2) : (t01 ? 1 : 0);
-          ir[ow] = static_cast<int32_t>((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));
-        }
-        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);
-      }
-      if (!nan) continue;
-      for (int64_t ow = 0; ow < OW; ++ow) {  // slow path: the first NaN of a window wins
-        const float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+        const float* r0 = xp + 2 * oh * W + 2 * ow;
+        const float v[4] = {r0[0], r0[1], r0[W], r0[W + 1]};
         for (int k = 0; k < 4; ++k) {
           if (v[k] != v[k]) {
-            yr[ow] = v[k];
-            if (ir) ir[ow] = static_cast<int32_t>((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));
+            yp[oh * OW + ow] = v[k];
+            if (ip)
+              ip[oh * OW + ow] = static_cast<int32_t>((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));
             break;
           }
         }
       }
-    }
   }
 }
 }  // namespace detail

@@ -697,6 +697,55 @@ TEST_CASE("im2col and col2im with a wider row stride touch only their own column
   }
 }
 
+TEST_CASE("max_pool_2x2 of every ISA equals ref: values, winner indices, ties and NaN planes") {
+  // Row lengths around the vector widths (4, 8, 16: whole vectors and partial tails), one or
+  // three output rows, odd leftover columns and rows that are never read; values on a coarse
+  // grid so ties are common (the first in scan order must win), zeros of both signs and
+  // infinities; then a NaN, which every table must report (the caller redoes its windows).
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<int> grid(-3, 3);
+  const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (mk::Isa isa : simd_isas()) {
+    const mk::KernelTable& t = mk::table_for(isa);
+    for (int64_t OW = 1; OW <= 37; ++OW)
+      for (int64_t OH : {1, 3})
+        for (int variant = 0; variant < 3; ++variant) {
+          INFO(mk::isa_name(isa) << " OH " << OH << " OW " << OW << " variant " << variant);
+          const int64_t W = 2 * OW + (variant == 2 ? 3 : 0), H = 2 * OH + (variant == 2 ? 1 : 0);
+          std::vector<float> x(static_cast<size_t>(H * W));
+          for (float& v : x) v = static_cast<float>(grid(rng)) * 0.5f;
+          if (variant >= 1)
+            for (int k = 0; k < 6; ++k)
+              x[static_cast<size_t>(rng() % x.size())] = specials[rng() % 4];
+          const size_t P = static_cast<size_t>(OH * OW);
+          std::vector<float> y(P + 1, kSentinel), y_ref = y;
+          std::vector<int32_t> arg(P + 1, -7), arg_ref = arg;
+          const bool bad = t.max_pool_2x2(OH, OW, x.data(), W, y.data(), arg.data());
+          const bool bad_ref =
+              ref_table().max_pool_2x2(OH, OW, x.data(), W, y_ref.data(), arg_ref.data());
+          CHECK_FALSE(bad_ref);
+          if (variant == 0) CHECK_FALSE(bad);  // all finite: no false alarm
+          for (size_t i = 0; i < P; ++i) {
+            INFO("output " << i);
+            CHECK(y[i] == y_ref[i]);
+            CHECK(arg[i] == arg_ref[i]);
+          }
+          CHECK(y[P] == kSentinel);  // nothing written past the plane
+          CHECK(arg[P] == -7);
+          std::vector<float> y_only(P);
+          t.max_pool_2x2(OH, OW, x.data(), W, y_only.data(), nullptr);
+          for (size_t i = 0; i < P; ++i) CHECK(y_only[i] == y_ref[i]);
+          // A NaN in any window is reported by every table.
+          const int64_t oh = static_cast<int64_t>(rng() % static_cast<uint32_t>(2 * OH)),
+                        ow = static_cast<int64_t>(rng() % static_cast<uint32_t>(2 * OW));
+          x[static_cast<size_t>(oh * W + ow)] = std::numeric_limits<float>::quiet_NaN();
+          CHECK(t.max_pool_2x2(OH, OW, x.data(), W, y.data(), arg.data()));
+          CHECK(ref_table().max_pool_2x2(OH, OW, x.data(), W, y_ref.data(), arg_ref.data()));
+        }
+  }
+}
+
 TEST_CASE("adam of every ISA equals ref (coupled L2 and decoupled weight decay)") {
   std::mt19937 rng(8);
   for (mk::Isa isa : simd_isas())
