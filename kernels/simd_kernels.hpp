@@ -343,7 +343,7 @@ struct SimdKernels {
     for (; i + W <= n; i += W) V::store(out + i, V::zero());
     if (i < n) V::store_partial(out + i, n - i, V::zero());
   }
-  // The ref contract, with vector copies of the inside run of each row when SW == 1.
+  // The ref contract, with vector copies of the inside run of each row when SW is 1 or 2.
   static void im2col(const float* img, int64_t C, int64_t H, int64_t W_in, int64_t KH, int64_t KW,
                      int64_t SH, int64_t SW, int64_t PH, int64_t PW, int64_t DH, int64_t DW,
                      int64_t OH, int64_t OW, float* col, int64_t ld) {
@@ -365,6 +365,16 @@ struct SimdKernels {
             fill_zero(lo, out);
             if (SW == 1) {
               map1(hi - lo, in + lo, out + lo, [](Reg x) { return x; });
+            } else if (SW == 2) {  // the even elements of 2·W input floats per vector
+              int64_t ow = lo;
+              // ow + W < hi: the vector's last odd element, in[2(ow + W) − 1], stays before the
+              // last inside element in[2(hi − 1)] (never past the row, or the image).
+              for (; ow + W < hi; ow += W) {
+                Reg even, odd;
+                V::deinterleave(V::load(in + 2 * ow), V::load(in + 2 * ow + W), even, odd);
+                V::store(out + ow, even);
+              }
+              for (; ow < hi; ++ow) out[ow] = in[2 * ow];
             } else {
               for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * SW];
             }

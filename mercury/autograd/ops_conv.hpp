@@ -88,9 +88,9 @@ inline double shift_waste(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t 
 // When the shifted path is faster (bench/micro/bench_conv, one AVX-512 thread, its step against
 // im2col's): 1.13–1.6× at waste ≤ 1.2 with 16–128 channels, 1.29× at 1.41 (64 channels, 8×8),
 // even at 1.41 with 256; 0.75× at 1.88 (4×4), 0.85× at 2.25 (12×12 → 8×8 valid). With one or
-// three input channels (a first layer: K = 9 or 25) im2col's columns are cheap and its short-K
-// GEMM reads them in place, so it wins (0.83–0.88×); the same holds for dx when the GEMM's M is
-// a handful of channels.
+// three input channels (a first layer: K = 9, 25 or 27) im2col wins (0.82–0.91×): its columns
+// are few, while the shifted path copies the wider output and, for dW, dy's many planes; the
+// same holds for dx when the GEMM's M is a handful of channels.
 inline constexpr double kShiftMaxWaste = 1.5;
 inline constexpr int64_t kShiftMinChannels = 4;
 // Test hook: which path a stride-1, non-depthwise, non-pointwise conv takes.
