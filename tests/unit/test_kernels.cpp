@@ -258,12 +258,14 @@ TEST_CASE("sgemm of every ISA equals ref beyond the cache blocks and at the CNN'
 
 TEST_CASE("sgemm_rows (B's rows by offset) of every table equals ref sgemm on the dense B") {
   // Every ISA and ref itself; the shapes of the three tests above: register-tile edges, the
-  // transpose-pack and dot-product paths, cache blocks, and a stride-1 conv's (K = C·9 rows).
+  // transpose-pack and dot-product paths, cache blocks, a stride-1 conv's (K = C·9 rows), and
+  // M ≤ 8·MR with K over several blocks, where the indirect rows are read in place.
   std::mt19937 rng(11);
-  const GemmCase cases[] = {{1, 1, 1},       {7, 9, 2},      {8, 31, 16},  {13, 33, 7},
-                            {5, 10, 33},     {4, 25, 65},    {9, 32, 129}, {3, 33, 64},
-                            {200, 70, 300},  {193, 33, 513}, {9, 4100, 3}, {16, 1088, 144},
-                            {16, 144, 1088}, {0, 5, 3},      {4, 5, 0}};
+  const GemmCase cases[] = {{1, 1, 1},       {7, 9, 2},      {8, 31, 16},   {13, 33, 7},
+                            {5, 10, 33},     {4, 25, 65},    {9, 32, 129},  {3, 33, 64},
+                            {200, 70, 300},  {193, 33, 513}, {9, 4100, 3},  {16, 1088, 144},
+                            {16, 144, 1088}, {30, 100, 300}, {48, 70, 513}, {0, 5, 3},
+                            {4, 5, 0}};
   for (mk::Isa isa : mk::available_isas())
     for_each_transpose([&](bool ta, bool tb) {
       for (const GemmCase& s : cases) {
