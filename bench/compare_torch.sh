@@ -2,7 +2,7 @@
 # bench/compare_torch.sh — Mercury vs PyTorch CPU on the reference CNN, one thread, same run.
 # Prints samples/s for training (batch 64) and scoring (batch 320) and the ratios, plus
 # Mercury's own score/train ratio. Needs a release build (cmake --preset release && cmake
-# --build --preset release) and, for the peer, Debian's python3-torch (tools/setup --all).
+# --build --preset release) and, for the peer, Debian's python3-torch (tools/setup --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/release/bench/bench_train

@@ -11,7 +11,7 @@
 # PyTorch page-faults every large activation and runs at a fraction of its speed. "base" is the
 # RSS before the first step (libraries, model, optimizer state, the 16 input batches), so
 # peak − base is what the steps themselves add. Needs a release build (memory_probe) and
-# python3-torch (tools/setup --all).
+# python3-torch (tools/setup --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=train steps=3 threads=1 models=""
