@@ -147,13 +147,14 @@ inline void shift_pack_output(const float* y, int64_t image_stride, int64_t nb, 
 // y + i·image_stride), written or, with accumulate, added.
 inline void shift_unpack(const float* ys, int64_t ld, int64_t nb, int64_t C, int64_t OH, int64_t OW,
                          const ShiftGeom& s, float* y, int64_t image_stride, bool accumulate) {
+  const auto& K = kernels::table();
   for (int64_t c = 0; c < C; ++c)
     for (int64_t i = 0; i < nb; ++i)
       for (int64_t oh = 0; oh < OH; ++oh) {
         const float* src = ys + c * ld + (i * s.S + oh) * s.Wp;
         float* dst = y + i * image_stride + (c * OH + oh) * OW;
         if (accumulate)
-          for (int64_t ow = 0; ow < OW; ++ow) dst[ow] += src[ow];
+          K.add(OW, dst, src, dst);
         else
           std::copy_n(src, OW, dst);
       }
