@@ -6,13 +6,16 @@
 //     for pc (KC of the K dim)    : pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels
 //       for ic (MC rows of C)     :
 //         for jr, ir              : Microkernel::run on one MR×NR tile of C
-// Only B is packed (absorbing tb, ldb and the zero padding of the last panel). A is read in
-// place through (row, k) strides — either transpose is just a stride swap — because at this
-// engine's shapes (M ≤ 800, K ≤ 1024) an A block stays in L2 anyway and packing it cost as much
-// as the multiply when N is small. Micro-kernels compute full MR×NR tiles and store only the
-// mr×nr corner that exists. beta is applied on the first K block, 1 on the following ones.
-// Packing is SIMD (V::transpose for tb); with tb = false and kc ≤ 32 full panels are read in
-// place. GemmDotNT (below) is the alternative for A·Bᵀ with narrow N, chosen by each ISA header.
+// B is packed (absorbing tb, ldb and the zero padding of the last panel). A is read in place
+// through (row, k) strides — either transpose is just a stride swap — because for most of this
+// engine's shapes an A block stays in L2 anyway and packing it cost as much as the multiply when
+// N is small. The exception is a large transposed A (M ≥ 256, N ≥ 8·NR: the dx GEMMs of
+// ResNet-18/50's wide layers), packed into MR-row panels per cache block: bench_gemm, avx512,
+// 1.2× on ResNet-18's 512-channel dx and 1.3–1.4× on ResNet-50's 1×1 dx. Micro-kernels compute full
+// MR×NR tiles and store only the mr×nr corner that exists. beta is applied on the first K block, 1
+// on the following ones. Packing is SIMD (V::transpose for tb); with tb = false and kc ≤ 32 full
+// panels are read in place. GemmDotNT (below) is the alternative for A·Bᵀ with narrow N, chosen by
+// each ISA header.
 //
 // GemmMicrokernel<V, MR, NV> is a register-tiled MR × (NV·V::width) kernel written once over a
 // SIMD vector type V (interface documented in kernels/simd_kernels.hpp); each ISA header names
@@ -224,6 +227,11 @@ struct GemmDriver {
   // limit at 2·MR / 8·MR / every M: 16-channel layers 1.10× faster from 2·MR, 32–64 channels
   // 3–13% faster from 8·MR, 128+ channels 3–9% slower when read in place.
   static constexpr int64_t kInPlaceIndirectMaxM = 8 * MR;
+  // A transposed (stored K×M) is packed into MR-row panels when M and N are both large: each
+  // k of a tile then reads MR floats lda apart, and at lda = 4,608 (ResNet-18's 512-channel dx
+  // GEMM) consecutive k fall into the same two L1 sets.
+  static constexpr int64_t kPackTransposedAMinM = 256;
+  static constexpr int64_t kPackTransposedAMinN = 8 * NR;
   static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks must hold whole register tiles");
 
   // boff != nullptr: stored row r of B is at B + boff[r] instead of B + r·ldb (the indirect
@@ -239,6 +247,9 @@ struct GemmDriver {
     float* packed_b = packing_buffer(smaller(K, KC) * round_up(smaller(N, NC), NR));
     // op(A)(i, k) = A[i·rs_a + k·cs_a]
     const int64_t rs_a = ta ? 1 : lda, cs_a = ta ? lda : 1;
+    const bool pack_a = ta && M >= kPackTransposedAMinM && N >= kPackTransposedAMinN;
+    float* packed_a =
+        pack_a ? a_packing_buffer(round_up(smaller(M, MC), MR) * smaller(K, KC)) : nullptr;
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = smaller(NC, N - jc);
       for (int64_t pc = 0; pc < K; pc += KC) {
@@ -253,9 +264,11 @@ struct GemmDriver {
         if (full < nc) pack_b(tb, BRows{B, ldb, boff}, pc, jc + full, kc, nc - full, packed_b);
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = smaller(MC, M - ic);
+          if (pack_a) pack_a_block(A + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, packed_a);
           for (int64_t jr = 0; jr < nc; jr += NR)
             for (int64_t ir = 0; ir < mc; ir += MR)
-              Microkernel::run(kc, A + (ic + ir) * rs_a + pc * cs_a, rs_a, cs_a,
+              Microkernel::run(kc, pack_a ? packed_a + ir * kc : A + (ic + ir) * rs_a + pc * cs_a,
+                               pack_a ? 1 : rs_a, pack_a ? MR : cs_a,
                                jr >= full ? packed_b + (jr - full) * kc
                                : boff     ? B + jc + jr
                                           : B + pc * ldb + jc + jr,
@@ -360,6 +373,25 @@ struct GemmDriver {
     }
   }
 
+  // op(A)[0:mc, 0:kc] (element (r, k) at a[r·rs_a + k·cs_a]) → MR-row panels, panel p at p·MR·kc,
+  // element (r, k) at k·MR + r. Rows past mc in the last panel are not written: the
+  // micro-kernel re-reads row mr − 1 for them.
+  static void pack_a_block(const float* a, int64_t rs_a, int64_t cs_a, int64_t mc, int64_t kc,
+                           float* dst) {
+    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
+      const int64_t rows = smaller(MR, mc - i0);
+      const float* src = a + i0 * rs_a;
+      if (rs_a == 1 && rows == MR) {
+        for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+          for (int64_t r = 0; r < MR; ++r) dst[k * MR + r] = src[k * cs_a + r];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t r = 0; r < rows; ++r) dst[k * MR + r] = src[r * rs_a + k * cs_a];
+      }
+    }
+  }
+
   // A per-thread, 64-byte aligned float buffer that only grows. Kernels must not throw, so an
   // allocation failure (at most KC·NC floats, a few MiB) aborts with a message.
   struct PackingBuffer {
@@ -381,6 +413,10 @@ struct GemmDriver {
     }
   };
   static float* packing_buffer(int64_t floats) {
+    thread_local PackingBuffer buffer;
+    return buffer.reserve(floats);
+  }
+  static float* a_packing_buffer(int64_t floats) {
     thread_local PackingBuffer buffer;
     return buffer.reserve(floats);
   }

@@ -44,12 +44,24 @@ struct Shape {
 // Reference CNN at batch 64: conv1 5×5×1→32 on 28×28 (24×24 out), conv2 5×5×32→64 on 12×12
 // (8×8 out), fc1 1024→128, fc2 128→10. Backward shapes: dW = dY·Xᵀ / dX = Wᵀ·dY.
 const Shape kShapes[] = {
-    {"conv1_fwd", false, false, 32, 576, 25},   {"conv1_dW", false, true, 32, 25, 576},
-    {"conv2_fwd", false, false, 64, 64, 800},   {"conv2_dW", false, true, 64, 800, 64},
-    {"conv2_dcol", true, false, 800, 64, 64},   {"fc1_fwd", false, true, 64, 128, 1024},
-    {"fc1_dW", true, false, 128, 1024, 64},     {"fc1_dX", false, false, 64, 1024, 128},
-    {"fc2_fwd", false, true, 64, 10, 128},      {"square256", false, false, 256, 256, 256},
+    {"conv1_fwd", false, false, 32, 576, 25},
+    {"conv1_dW", false, true, 32, 25, 576},
+    {"conv2_fwd", false, false, 64, 64, 800},
+    {"conv2_dW", false, true, 64, 800, 64},
+    {"conv2_dcol", true, false, 800, 64, 64},
+    {"fc1_fwd", false, true, 64, 128, 1024},
+    {"fc1_dW", true, false, 128, 1024, 64},
+    {"fc1_dX", false, false, 64, 1024, 128},
+    {"fc2_fwd", false, true, 64, 10, 128},
+    {"square256", false, false, 256, 256, 256},
     {"square512", false, false, 512, 512, 512},
+    // ResNet-18's 512-channel 3x3 conv on 4x4 planes (batch 32): im2col GEMMs.
+    {"r18_512_fwd", false, false, 512, 512, 4608},
+    {"r18_512_dcol", true, false, 4608, 512, 512},
+    {"r18_512_dW", false, true, 512, 4608, 512},
+    // ResNet-50's last 1x1 convs (4x4 planes, batch 32): dx of 2048->512 and 512->2048.
+    {"r50_1x1_dx2048", true, false, 2048, 512, 512},
+    {"r50_1x1_dx512", true, false, 512, 512, 2048},
 };
 
 using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

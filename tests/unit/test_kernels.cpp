@@ -283,6 +283,21 @@ TEST_CASE("sgemm equals ref above 256³, where MERCURY_WITH_OPENBLAS builds call
   }
 }
 
+TEST_CASE("sgemm packs a large transposed A into register-row panels: equals ref at its edges") {
+  // The driver packs op(A) = Aᵀ when M ≥ 256 and N ≥ 8·NR (256 columns on avx512, 128 avx2, 64
+  // neon): M across the 192- or 128-row cache block with a partial last register panel, K over
+  // two blocks with a one-deep remainder, N with a partial last column panel. Direct and
+  // indirect B (sgemm_rows), both B transposes.
+  std::mt19937 rng(12);
+  const GemmCase cases[] = {{389, 300, 300}, {256, 256, 257}, {1001, 257, 70}, {263, 520, 33}};
+  for (mk::Isa isa : simd_isas())
+    for (const bool tb : {false, true})
+      for (const GemmCase& s : cases) {
+        check_sgemm(mk::table_for(isa), true, tb, s, 1.0f, 0.0f, rng);
+        check_sgemm(mk::table_for(isa), true, tb, s, -0.5f, 1.5f, rng, true);
+      }
+}
+
 TEST_CASE("sgemm with alpha = 0 only scales C by beta") {
   std::mt19937 rng(3);
   for (mk::Isa isa : mk::available_isas()) {
