@@ -51,6 +51,15 @@ class ConvBnAct : public nn::Module {
   // it as early as the plan will.
   Var forward(nn::Context& ctx, Var x) override {
     Var c = conv_.forward(ctx, x);
+    // Score and eval steps: BN and ReLU/ReLU6 in one pass. With gradients the two ops stay
+    // apart, so c is released before the activation's output exists.
+    if (!ctx.tape.grad_enabled() &&
+        (act_ == nn::Activation::relu || act_ == nn::Activation::relu6)) {
+      Var z = bn_.forward_act(
+          ctx, c, act_ == nn::Activation::relu ? ops::NormAct::relu : ops::NormAct::relu6);
+      ctx.tape.release(c);
+      return z;
+    }
     Var y = bn_.forward(ctx, c);
     ctx.tape.release(c);
     if (!act_) return y;

@@ -8,12 +8,15 @@
 // - Backward is exact in both modes (eval mode is an affine map).
 // - Each (image, channel) plane goes through the SIMD kernels (sum, sum_sq_dev, bn_fwd, dot,
 //   bn_bwd); the per-plane sums are accumulated in double across the N planes of a channel.
+// - batch_norm_act(…, relu | relu6) = the activation of batch_norm, bit for bit; without
+//   gradients it is one pass (the activation in place on each plane after bn_fwd).
 #pragma once
 
 #include <cmath>
 #include <string>
 
 #include "kernels/kernels.hpp"
+#include "mercury/autograd/ops_basic.hpp"
 #include "mercury/autograd/tape.hpp"
 
 namespace mercury::ops {
@@ -25,8 +28,11 @@ struct BatchNormState {
   float eps = 1e-5f;
 };
 
-inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState& st,
-                      bool training) {
+namespace detail {
+// batch_norm, with `post` (a kernel-table activation, or null) run in place on each normalised
+// plane right after it is written, while it is still in L1.
+inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState& st, bool training,
+                      void (*post)(int64_t, const float*, float*)) {
   const Shape& xs = x->shape();
   if (xs.rank < 2 || gamma->numel() != xs[1] || beta->numel() != xs[1]) {
     throw std::invalid_argument("batch_norm: x " + xs.str() + " needs gamma/beta of [C=" +
@@ -104,6 +110,7 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
       const int64_t o = (i * C + c) * S;
       K.bn_fwd(S, x->value.data + o, mean, is, g, b, xhat.defined() ? xhat.data + o : nullptr,
                y->value.data + o);
+      if (post) post(S, y->value.data + o, y->value.data + o);
     }
   }
   y->saved[0] = xhat;
@@ -113,6 +120,33 @@ inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState&
   y->i[2] = S;
   y->i[3] = training ? 1 : 0;
   return y;
+}
+}  // namespace detail
+
+inline Var batch_norm(Tape& t, Var x, Var gamma, Var beta, const BatchNormState& st,
+                      bool training) {
+  return detail::batch_norm(t, x, gamma, beta, st, training, nullptr);
+}
+
+// The activations batch_norm_act fuses.
+enum class NormAct { relu, relu6 };
+
+// act(batch_norm(x)), the same bits either way. When nothing needs a gradient (score and eval
+// steps) the activation runs in the normalising pass, plane by plane, in place: one tensor and
+// one pass over memory fewer (DS-CNN scoring spent 14% of its time in a separate ReLU pass).
+// Otherwise it is batch_norm followed by the relu / relu6 op, whose backward rules apply.
+inline Var batch_norm_act(Tape& t, Var x, Var gamma, Var beta, const BatchNormState& st,
+                          bool training, NormAct act) {
+  const auto& K = kernels::table();
+  const bool grad =
+      t.grad_enabled() && (x->requires_grad || gamma->requires_grad || beta->requires_grad);
+  if (!grad)
+    return detail::batch_norm(t, x, gamma, beta, st, training,
+                              act == NormAct::relu ? K.relu_fwd : K.relu6_fwd);
+  Var y = batch_norm(t, x, gamma, beta, st, training);
+  Var z = act == NormAct::relu ? relu(t, y) : relu6(t, y);
+  t.release(y);
+  return z;
 }
 
 }  // namespace mercury::ops

@@ -107,6 +107,11 @@ class BatchNorm : public Module {
     ops::BatchNormState st{ctx.buffer(rm_).data, ctx.buffer(rv_).data, momentum_, eps_};
     return ops::batch_norm(ctx.tape, x, ctx.param(g_), ctx.param(b_), st, ctx.training);
   }
+  // relu / relu6 of forward(x), fused into the normalising pass (ops::batch_norm_act).
+  Var forward_act(Context& ctx, Var x, ops::NormAct act) {
+    ops::BatchNormState st{ctx.buffer(rm_).data, ctx.buffer(rv_).data, momentum_, eps_};
+    return ops::batch_norm_act(ctx.tape, x, ctx.param(g_), ctx.param(b_), st, ctx.training, act);
+  }
   std::string describe() const override { return "BatchNorm(" + std::to_string(c_) + ")"; }
 
  private:

@@ -1,6 +1,7 @@
 // Gradient checks for every op and layer, and the tape/arena invariants.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -440,6 +441,43 @@ TEST_CASE("batch norm eval never writes running stats; train updates them like P
   for (int i = 0; i < 4; ++i) var0 += (x.data[i * 2] - mean0) * (x.data[i * 2] - mean0) / 3.0;
   CHECK(rm[0] == doctest::Approx(0.1 * mean0).epsilon(1e-5));
   CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * var0).epsilon(1e-5));
+}
+
+TEST_CASE("batch_norm_act equals the activation of batch_norm bit for bit, fused or not") {
+  // Planes of 35 floats (not a vector multiple), values that ReLU6 clamps at both ends.
+  Inputs in;
+  Tensor x = in.add(Shape{3, 4, 5, 7}, -8, 8), g = in.add(Shape{4}, 0.5f, 3.0f),
+         b = in.add(Shape{4}, -1.0f, 2.5f);
+  for (const ops::NormAct act : {ops::NormAct::relu, ops::NormAct::relu6})
+    for (const bool training : {true, false})
+      for (const bool grad : {false, true}) {
+        CAPTURE(static_cast<int>(act));
+        CAPTURE(training);
+        CAPTURE(grad);
+        std::vector<float> rm1{0.1f, -0.2f, 0.3f, 0.0f}, rv1{0.9f, 1.2f, 0.7f, 2.0f};
+        std::vector<float> rm2 = rm1, rv2 = rv1;
+        Tape t1, t2;
+        t1.set_grad_enabled(grad);
+        t2.set_grad_enabled(grad);
+        const ops::BatchNormState s1{rm1.data(), rv1.data(), 0.1f, 1e-5f},
+            s2{rm2.data(), rv2.data(), 0.1f, 1e-5f};
+        Var fused = ops::batch_norm_act(t1, t1.leaf(x, {}, true), t1.leaf(g), t1.leaf(b), s1,
+                                        training, act);
+        Var y = ops::batch_norm(t2, t2.leaf(x, {}, true), t2.leaf(g), t2.leaf(b), s2, training);
+        Var two = act == ops::NormAct::relu ? ops::relu(t2, y) : ops::relu6(t2, y);
+        REQUIRE(fused->numel() == two->numel());
+        CHECK(std::memcmp(fused->value.data, two->value.data, sizeof(float) * two->numel()) == 0);
+        CHECK(rm1 == rm2);
+        CHECK(rv1 == rv2);
+        CHECK(fused->requires_grad == grad);
+        int64_t clamped_low = 0, clamped_high = 0;
+        for (int64_t j = 0; j < two->numel(); ++j) {
+          clamped_low += two->value.data[j] == 0.0f;
+          clamped_high += two->value.data[j] == 6.0f;
+        }
+        CHECK(clamped_low > 0);
+        if (act == ops::NormAct::relu6) CHECK(clamped_high > 0);
+      }
 }
 
 TEST_CASE("softmax cross-entropy gives per-sample losses and passes gradcheck") {
