@@ -214,70 +214,91 @@ bool same_bits(const float* a, const float* b, int64_t n) {
   return std::memcmp(a, b, sizeof(float) * static_cast<std::size_t>(n)) == 0;
 }
 
-}  // namespace
-
-TEST_CASE("every zoo model trains and scores bit for bit on a planned, poisoned tape") {
+// One zoo model trained and scored for four steps on a planned, poisoned tape and on a bump
+// arena: the same bits.
+void check_planned_like_bump(const Case& c) {
   models::ModelOptions o;
   o.lstm_attention.vocab = 500;
   o.textcnn.vocab = 500;
   o.textcnn.embed_dim = 32;
+  auto planned = models::make_model(c.name, c.sample, c.classes, 7, o);
+  auto bump = models::make_model(c.name, c.sample, c.classes, 7, o);
+  nn::Engine ep(*planned, 3), eb(*bump, 3);
+  ep.tape().set_poison(true);
+  eb.set_planned(false);
+  nn::ParamStore& pp = planned->params;
+  nn::ParamStore& pb = bump->params;
+  const int64_t B = c.batch;
+  std::vector<int32_t> y(static_cast<std::size_t>(B));
+  for (int64_t i = 0; i < B; ++i) y[i] = static_cast<int32_t>((i * 7 + 3) % c.classes);
+  std::vector<float> w(static_cast<std::size_t>(B));
+  for (int64_t i = 0; i < B; ++i) w[i] = 0.5f + 0.25f * static_cast<float>(i);
+  // Steps 0 and 1 record (no weights / weights: two keys), the rest replay.
+  for (int step = 0; step < 4; ++step) {
+    CAPTURE(step);
+    const std::vector<float> x = batch_for(*planned, B, c.vocab, 100 + step);
+    const float* weights = step % 2 ? w.data() : nullptr;
+    pp.zero_grad();
+    pb.zero_grad();
+    std::vector<float> lp(B), lb(B), bp(B), bb(B);
+    const float fp = ep.grad(x.data(), y.data(), weights, B, lp.data(), 0, bp.data());
+    const float fb = eb.grad(x.data(), y.data(), weights, B, lb.data(), 0, bb.data());
+    CHECK(std::isfinite(fp));
+    CHECK(same_bits(&fp, &fb, 1));
+    CHECK(same_bits(lp.data(), lb.data(), B));
+    CHECK(same_bits(bp.data(), bb.data(), B));
+    CHECK(same_bits(pp.grads(), pb.grads(), pp.size()));
+    CHECK(same_bits(pp.buffers(), pb.buffers(), pp.buffer_size()));
+    for (int64_t j = 0; j < pp.size(); ++j) {  // the same small SGD step on both
+      pp.values()[j] -= 0.01f * pp.grads()[j];
+      pb.values()[j] -= 0.01f * pb.grads()[j];
+    }
+    std::vector<int32_t> qp(B), qb(B);
+    ep.score(x.data(), y.data(), B, lp.data(), qp.data());
+    eb.score(x.data(), y.data(), B, lb.data(), qb.data());
+    CHECK(same_bits(lp.data(), lb.data(), B));
+    CHECK(qp == qb);
+    const nn::ScoreOptions bn{.train_mode_norm = true, .kind = nn::ScoreKind::grad_norm_bound};
+    ep.score(x.data(), y.data(), B, lp.data(), nullptr, bn);
+    eb.score(x.data(), y.data(), B, lb.data(), nullptr, bn);
+    CHECK(same_bits(lp.data(), lb.data(), B));
+  }
+  // The planned block never exceeds what the bump arena held for the same steps.
+  CHECK(ep.tape().planned_bytes() <= eb.tape().arena().capacity_bytes());
+  MESSAGE(std::string(c.name) << ": planned " << ep.tape().planned_bytes() / 1024
+                              << " KiB, bump arena " << eb.tape().arena().capacity_bytes() / 1024
+                              << " KiB");
+}
+
+}  // namespace
+
+TEST_CASE("every zoo model trains and scores bit for bit on a planned, poisoned tape") {
   const Case cases[] = {
       {"cnn", Shape{1, 28, 28}, 10, 0, 4},        {"mlp", Shape{1, 28, 28}, 10, 0, 4},
       {"resnet8", Shape{3, 32, 32}, 10, 0, 3},    {"resnet20", Shape{3, 16, 16}, 10, 0, 2},
-      {"resnet18", Shape{3, 32, 32}, 10, 0, 2},   {"resnet50", Shape{3, 32, 32}, 10, 0, 2},
-      {"mobilenetv2", Shape{3, 32, 32}, 7, 0, 2}, {"vgg13", Shape{1, 40, 36}, 35, 0, 2},
-      {"ds_cnn", Shape{1, 40, 32}, 35, 0, 3},     {"lstm_attention", Shape{16}, 4, 500, 3},
-      {"textcnn", Shape{16}, 4, 500, 3},
+      {"mobilenetv2", Shape{3, 32, 32}, 7, 0, 2}, {"ds_cnn", Shape{1, 40, 32}, 35, 0, 3},
+      {"lstm_attention", Shape{16}, 4, 500, 3},   {"textcnn", Shape{16}, 4, 500, 3},
   };
   for (const Case& c : cases) {
     SUBCASE(c.name) {
-      auto planned = models::make_model(c.name, c.sample, c.classes, 7, o);
-      auto bump = models::make_model(c.name, c.sample, c.classes, 7, o);
-      nn::Engine ep(*planned, 3), eb(*bump, 3);
-      ep.tape().set_poison(true);
-      eb.set_planned(false);
-      nn::ParamStore& pp = planned->params;
-      nn::ParamStore& pb = bump->params;
-      const int64_t B = c.batch;
-      std::vector<int32_t> y(static_cast<std::size_t>(B));
-      for (int64_t i = 0; i < B; ++i) y[i] = static_cast<int32_t>((i * 7 + 3) % c.classes);
-      std::vector<float> w(static_cast<std::size_t>(B));
-      for (int64_t i = 0; i < B; ++i) w[i] = 0.5f + 0.25f * static_cast<float>(i);
-      // Steps 0 and 1 record (no weights / weights: two keys), the rest replay.
-      for (int step = 0; step < 4; ++step) {
-        CAPTURE(step);
-        const std::vector<float> x = batch_for(*planned, B, c.vocab, 100 + step);
-        const float* weights = step % 2 ? w.data() : nullptr;
-        pp.zero_grad();
-        pb.zero_grad();
-        std::vector<float> lp(B), lb(B), bp(B), bb(B);
-        const float fp = ep.grad(x.data(), y.data(), weights, B, lp.data(), 0, bp.data());
-        const float fb = eb.grad(x.data(), y.data(), weights, B, lb.data(), 0, bb.data());
-        CHECK(std::isfinite(fp));
-        CHECK(same_bits(&fp, &fb, 1));
-        CHECK(same_bits(lp.data(), lb.data(), B));
-        CHECK(same_bits(bp.data(), bb.data(), B));
-        CHECK(same_bits(pp.grads(), pb.grads(), pp.size()));
-        CHECK(same_bits(pp.buffers(), pb.buffers(), pp.buffer_size()));
-        for (int64_t j = 0; j < pp.size(); ++j) {  // the same small SGD step on both
-          pp.values()[j] -= 0.01f * pp.grads()[j];
-          pb.values()[j] -= 0.01f * pb.grads()[j];
-        }
-        std::vector<int32_t> qp(B), qb(B);
-        ep.score(x.data(), y.data(), B, lp.data(), qp.data());
-        eb.score(x.data(), y.data(), B, lb.data(), qb.data());
-        CHECK(same_bits(lp.data(), lb.data(), B));
-        CHECK(qp == qb);
-        const nn::ScoreOptions bn{.train_mode_norm = true, .kind = nn::ScoreKind::grad_norm_bound};
-        ep.score(x.data(), y.data(), B, lp.data(), nullptr, bn);
-        eb.score(x.data(), y.data(), B, lb.data(), nullptr, bn);
-        CHECK(same_bits(lp.data(), lb.data(), B));
-      }
-      // The planned block never exceeds what the bump arena held for the same steps.
-      CHECK(ep.tape().planned_bytes() <= eb.tape().arena().capacity_bytes());
-      MESSAGE(std::string(c.name) << ": planned " << ep.tape().planned_bytes() / 1024
-                                  << " KiB, bump arena "
-                                  << eb.tape().arena().capacity_bytes() / 1024 << " KiB");
+      check_planned_like_bump(c);
+    }
+  }
+}
+
+// The three heaviest models, most of the test's arithmetic. Builds that run 10-50x slower
+// (sanitizers, qemu) run this suite on its own, labelled slow (tests/CMakeLists.txt); the
+// release build runs it with the rest.
+TEST_CASE("the big zoo models train and score bit for bit on a planned, poisoned tape" *
+          doctest::test_suite("memory-plan-big")) {
+  const Case cases[] = {
+      {"resnet18", Shape{3, 32, 32}, 10, 0, 2},
+      {"resnet50", Shape{3, 32, 32}, 10, 0, 2},
+      {"vgg13", Shape{1, 40, 36}, 35, 0, 2},
+  };
+  for (const Case& c : cases) {
+    SUBCASE(c.name) {
+      check_planned_like_bump(c);
     }
   }
 }
