@@ -9,7 +9,9 @@
 //   O) uses the dwconv2d / dwconv2d_bwd micro-kernels. 1×1/stride-1/no-pad skips im2col for a
 //   single image. Stride-1 convs whose padded planes waste little (ResNet's and VGG's 3×3 convs
 //   down to 8×8) skip im2col and col2im altogether: their GEMMs read rows of a zero-padded copy
-//   of the input (or of dy) through KernelTable::sgemm_rows (detail::ShiftGeom).
+//   of the input (or of dy) through KernelTable::sgemm_rows (detail::ShiftGeom). One-channel
+//   convs whose kernel spans the input's width (TextCNN) read their windows in place
+//   (detail::is_window).
 // - Images are split over the thread pool; weight gradients are accumulated per chunk and summed
 //   in chunk order, so results are deterministic for a given thread count.
 #pragma once
@@ -37,6 +39,17 @@ inline bool is_pointwise(const ConvGeom& g, const Conv2dParams& p) {
   return g.KH == 1 && g.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
          p.pad_w == 0;
 }
+// One input channel and a kernel spanning the whole input width, stride 1, no padding (TextCNN's
+// n-gram filters over [T, E] embeddings): output row oh's im2col column is the KH·W floats from
+// input row oh on, contiguous. The GEMMs then read x as rows W floats apart (overlapping), and
+// the images of a run are one sequence whose KH − 1 windows across each image boundary are
+// computed and dropped (given a zero gradient in backward). No im2col, no col2im: dx adds each
+// window's KH·W gradient row back in place. (TextCNN spent 64% of scoring and 61% of training
+// in im2col and col2im, gathering one float every W = 300.)
+inline bool is_window(const ConvGeom& g, const Conv2dParams& p) {
+  return g.C == 1 && p.groups == 1 && g.KW == g.W && (p.dil_w == 1 || g.KW == 1) && p.pad_h == 0 &&
+         p.pad_w == 0 && p.stride_h == 1 && p.dil_h == 1;
+}
 // What forward and backward derive from the geometry: groups, channels per group, output
 // positions, im2col rows, and which special path applies. (Callers copy the fields into locals:
 // clang 14 cannot capture structured bindings in lambdas.)
@@ -60,6 +73,16 @@ inline int64_t images_per_gemm(int64_t P, int64_t kdim, int64_t N, int chunks) {
   if (nb > cap) nb = cap;
   if (nb > chunk_images) nb = chunk_images;
   return nb < 1 ? 1 : nb;
+}
+
+// Images per window run: the run's dx rows [cols, KH·W] stay within kGemmMaxColFloats.
+inline int64_t images_per_window(const ConvGeom& g, int64_t chunk_images) {
+  const int64_t nb = kGemmMaxColFloats / (g.H * g.KH * g.W);
+  return std::clamp<int64_t>(nb, 1, std::max<int64_t>(chunk_images, 1));
+}
+// A window run's output columns: nb images of H rows, less the last KH − 1.
+inline int64_t window_cols(const ConvGeom& g, int64_t nb) {
+  return nb * g.H - g.KH + 1;
 }
 
 // Stride-1 convolution without im2col ("shifted" or indirect GEMM). The input is copied once into
@@ -196,14 +219,22 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
         float* dx = x->requires_grad ? tp.grad(x).data : nullptr;
         // Which gradients take the shifted path (see detail::ShiftGeom): dW when the forward
         // did; dx when dy padded by D·(K − 1) − P is a valid, not too wasteful, stride-1 conv.
-        const bool stride1 = !depthwise && !pointwise && p.stride_h == 1 && p.stride_w == 1;
+        const bool window = detail::is_window(g, p);
+        const bool stride1 =
+            !depthwise && !pointwise && !window && p.stride_h == 1 && p.stride_w == 1;
         const int64_t PHt = p.dil_h * (g.KH - 1) - p.pad_h, PWt = p.dil_w * (g.KW - 1) - p.pad_w;
         const bool shift_w = stride1 && w->requires_grad &&
                              detail::use_shift(Cg, Og, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
         const bool shift_x = stride1 && dx && PHt >= 0 && PWt >= 0 &&
                              detail::use_shift(Og, Cg, g.OH, g.OW, g.H, g.W, PHt, PWt);
-        const bool im2col_w = !depthwise && w->requires_grad && !shift_w;
-        const bool im2col_x = !depthwise && dx && !shift_x;
+        const bool im2col_w = !depthwise && !window && w->requires_grad && !shift_w;
+        const bool im2col_x = !depthwise && !window && dx && !shift_x;
+        // Window path scratch per chunk: dy of a run [O][cols] (zero on dropped windows) and dx's
+        // rows [cols][KH·W].
+        const int64_t nbw = window ? detail::images_per_window(g, (g.N + chunks - 1) / chunks) : 0;
+        const int64_t wcols = window ? detail::window_cols(g, nbw) : 0;
+        const int64_t win_n = window ? g.O * wcols + (dx ? wcols * kdim : 0) : 0;
+        Tensor win_buf = win_n ? tp.scratch(Shape{chunks, win_n}) : Tensor{};
         const int64_t nb_max =
             im2col_w || im2col_x ? detail::images_per_gemm(P, kdim, g.N, chunks) : 1;
         // Per-chunk weight/bias gradient accumulators, im2col scratch and (runs of several
@@ -267,6 +298,27 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
                                dw ? dw + ch * g.KH * g.KW : nullptr);
             }
             return;
+          }
+          if (window) {
+            float* dyrun = win_buf.data + c * win_n;
+            float* dxrows = dyrun + g.O * wcols;
+            for (int64_t a = i0; a < i1; a += nbw) {
+              const int64_t nb = std::min(nbw, i1 - a), cols = detail::window_cols(g, nb);
+              std::fill_n(dyrun, g.O * cols, 0.0f);
+              for (int64_t j = 0; j < nb; ++j)
+                for (int64_t o = 0; o < g.O; ++o)
+                  std::copy_n(n.grad.data + ((a + j) * g.O + o) * P, P, dyrun + o * cols + j * g.H);
+              const float* xa = x->value.data + a * g.H * g.W;
+              if (dw)  // dW += dY_run · window rows
+                K.sgemm(false, false, g.O, kdim, cols, 1.0f, dyrun, cols, xa, g.W, 1.0f, dw, kdim);
+              if (dx) {  // window row r's gradient = dY_run[:, r]ᵀ · W, added back at row r
+                K.sgemm(true, false, cols, kdim, g.O, 1.0f, dyrun, cols, w->value.data, kdim, 0.0f,
+                        dxrows, kdim);
+                float* dxa = dx + a * g.H * g.W;
+                for (int64_t r = 0; r < cols; ++r)
+                  if (r % g.H < g.OH) K.add(kdim, dxa + r * g.W, dxrows + r * kdim, dxa + r * g.W);
+              }
+            }
           }
           if (shift_w || shift_x) {
             float* xpad = shift_buf.data + c * shift_n;
@@ -372,9 +424,14 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   const bool depthwise = pl.depthwise, pointwise = pl.pointwise;
   ThreadPool& pool = thread_pool();
   const int chunks = pool.chunks_for(g.N);
-  const bool shift = !depthwise && !pointwise && p.stride_h == 1 && p.stride_w == 1 &&
+  const bool window = detail::is_window(g, p);
+  const bool shift = !depthwise && !pointwise && !window && p.stride_h == 1 && p.stride_w == 1 &&
                      detail::use_shift(Cg, Og, g.H, g.W, g.OH, g.OW, p.pad_h, p.pad_w);
-  const bool im2col = !depthwise && !shift;
+  const bool im2col = !depthwise && !shift && !window;
+  // Window path: a run's output [cols][O] before its kept rows go to each image.
+  const int64_t nbw = window ? detail::images_per_window(g, (g.N + chunks - 1) / chunks) : 0;
+  const int64_t wcols = window ? detail::window_cols(g, nbw) : 0;
+  Tensor ywin = window ? t.scratch(Shape{chunks, g.O * wcols}) : Tensor{};
   const int64_t nb_max = im2col ? detail::images_per_gemm(P, kdim, g.N, chunks) : 1;
   Tensor cols = (im2col && (!pointwise || nb_max > 1)) ? t.scratch(Shape{chunks, kdim * nb_max * P})
                                                        : Tensor{};
@@ -389,6 +446,26 @@ inline Var conv2d(Tape& t, Var x, Var w, Var b, const Conv2dParams& p) {
   pool.parallel_for(g.N, [&](int64_t i0, int64_t i1, int c) {
     float* col = cols.defined() ? cols.data + c * kdim * nb_max * P : nullptr;
     float* yrun = ys.defined() ? ys.data + c * Og * nb_max * P : nullptr;
+    if (window) {
+      float* yw = ywin.data + c * g.O * wcols;
+      for (int64_t a = i0; a < i1; a += nbw) {
+        // The run's output transposed, [cols][O] = window rows · Wᵀ: the windows are A, read in
+        // place, and only the small W is packed (as B the windows' transposing pack cost a
+        // fifth of TextCNN's scoring).
+        const int64_t nb = std::min(nbw, i1 - a), cols = detail::window_cols(g, nb);
+        K.sgemm(false, true, cols, g.O, kdim, 1.0f, x->value.data + a * g.H * g.W, g.W,
+                w->value.data, kdim, 0.0f, yw, g.O);
+        for (int64_t j = 0; j < nb; ++j) {
+          float* yj = y->value.data + (a + j) * g.O * P;
+          for (int64_t oh = 0; oh < P; ++oh) {
+            const float* row = yw + (j * g.H + oh) * g.O;
+            for (int64_t o = 0; o < g.O; ++o) yj[o * P + oh] = row[o];
+          }
+          if (b) K.add_channel_bias(g.O, P, b->value.data, yj);
+        }
+      }
+      return;
+    }
     if (shift) {
       float* xpad = xpads.data + c * Cg * most.R * most.Wp;
       float* yst = yss.data + c * Og * most.N;

@@ -272,6 +272,78 @@ TEST_CASE("conv2d over runs of several images equals the conv of each image alon
   thread_pool().set_threads(saved_threads);
 }
 
+TEST_CASE("conv2d's full-width window path (TextCNN's filters) equals a direct convolution") {
+  // detail::is_window: one channel, kernel as wide as the input, stride 1, no padding. The
+  // images of a run are one sequence (windows across boundaries dropped); dx adds window rows
+  // back in place. Cases: several images per run, runs split over 2 threads, several runs per
+  // chunk (H·KH·W·images above 2^21 floats), KH = H (one window per image), KH = W = 1.
+  struct Case {
+    int64_t N, O, H, W, KH;
+  };
+  const Case cases[] = {{5, 4, 7, 5, 3}, {30, 3, 100, 300, 5}, {3, 2, 6, 4, 6}, {4, 3, 5, 1, 1}};
+  const int saved_threads = thread_pool().threads();
+  for (int threads : {1, 2}) {
+    thread_pool().set_threads(threads);
+    for (const Case& c : cases) {
+      INFO("N " << c.N << " O " << c.O << " H " << c.H << " W " << c.W << " KH " << c.KH
+                << ", threads " << threads);
+      const int64_t OH = c.H - c.KH + 1;
+      Inputs in;
+      Tensor x = in.add(Shape{c.N, 1, c.H, c.W}), w = in.add(Shape{c.O, 1, c.KH, c.W}),
+             b = in.add(Shape{c.O}), dy = in.add(Shape{c.N, c.O, OH, 1});
+      AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());
+      gx.tensor(x.shape).fill(0.5f);  // dx accumulates into what is there
+      gw.tensor(w.shape).fill(0.0f);
+      gb.tensor(b.shape).fill(0.0f);
+      const ops::Conv2dParams params{};  // the op keeps a pointer to it for backward
+      Tape t;
+      Var y =
+          ops::conv2d(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
+                      t.leaf(b, gb.tensor(b.shape), true), params);
+      REQUIRE(y->shape() == Shape{c.N, c.O, OH, 1});
+      // Wanted gradients and, for the tolerance, the sums of their terms' magnitudes.
+      std::vector<double> want_gx(static_cast<size_t>(x.numel()), 0.5),
+          want_gw(static_cast<size_t>(w.numel()), 0.0), want_gb(static_cast<size_t>(c.O), 0.0);
+      std::vector<double> mag_gx(want_gx.size(), 0.5), mag_gw(want_gw.size(), 0.0),
+          mag_gb(want_gb.size(), 0.0);
+      int64_t bad_y = 0;
+      for (int64_t i = 0; i < c.N; ++i)
+        for (int64_t o = 0; o < c.O; ++o)
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            double acc = b.data[o], mag = std::abs(b.data[o]);
+            const float g = dy.data[(i * c.O + o) * OH + oh];
+            want_gb[o] += g;
+            mag_gb[o] += std::abs(g);
+            for (int64_t k = 0; k < c.KH * c.W; ++k) {
+              const float xv = x.data[(i * c.H + oh) * c.W + k], wv = w.data[o * c.KH * c.W + k];
+              acc += static_cast<double>(wv) * xv;
+              mag += std::abs(static_cast<double>(wv) * xv);
+              want_gw[o * c.KH * c.W + k] += static_cast<double>(g) * xv;
+              mag_gw[o * c.KH * c.W + k] += std::abs(static_cast<double>(g) * xv);
+              want_gx[(i * c.H + oh) * c.W + k] += static_cast<double>(g) * wv;
+              mag_gx[(i * c.H + oh) * c.W + k] += std::abs(static_cast<double>(g) * wv);
+            }
+            const float got = y->value.data[(i * c.O + o) * OH + oh];
+            bad_y += std::abs(got - acc) > 1e-5 * (mag + 1.0);
+          }
+      CHECK(bad_y == 0);
+      t.backward(y, dy);
+      auto close = [](const float* got, const std::vector<double>& want,
+                      const std::vector<double>& mag, const char* what) {
+        int64_t bad = 0;
+        for (size_t j = 0; j < want.size(); ++j)
+          bad += std::abs(got[j] - want[j]) > 1e-5 * (mag[j] + 1.0);
+        INFO(what);
+        CHECK(bad == 0);
+      };
+      close(gx.data(), want_gx, mag_gx, "dx");
+      close(gw.data(), want_gw, mag_gw, "dW");
+      close(gb.data(), want_gb, mag_gb, "db");
+    }
+  }
+  thread_pool().set_threads(saved_threads);
+}
+
 TEST_CASE("conv2d's shifted stride-1 path (no im2col) equals the im2col path") {
   // detail::ShiftGeom: the padded input's rows feed the GEMM directly, images stacked with
   // shared pad rows; dx is a stride-1 conv of padded dy with the flipped kernel, dW reads dy in
