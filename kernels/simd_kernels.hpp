@@ -354,6 +354,23 @@ struct SimdKernels {
           const int64_t offset = kw * DW - PW;
           int64_t lo, hi;
           inside_columns(W_in, SW, offset, OW, &lo, &hi);
+          if (SW == 1 && lo == 0 && hi == OW) {
+            // No column padding (every valid conv): whole vectors, then one partial load and
+            // store per row: the reference CNN's 8- and 24-float rows.
+            const int64_t full = OW / W * W, rest = OW - full;
+            for (int64_t oh = 0; oh < OH; ++oh) {
+              float* out = col_row + oh * OW;
+              const int64_t ih = oh * SH - PH + kh * DH;
+              if (ih < 0 || ih >= H) {
+                fill_zero(OW, out);
+                continue;
+              }
+              const float* in = img + (c * H + ih) * W_in + offset;
+              for (int64_t i = 0; i < full; i += W) V::store(out + i, V::load(in + i));
+              if (rest) V::store_partial(out + full, rest, V::load_partial(in + full, rest, 0.0f));
+            }
+            continue;
+          }
           for (int64_t oh = 0; oh < OH; ++oh) {
             float* out = col_row + oh * OW;
             const int64_t ih = oh * SH - PH + kh * DH;

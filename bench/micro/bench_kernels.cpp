@@ -4,9 +4,9 @@
 // Each benchmark times one ISA's kernel (manual time: only the kernel calls) and, interleaved
 // with it in every iteration, ref's kernel on the same data; the counter `vs_ref` is ref's time ÷
 // the ISA's (> 1: faster than the scalar reference). Shapes are the reference CNN's for the
-// 2×2 max pool, otherwise MobileNetV2's / DS-CNN's:
-// a 32×32 plane (3×3 depthwise, pad 1, stride 1 and 2), 64 channel planes of 1,024 floats for
-// batch norm, 65,536 floats for ReLU6.
+// 2×2 max pool and im2col (its two 5×5 convs, 8 images into one run's columns), otherwise
+// MobileNetV2's / DS-CNN's: a 32×32 plane (3×3 depthwise, pad 1, stride 1 and 2), 64 channel planes
+// of 1,024 floats for batch norm, 65,536 floats for ReLU6.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -83,6 +83,26 @@ void register_all() {
                           arg.data() + p * 144);
        },
        64 * (576 + 2 * 144) * 4},
+      // The reference CNN's im2col: conv1 (1×28×28 → 24×24) and conv2 (32×12×12 → 8×8), each
+      // image's columns at its offset in a run of 8 images (ld = 8·OH·OW).
+      {"im2col/cnn_conv1_1x28x28_5x5",
+       [](const mk::KernelTable& k) {
+         static const std::vector<float> x = random_floats(8 * 784, 7);
+         static std::vector<float> col(25 * 8 * 576);
+         for (int64_t j = 0; j < 8; ++j)
+           k.im2col(x.data() + j * 784, 1, 28, 28, 5, 5, 1, 1, 0, 0, 1, 1, 24, 24,
+                    col.data() + j * 576, 8 * 576);
+       },
+       8 * (784 + 25 * 576) * 4},
+      {"im2col/cnn_conv2_32x12x12_5x5",
+       [](const mk::KernelTable& k) {
+         static const std::vector<float> x = random_floats(8 * 32 * 144, 8);
+         static std::vector<float> col(800 * 8 * 64);
+         for (int64_t j = 0; j < 8; ++j)
+           k.im2col(x.data() + j * 32 * 144, 32, 12, 12, 5, 5, 1, 1, 0, 0, 1, 1, 8, 8,
+                    col.data() + j * 64, 8 * 64);
+       },
+       8 * (32 * 144 + 800 * 64) * 4},
       {"relu6_fwd/65536",
        [&b, n](const mk::KernelTable& k) { k.relu6_fwd(n, b.x.data(), b.y.data()); }, 2 * n * 4},
       {"relu6_bwd/65536",

@@ -666,6 +666,14 @@ TEST_CASE("im2col and col2im of every ISA equal ref with stride, padding and dil
       {1, 4, 67, 1, 1, 2, 2, 0, 0, 1, 1},
       {2, 5, 64, 3, 3, 2, 2, 0, 0, 1, 1},
       {1, 3, 66, 3, 3, 2, 2, 0, 0, 1, 1},
+      // Stride 1 without column padding (whole vectors, then one partial copy per row): the
+      // reference CNN's convs (rows of 24 and 8 floats), rows of exactly 16 and of 36 (dilated),
+      // and padded rows above and below.
+      {1, 28, 28, 5, 5, 1, 1, 0, 0, 1, 1},
+      {32, 12, 12, 5, 5, 1, 1, 0, 0, 1, 1},
+      {1, 4, 19, 1, 4, 1, 1, 0, 0, 1, 1},
+      {1, 10, 40, 3, 3, 1, 1, 0, 0, 2, 2},
+      {2, 6, 9, 3, 3, 1, 1, 1, 0, 1, 1},
   };
   for (mk::Isa isa : simd_isas())
     for (const Conv& c : convs) {
