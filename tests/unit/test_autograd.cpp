@@ -677,3 +677,30 @@ TEST_CASE("2x2 max-pool: first maximum wins ties, NaN propagates, gradient goes 
   CHECK(gx.data()[11] == 4.0f);           // window (1,1) holds 1,2,2,0: the first 2 wins...
   CHECK(gx.data()[14] == 0.0f);           // ...and its tie partner gets nothing
 }
+
+TEST_CASE("ReLU after a 2x2 max-pool equals the max-pool after ReLU, value and gradient") {
+  // The reference CNN pools before its ReLUs (a quarter of the floats); this is why it may.
+  // Windows all negative, mixed, with exact zeros and ties; planes of 6×10.
+  AlignedBuffer xb(2 * 3 * 6 * 10);
+  Tensor x = xb.tensor(Shape{2, 3, 6, 10});
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> q(-4, 3);
+  for (int64_t j = 0; j < x.numel(); ++j) x.data[j] = 0.5f * static_cast<float>(q(rng));
+  for (int64_t j = 0; j < 4; ++j) x.data[j] = -1.0f;  // a window of negatives only
+  ops::Pool2dParams p{2, 2, 2, 2, 0, 0};
+  AlignedBuffer g1(x.numel()), g2(x.numel());
+  Tape t1, t2;
+  Var a = ops::relu(t1, ops::max_pool2d(t1, t1.leaf(x, g1.tensor(x.shape), true), p));
+  Var b = ops::max_pool2d(t2, ops::relu(t2, t2.leaf(x, g2.tensor(x.shape), true)), p);
+  REQUIRE(a->numel() == b->numel());
+  CHECK(std::memcmp(a->value.data, b->value.data, sizeof(float) * a->numel()) == 0);
+  Tensor seed = t1.scratch(a->shape());
+  for (int64_t j = 0; j < seed.numel(); ++j) seed.data[j] = static_cast<float>(j % 7) - 2.5f;
+  t1.backward(a, seed);
+  t2.backward(b, seed);
+  CHECK(std::memcmp(g1.data(), g2.data(), sizeof(float) * x.numel()) == 0);
+  int64_t zeros = 0, live = 0;
+  for (int64_t j = 0; j < x.numel(); ++j) (g1.data()[j] == 0.0f ? zeros : live) += 1;
+  CHECK(live > 0);  // some gradient flows, and most inputs get none
+  CHECK(zeros > live);
+}
