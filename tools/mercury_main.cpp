@@ -343,7 +343,7 @@ int run_train(const mercury::train::TrainConfig& cfg) {
   if (env.distributed) setup = rank_setup(env);
   data::LoadedData d = load_data(cfg);
   auto model = build_model(cfg, d);
-  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
+  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << std::endl;
   if (env.distributed) {
     std::cout << net::describe(env) << "\n";
     train_distributed(cfg, env, *setup, *model, d);
@@ -442,7 +442,7 @@ int run_sim(const SimFlags& flags, const mercury::train::TrainConfig& cfg) {
   const int world = static_cast<int>(options.factors.size());
   check_outputs(cfg, 0, world);
   data::LoadedData d = load_data(cfg);
-  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << "\n";
+  std::cout << "data " << d.train->describe() << " / test " << d.test->size() << std::endl;
   std::cout << "sim: " << world << " devices on virtual clocks; links "
             << sim::describe_links(options) << ", latency " << 1e3 * options.latency_s
             << " ms; compute factors";

@@ -940,7 +940,7 @@ class Trainer {
                                         (adacomm_ ? " per local step (x tau per averaging)" : ""))
           << ", chunks of " << cfg_.bacc_chunk << ")";
     }
-    log << "\n";
+    log << std::endl;
     if (bsp_) {
       const dist::ShardRange mine = bsp_->plan().range(rank_);
       start.update({{"rank", rank_},
@@ -1410,12 +1410,15 @@ class Trainer {
       opt_bytes += t.numel() * 4;
     const Tape& tape = engine_.tape();
     const StepPlan* plan = engine_.last_grad_plan();  // recorded by step 1
+    // Step 1 recorded the plan; its block is allocated when step 2 replays it, so the plan's
+    // block is what the steps will use (the tape's own figure is still 0 here).
+    const double planned_bytes = plan ? static_cast<double>(plan->block_floats) * 4
+                                      : static_cast<double>(tape.planned_bytes());
     char line[512];
     std::snprintf(line, sizeof line,
                   "memory plan: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, "
                   "activations+scratch %.2f MiB planned",
-                  ps.size() * 4 * mib, ps.size() * 4 * mib, opt_bytes * mib,
-                  tape.planned_bytes() * mib);
+                  ps.size() * 4 * mib, ps.size() * 4 * mib, opt_bytes * mib, planned_bytes * mib);
     report_.log() << line;
     if (plan) {
       std::snprintf(line, sizeof line,
@@ -1437,7 +1440,9 @@ class Trainer {
                                {"columns", {"offset", "bytes", "use", "node", "first", "last"}},
                                {"tensors", std::move(tensors)}});
     }
-    report_.log() << "\n";
+    // Flushed: this line marks the end of the first step (time to first step, as seen in a
+    // pipe or a board's serial log).
+    report_.log() << std::endl;
   }
 
   TrainConfig cfg_;

@@ -447,6 +447,12 @@ TEST_CASE("the trainer prints its memory plan at step 1 and logs every tensor's 
     CHECK(e["batch"] == cfg.batch);
     CHECK(block >= e["live_peak_bytes"].get<int64_t>());
     CHECK(block < e["all_tensors_bytes"].get<int64_t>());  // tensors do share memory
+    // The log's "planned" figure is this block (not the tape's, still unallocated at step 1).
+    char planned[64];
+    std::snprintf(planned, sizeof planned, "activations+scratch %.2f MiB planned",
+                  static_cast<double>(block) / (1 << 20));
+    CHECK(block > 0);
+    CHECK_MESSAGE(log.str().find(planned) != std::string::npos, log.str());
     REQUIRE(e["tensors"].size() > 10);
     for (const auto& t : e["tensors"]) {  // [offset, bytes, use, node, first, last]
       CHECK(t[0].get<int64_t>() % 64 == 0);
