@@ -49,21 +49,25 @@ struct KernelTable {
   void (*scale)(int64_t n, float alpha, const float* x, float* out);   // out = alpha * x
   float (*dot)(int64_t n, const float* a, const float* b);
   float (*sum)(int64_t n, const float* x);
-  void (*relu_fwd)(int64_t n, const float* x, float* y);                    // y = max(x, 0)
-  void (*relu_bwd)(int64_t n, const float* x, const float* dy, float* dx);  // dx += dy·[x>0]
+  // The backward rules below (…_bwd) take `acc`: true accumulates, dx += …, as written in
+  // their comments; false writes dx = … without reading it (a gradient's first contribution,
+  // so the tape need not zero the buffer first).
+  void (*relu_fwd)(int64_t n, const float* x, float* y);  // y = max(x, 0)
+  void (*relu_bwd)(int64_t n, const float* x, const float* dy, float* dx,
+                   bool acc);  // dx += dy·[x>0]
 
   // ReLU6: y = min(max(x, 0), 6), NaN gives 0 (as relu); backward from the OUTPUT (so the
   // input may be freed early): dx += dy·[0 < y < 6].
   void (*relu6_fwd)(int64_t n, const float* x, float* y);
-  void (*relu6_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+  void (*relu6_bwd)(int64_t n, const float* y, const float* dy, float* dx, bool acc);
 
   // Logistic and tanh (outputs may alias inputs exactly); backward from the output:
   // sigmoid dx += dy·y·(1 − y), tanh dx += dy·(1 − y²). SIMD variants build both from the
   // vector exp (tanh(x) = 2σ(2x) − 1): within ~1e-6 absolute of ref.
   void (*sigmoid_fwd)(int64_t n, const float* x, float* y);
-  void (*sigmoid_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+  void (*sigmoid_bwd)(int64_t n, const float* y, const float* dy, float* dx, bool acc);
   void (*tanh_fwd)(int64_t n, const float* x, float* y);
-  void (*tanh_bwd)(int64_t n, const float* y, const float* dy, float* dx);
+  void (*tanh_bwd)(int64_t n, const float* y, const float* dy, float* dx, bool acc);
 
   // Batch norm over one channel plane of n floats (the op loops over images and channels and
   // accumulates the per-plane sums in double).
@@ -73,7 +77,7 @@ struct KernelTable {
                  float* xhat, float* y);
   // dx += k·(dy − mdy − xhat·mdyx)  (k = gamma·invstd; mdy, mdyx the plane-set means).
   void (*bn_bwd)(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
-                 float* dx);
+                 float* dx, bool acc);
 
   // out[r*cols + j] += bias[j]  (Linear: one bias per output feature).
   void (*add_row_bias)(int64_t rows, int64_t cols, const float* bias, float* out);

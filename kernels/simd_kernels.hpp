@@ -45,9 +45,14 @@ struct SimdKernels {
   static void map1(int64_t n, const float* x, float* out, Op op) {
     map2(n, x, x, out, [op](Reg xv, Reg) { return op(xv); });
   }
-  // out[i] += op(a[i], b[i]) (the backward rules: gradient accumulation).
+  // out[i] += op(a[i], b[i]) (the backward rules: gradient accumulation); without `acc`,
+  // out[i] = op(a[i], b[i]) (out is not read).
   template <class Op>
-  static void accumulate(int64_t n, const float* a, const float* b, float* out, Op op) {
+  static void accumulate(int64_t n, const float* a, const float* b, float* out, bool acc, Op op) {
+    if (!acc) {
+      map2(n, a, b, out, op);
+      return;
+    }
     int64_t i = 0;
     for (; i + W <= n; i += W)
       V::store(out + i, V::add(V::load(out + i), op(V::load(a + i), V::load(b + i))));
@@ -99,8 +104,8 @@ struct SimdKernels {
   static void relu_fwd(int64_t n, const float* x, float* y) {
     map1(n, x, y, [](Reg xv) { return V::where_positive(xv, xv); });
   }
-  static void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
-    accumulate(n, x, dy, dx, [](Reg xv, Reg dyv) { return V::where_positive(xv, dyv); });
+  static void relu_bwd(int64_t n, const float* x, const float* dy, float* dx, bool acc) {
+    accumulate(n, x, dy, dx, acc, [](Reg xv, Reg dyv) { return V::where_positive(xv, dyv); });
   }
   // where_positive(x, min(x, 6)): a NaN x fails the test and gives 0, as in ref.
   static void relu6_fwd(int64_t n, const float* x, float* y) {
@@ -108,9 +113,9 @@ struct SimdKernels {
     map1(n, x, y, [six](Reg xv) { return V::where_positive(xv, V::min(xv, six)); });
   }
   // 0 < y < 6 as y > 0 and 6 - y > 0 (exact: distinct floats never subtract to 0).
-  static void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  static void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
     const Reg six = V::set1(6.0f);
-    accumulate(n, y, dy, dx, [six](Reg yv, Reg dyv) {
+    accumulate(n, y, dy, dx, acc, [six](Reg yv, Reg dyv) {
       return V::where_positive(V::sub(six, yv), V::where_positive(yv, dyv));
     });
   }
@@ -151,9 +156,9 @@ struct SimdKernels {
     }
   }
   static void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
-                     float* dx) {
+                     float* dx, bool acc) {
     const Reg kv = V::set1(k), mdy_v = V::set1(mdy), mdyx_v = V::set1(mdyx);
-    accumulate(n, dy, xhat, dx, [=](Reg dyv, Reg xh) {  // k·(dy − mdy − xhat·mdyx)
+    accumulate(n, dy, xhat, dx, acc, [=](Reg dyv, Reg xh) {  // k·(dy − mdy − xhat·mdyx)
       return V::mul(kv, V::sub(V::sub(dyv, mdy_v), V::mul(xh, mdyx_v)));
     });
   }
@@ -202,14 +207,14 @@ struct SimdKernels {
   static void tanh_fwd(int64_t n, const float* x, float* y) {
     map1(n, x, y, [](Reg v) { return tanh(v); });
   }
-  static void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  static void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
     const Reg one = V::set1(1.0f);
-    accumulate(n, y, dy, dx,
+    accumulate(n, y, dy, dx, acc,
                [one](Reg yv, Reg dyv) { return V::mul(V::mul(dyv, yv), V::sub(one, yv)); });
   }
-  static void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx) {
+  static void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
     const Reg one = V::set1(1.0f);
-    accumulate(n, y, dy, dx,
+    accumulate(n, y, dy, dx, acc,
                [one](Reg yv, Reg dyv) { return V::mul(dyv, V::sub(one, V::mul(yv, yv))); });
   }
   // W outputs per step: the two input rows split into even and odd columns; the winner's row and

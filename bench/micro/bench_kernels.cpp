@@ -106,7 +106,9 @@ void register_all() {
       {"relu6_fwd/65536",
        [&b, n](const mk::KernelTable& k) { k.relu6_fwd(n, b.x.data(), b.y.data()); }, 2 * n * 4},
       {"relu6_bwd/65536",
-       [&b, n](const mk::KernelTable& k) { k.relu6_bwd(n, b.y.data(), b.dy.data(), b.dx.data()); },
+       [&b, n](const mk::KernelTable& k) {
+         k.relu6_bwd(n, b.y.data(), b.dy.data(), b.dx.data(), true);
+       },
        4 * n * 4},
       {"bn_stats/64x1024",
        [&b, S, planes](const mk::KernelTable& k) {
@@ -131,7 +133,7 @@ void register_all() {
                k.sum(S, b.dy.data() + p * S) + k.dot(S, b.dy.data() + p * S, b.xhat.data() + p * S);
          for (int64_t p = 0; p < planes; ++p)
            k.bn_bwd(S, b.dy.data() + p * S, b.xhat.data() + p * S, 0.7f, 0.01f, 0.02f,
-                    b.dx.data() + p * S);
+                    b.dx.data() + p * S, true);
          benchmark::DoNotOptimize(acc);
        },
        7 * planes * S * 4},

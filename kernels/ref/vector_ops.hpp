@@ -35,14 +35,23 @@ inline float sum(int64_t n, const float* x) {
 inline void relu_fwd(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-inline void relu_bwd(int64_t n, const float* x, const float* dy, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+// The backward rules: dx[i] += f(i) when `acc`, else dx[i] = f(i) (dx is not read).
+template <class F>
+inline void acc_or_set(int64_t n, float* dx, bool acc, F f) {
+  if (acc) {
+    for (int64_t i = 0; i < n; ++i) dx[i] += f(i);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dx[i] = f(i);
+  }
+}
+inline void relu_bwd(int64_t n, const float* x, const float* dy, float* dx, bool acc) {
+  acc_or_set(n, dx, acc, [=](int64_t i) { return x[i] > 0.0f ? dy[i] : 0.0f; });
 }
 inline void relu6_fwd(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? (x[i] < 6.0f ? x[i] : 6.0f) : 0.0f;
 }
-inline void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] += y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+inline void relu6_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
+  acc_or_set(n, dx, acc, [=](int64_t i) { return y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f; });
 }
 inline float sum_sq_dev(int64_t n, const float* x, float mean) {
   float acc = 0.0f;
@@ -58,8 +67,8 @@ inline void bn_fwd(int64_t n, const float* x, float mean, float invstd, float ga
   }
 }
 inline void bn_bwd(int64_t n, const float* dy, const float* xhat, float k, float mdy, float mdyx,
-                   float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] += k * (dy[i] - mdy - xhat[i] * mdyx);
+                   float* dx, bool acc) {
+  acc_or_set(n, dx, acc, [=](int64_t i) { return k * (dy[i] - mdy - xhat[i] * mdyx); });
 }
 inline float logistic(float v) {
   return 1.0f / (1.0f + std::exp(-v));
@@ -67,14 +76,14 @@ inline float logistic(float v) {
 inline void sigmoid_fwd(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = logistic(x[i]);
 }
-inline void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+inline void sigmoid_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
+  acc_or_set(n, dx, acc, [=](int64_t i) { return dy[i] * y[i] * (1.0f - y[i]); });
 }
 inline void tanh_fwd(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
-inline void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+inline void tanh_bwd(int64_t n, const float* y, const float* dy, float* dx, bool acc) {
+  acc_or_set(n, dx, acc, [=](int64_t i) { return dy[i] * (1.0f - y[i] * y[i]); });
 }
 inline void lstm_cell(int64_t H, float* g, const float* c_prev, float* c, float* h) {
   for (int64_t j = 0; j < H; ++j) {

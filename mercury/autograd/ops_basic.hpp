@@ -27,11 +27,8 @@ inline Var add(Tape& t, Var a, Var b) {
   Var y = t.op(
       a->shape(),
       [](Node& n, Tape& tp) {
-        for (int k = 0; k < 2; ++k) {
-          if (n.in[k]->requires_grad) {
-            kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[k]).data);
-          }
-        }
+        for (int k = 0; k < 2; ++k)
+          if (n.in[k]->requires_grad) tp.copy_or_add(n.grad.data, n.in[k]);
       },
       {a, b}, kReadsNone);
   kernels::table().add(a->numel(), a->value.data, b->value.data, y->value.data);
@@ -67,7 +64,9 @@ Var pointwise_from_output(Tape& t, Var x) {
   Var y = t.op(
       x->shape(),
       [](Node& n, Tape& tp) {
-        (kernels::table().*Bwd)(n.numel(), n.value.data, n.grad.data, tp.grad(n.in[0]).data);
+        bool acc = false;
+        float* dx = tp.grad(n.in[0], &acc).data;
+        (kernels::table().*Bwd)(n.numel(), n.value.data, n.grad.data, dx, acc);
       },
       {x}, kReadSelf);
   (kernels::table().*Fwd)(x->numel(), x->value.data, y->value.data);
@@ -122,11 +121,7 @@ inline Var gelu(Tape& t, Var x) {
 // ---- reshape / flatten (alias the input's memory) ----------------------------------------------
 inline Var reshape(Tape& t, Var x, Shape s) {
   return t.alias(
-      x->value.view(s),
-      [](Node& n, Tape& tp) {
-        kernels::table().axpy(n.numel(), 1.0f, n.grad.data, tp.grad(n.in[0]).data);
-      },
-      x);
+      x->value.view(s), [](Node& n, Tape& tp) { tp.copy_or_add(n.grad.data, n.in[0]); }, x);
 }
 
 // [N, d1, d2, ...] -> [N, d1*d2*...]
@@ -186,8 +181,14 @@ Var dropout(Tape& t, Var x, float p, bool training, Rng& rng) {
   Var y = t.op(
       x->shape(),
       [](Node& n, Tape& tp) {
+        bool acc = false;
+        float* dx = tp.grad(n.in[0], &acc).data;
+        if (!acc) {  // first contribution: dx = dy·mask
+          kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, dx);
+          return;
+        }
         kernels::table().mul(n.numel(), n.grad.data, n.saved[0].data, n.saved[0].data);
-        kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, tp.grad(n.in[0]).data);
+        kernels::table().axpy(n.numel(), 1.0f, n.saved[0].data, dx);
       },
       {x}, kReadsNone);
   Tensor mask = t.saved(x->shape());

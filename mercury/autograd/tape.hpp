@@ -3,7 +3,8 @@
 // Contract
 // - Ops (mercury/autograd/ops_*.hpp) append Nodes in execution order; the tape is therefore a
 //   topological order and backward() is one reverse sweep. Each Node holds its forward value,
-//   its gradient (allocated lazily, zeroed, from the tape's arena) and a plain function pointer
+//   its gradient (allocated lazily from the tape's arena: zeroed, or written whole by the first
+//   rule that feeds it — grad(v, &acc)) and a plain function pointer
 //   for its backward rule plus a few saved tensors and scalars — no std::function, no heap.
 // - Leaves wrap parameters: their `grad` points into the gradient slab, so backward ACCUMULATES
 //   straight into the slab (zero it between steps; micro-batches accumulate for free).
@@ -36,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #if defined(__unix__)
 #include <sys/mman.h>
 #endif
@@ -47,6 +49,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/kernels.hpp"
 #include "mercury/tensor/arena.hpp"
 #include "mercury/tensor/memory_plan.hpp"
 
@@ -270,6 +273,25 @@ class Tape {
     }
     return v->grad;
   }
+  // The gradient buffer of v for a rule that can either write or accumulate: *acc tells which.
+  // false: nothing has flowed into v yet and the buffer is NOT zeroed, so the rule must write
+  // every element (the kernels' `acc` flag); this saves a memset and a read per gradient.
+  Tensor& grad(Var v, bool* acc) {
+    *acc = v->grad.defined();
+    if (!*acc)
+      v->grad = Tensor(allocate(v->numel(), Use::grad, v->pos, &v->grad_mem), v->value.shape);
+    return v->grad;
+  }
+  // d(v) += g (g has v's size): a copy when it is the first contribution.
+  void copy_or_add(const float* g, Var v) {
+    bool acc = false;
+    Tensor& d = grad(v, &acc);
+    if (acc) {
+      kernels::table().axpy(d.numel(), 1.0f, g, d.data);
+    } else {
+      std::memcpy(d.data, g, static_cast<std::size_t>(d.numel()) * sizeof(float));
+    }
+  }
   // Scratch memory, dead once the op or backward rule that asked for it returns.
   Tensor scratch(Shape s) { return Tensor(allocate(s.numel(), Use::scratch, -1, nullptr), s); }
   Tensor scratch_zeros(Shape s) {
@@ -317,8 +339,7 @@ class Tape {
       throw std::invalid_argument("Tape::backward: seed has " + std::to_string(seed.numel()) +
                                   " elements, root " + root->value.shape.str());
     }
-    Tensor& g = grad(root);
-    for (int64_t j = 0; j < g.numel(); ++j) g.data[j] += seed.data[j];
+    copy_or_add(seed.data, root);
     sweep(root, observer);
   }
   // Seeds d(root) = 1 for a scalar root.
@@ -610,9 +631,7 @@ class NoGradGuard {
 
 // Accumulates g into the gradient of v if v needs one (the common tail of backward rules).
 inline void accumulate_grad(Tape& tape, Var v, const float* g) {
-  if (!v || !v->requires_grad) return;
-  Tensor& dst = tape.grad(v);
-  for (int64_t j = 0; j < dst.numel(); ++j) dst.data[j] += g[j];
+  if (v && v->requires_grad) tape.copy_or_add(g, v);
 }
 
 }  // namespace mercury

@@ -470,6 +470,51 @@ TEST_CASE("pooling passes gradcheck") {
                 in.tensors));
 }
 
+TEST_CASE("an intermediate's gradient is written by the first rule that reaches it, then added") {
+  // h = tanh(x) feeds a rule K and a product; backward reaches K first when K's node is newer
+  // (K writes h's fresh, unzeroed gradient, then the product adds), else K adds to it.
+  using Rule = Var (*)(Tape&, Var, const std::vector<Var>&);
+  const std::pair<const char*, Rule> rules[] = {
+      {"relu", [](Tape& t, Var h, const std::vector<Var>&) { return ops::relu(t, h); }},
+      {"relu6", [](Tape& t, Var h, const std::vector<Var>&) { return ops::relu6(t, h); }},
+      {"sigmoid", [](Tape& t, Var h, const std::vector<Var>&) { return ops::sigmoid(t, h); }},
+      {"tanh", [](Tape& t, Var h, const std::vector<Var>&) { return ops::tanh(t, h); }},
+      {"reshape",
+       [](Tape& t, Var h, const std::vector<Var>&) {
+         return ops::reshape(t, ops::reshape(t, h, Shape{4, 12}), h->shape());
+       }},
+      {"add", [](Tape& t, Var h, const std::vector<Var>& v) { return ops::add(t, h, v[0]); }},
+      {"dropout",
+       [](Tape& t, Var h, const std::vector<Var>&) {
+         std::mt19937_64 rng(7);  // same mask on every evaluation
+         return ops::dropout(t, h, 0.3f, true, rng);
+       }},
+      {"batch_norm",
+       [](Tape& t, Var h, const std::vector<Var>& v) {
+         return ops::batch_norm(t, h, v[1], v[2], ops::BatchNormState{}, true);
+       }},
+  };
+  for (const auto& [name, rule] : rules)
+    for (bool rule_first : {true, false}) {
+      INFO(name << (rule_first ? ": the rule writes h's gradient" : ": the rule adds to it"));
+      Inputs in;
+      in.add(Shape{4, 3, 2, 2}, -2, 2, 0.05f);
+      in.add(Shape{3}, 0.5f, 1.5f);
+      in.add(Shape{3});
+      expect_ok(gradcheck(
+          [&](Tape& t, const std::vector<Var>& v) {
+            Var h = ops::tanh(t, v[0]);
+            if (rule_first) {
+              Var sq = ops::mul(t, h, h);
+              return ops::add(t, sq, rule(t, h, v));
+            }
+            Var k = rule(t, h, v);
+            return ops::add(t, k, ops::mul(t, h, h));
+          },
+          in.tensors));
+    }
+}
+
 TEST_CASE("batch norm passes gradcheck in train and eval mode") {
   for (bool training : {true, false}) {
     INFO("training = " << training);
@@ -533,9 +578,10 @@ TEST_CASE("batch_norm_act equals the activation of batch_norm bit for bit, fused
         t2.set_grad_enabled(grad);
         const ops::BatchNormState s1{rm1.data(), rv1.data(), 0.1f, 1e-5f},
             s2{rm2.data(), rv2.data(), 0.1f, 1e-5f};
-        Var fused = ops::batch_norm_act(t1, t1.leaf(x, {}, true), t1.leaf(g), t1.leaf(b), s1,
-                                        training, act);
-        Var y = ops::batch_norm(t2, t2.leaf(x, {}, true), t2.leaf(g), t2.leaf(b), s2, training);
+        Var x1 = t1.leaf(x, {}, true), g1 = t1.leaf(g, {}, true), b1 = t1.leaf(b, {}, true);
+        Var x2 = t2.leaf(x, {}, true), g2 = t2.leaf(g, {}, true), b2 = t2.leaf(b, {}, true);
+        Var fused = ops::batch_norm_act(t1, x1, g1, b1, s1, training, act);
+        Var y = ops::batch_norm(t2, x2, g2, b2, s2, training);
         Var two = act == ops::NormAct::relu ? ops::relu(t2, y) : ops::relu6(t2, y);
         REQUIRE(fused->numel() == two->numel());
         CHECK(std::memcmp(fused->value.data, two->value.data, sizeof(float) * two->numel()) == 0);
@@ -549,6 +595,21 @@ TEST_CASE("batch_norm_act equals the activation of batch_norm bit for bit, fused
         }
         CHECK(clamped_low > 0);
         if (act == ops::NormAct::relu6) CHECK(clamped_high > 0);
+        if (!grad) continue;
+        // The gradients too: the fused rule masks dy in place before the BN rule.
+        Inputs seed;
+        const Tensor dy = seed.add(x.shape, -1.0f, 1.0f);
+        t1.backward(fused, dy);
+        t2.backward(two, dy);
+        for (auto [a, b2v] : {std::pair{x1, x2}, std::pair{g1, g2}, std::pair{b1, b2}}) {
+          REQUIRE(a->grad.defined());
+          REQUIRE(b2v->grad.defined());
+          CHECK(std::memcmp(a->grad.data, b2v->grad.data, sizeof(float) * a->numel()) == 0);
+        }
+        float max_dx = 0.0f;
+        for (int64_t j = 0; j < x.numel(); ++j)
+          max_dx = std::max(max_dx, std::abs(x1->grad.data[j]));
+        CHECK(max_dx > 0.0f);
       }
 }
 

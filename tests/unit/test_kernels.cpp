@@ -54,6 +54,19 @@ void check_close(const std::vector<float>& got, const std::vector<float>& want, 
   }
 }
 
+// A backward kernel's dx when `acc` is false: NaN everywhere, so a kernel that reads it fails.
+std::vector<float> unread(int64_t n) {
+  return std::vector<float>(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
+}
+// The write form (acc false, dx unread) equals the accumulating form on a zeroed dx.
+template <class Bwd>
+void check_write_is_add_to_zero(int64_t n, Bwd bwd) {
+  std::vector<float> written = unread(n), added(static_cast<size_t>(n), 0.0f);
+  bwd(written.data(), false);
+  bwd(added.data(), true);
+  check_close(written, added, 0.0f, 0.0f);
+}
+
 // C buffer of M rows with stride ldc: the N used columns hold `fill` values, the padding a
 // sentinel that no kernel may touch.
 constexpr float kSentinel = 12345.0f;
@@ -355,11 +368,15 @@ TEST_CASE("vector ops of every ISA equal ref, honour exact aliasing and never wr
         t.relu_fwd(n, x.data(), got.data());
         ref.relu_fwd(n, x.data(), want.data());
         check_close(got, want, 0.0f, 0.0f);
-        got = padded(b), want = padded(b);
         const auto dy = random_floats(n, rng);
-        t.relu_bwd(n, x.data(), dy.data(), got.data());
-        ref.relu_bwd(n, x.data(), dy.data(), want.data());
-        check_close(got, want, 0.0f, 0.0f);
+        for (bool acc : {true, false}) {
+          got = padded(acc ? b : unread(n)), want = got;
+          t.relu_bwd(n, x.data(), dy.data(), got.data(), acc);
+          ref.relu_bwd(n, x.data(), dy.data(), want.data(), acc);
+          check_close(got, want, 0.0f, 0.0f);
+        }
+        check_write_is_add_to_zero(
+            n, [&](float* dx, bool acc) { ref.relu_bwd(n, x.data(), dy.data(), dx, acc); });
       }
       for (int64_t rows : {1, 3}) {
         const auto bias = random_floats(n, rng);
@@ -430,11 +447,16 @@ TEST_CASE("relu6 and the batch-norm plane kernels of every ISA equal ref and nev
         CHECK(got[i] <= 6.0f);
       }
       const auto y = want, dy = random_floats(n, rng);
-      got = padded(random_floats(n, rng)), want = got;
-      t.relu6_bwd(n, y.data(), dy.data(), got.data());
-      ref.relu6_bwd(n, y.data(), dy.data(), want.data());
-      check_close(got, want, 0.0f, 0.0f);
-      if (n > 3) CHECK(got[1] == want[1]);  // y == 6: no gradient (want untouched there)
+      for (bool acc : {true, false}) {
+        got = padded(acc ? random_floats(n, rng) : unread(n)), want = got;
+        t.relu6_bwd(n, y.data(), dy.data(), got.data(), acc);
+        ref.relu6_bwd(n, y.data(), dy.data(), want.data(), acc);
+        check_close(got, want, 0.0f, 0.0f);
+        if (n > 3 && acc) CHECK(got[1] == want[1]);  // y == 6: no gradient (want untouched)
+        if (n > 3 && !acc) CHECK(got[1] == 0.0f);
+      }
+      check_write_is_add_to_zero(
+          n, [&](float* dx, bool acc) { ref.relu6_bwd(n, y.data(), dy.data(), dx, acc); });
 
       // Batch norm: squared deviations, normalise (with and without xhat), backward.
       const auto v = random_floats(n, rng, 2.0f, 4.0f);
@@ -452,10 +474,15 @@ TEST_CASE("relu6 and the batch-norm plane kernels of every ISA equal ref and nev
         check_close(xh_got, xh_want, 1e-5f, 1e-6f);
       }
       const auto xhat = random_floats(n, rng, -2.0f, 2.0f);
-      got = padded(random_floats(n, rng)), want = got;
-      t.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, got.data());
-      ref.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, want.data());
-      check_close(got, want, 1e-5f, 1e-6f);
+      for (bool acc : {true, false}) {
+        got = padded(acc ? random_floats(n, rng) : unread(n)), want = got;
+        t.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, got.data(), acc);
+        ref.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, want.data(), acc);
+        check_close(got, want, 1e-5f, 1e-6f);
+      }
+      check_write_is_add_to_zero(n, [&](float* dx, bool acc) {
+        ref.bn_bwd(n, dy.data(), xhat.data(), 0.8f, 0.05f, -0.3f, dx, acc);
+      });
     }
   }
 }
@@ -472,7 +499,7 @@ TEST_CASE(
       if (n > 5) x[0] = 500.0f, x[1] = -500.0f, x[2] = 0.0f, x[3] = 1e-5f;
       if (n > 5) x[4] = std::numeric_limits<float>::quiet_NaN();  // NaN in, NaN out (as ref)
       using Fwd = void (*)(int64_t, const float*, float*);
-      using Bwd = void (*)(int64_t, const float*, const float*, float*);
+      using Bwd = void (*)(int64_t, const float*, const float*, float*, bool);
       const Fwd fwd_got[] = {t.sigmoid_fwd, t.tanh_fwd},
                 fwd_want[] = {ref.sigmoid_fwd, ref.tanh_fwd};
       const Bwd bwd_got[] = {t.sigmoid_bwd, t.tanh_bwd},
@@ -492,12 +519,16 @@ TEST_CASE(
         check_close(got, want, 0.0f, 1e-6f);
         for (int64_t i = 0; i < n; ++i) CHECK(std::isfinite(got[i]));
         const auto dy = random_floats(n, rng);
-        std::vector<float> dx_got = random_floats(n, rng);
-        dx_got.resize(n + 16, kSentinel);
-        std::vector<float> dx_want = dx_got;
-        bwd_got[k](n, want.data(), dy.data(), dx_got.data());
-        bwd_want[k](n, want.data(), dy.data(), dx_want.data());
-        check_close(dx_got, dx_want, 1e-6f, 1e-6f);
+        for (bool acc : {true, false}) {
+          std::vector<float> dx_got = acc ? random_floats(n, rng) : unread(n);
+          dx_got.resize(n + 16, kSentinel);
+          std::vector<float> dx_want = dx_got;
+          bwd_got[k](n, want.data(), dy.data(), dx_got.data(), acc);
+          bwd_want[k](n, want.data(), dy.data(), dx_want.data(), acc);
+          check_close(dx_got, dx_want, 1e-6f, 1e-6f);
+        }
+        check_write_is_add_to_zero(
+            n, [&](float* dx, bool acc) { bwd_want[k](n, want.data(), dy.data(), dx, acc); });
       }
     }
 }
