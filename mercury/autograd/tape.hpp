@@ -4,8 +4,8 @@
 // - Ops (mercury/autograd/ops_*.hpp) append Nodes in execution order; the tape is therefore a
 //   topological order and backward() is one reverse sweep. Each Node holds its forward value,
 //   its gradient (allocated lazily from the tape's arena: zeroed, or written whole by the first
-//   rule that feeds it — grad(v, &acc)) and a plain function pointer
-//   for its backward rule plus a few saved tensors and scalars — no std::function, no heap.
+//   rule that feeds it — grad(v, &acc)) and a plain function pointer for its backward rule
+//   plus a few saved tensors and scalars — no std::function, no heap.
 // - Leaves wrap parameters: their `grad` points into the gradient slab, so backward ACCUMULATES
 //   straight into the slab (zero it between steps; micro-batches accumulate for free).
 // - When grad is disabled (NoGradGuard, or score mode) ops record nothing they would need for
@@ -267,11 +267,10 @@ class Tape {
 
   // The gradient buffer of v, allocated and zeroed on first use.
   Tensor& grad(Var v) {
-    if (!v->grad.defined()) {
-      v->grad = Tensor(allocate(v->numel(), Use::grad, v->pos, &v->grad_mem), v->value.shape);
-      v->grad.zero();
-    }
-    return v->grad;
+    bool acc = false;
+    Tensor& g = grad(v, &acc);
+    if (!acc) g.zero();
+    return g;
   }
   // The gradient buffer of v for a rule that can either write or accumulate: *acc tells which.
   // false: nothing has flowed into v yet and the buffer is NOT zeroed, so the rule must write
