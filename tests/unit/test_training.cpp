@@ -48,6 +48,14 @@ std::vector<float> batch_of(const data::ImageDataset& d, int64_t begin, int64_t 
   return x;
 }
 
+// The tests that train whole runs use 16×16 images: what they check (resume, repeatability,
+// the plan, the statistics) does not depend on the size, and the reference CNN costs 12× less.
+const Shape kRunShape{1, 16, 16};
+
+data::ImageDataset run_images(int64_t n, uint64_t seed) {
+  return synthetic_images(n, seed, kRunShape[1]);
+}
+
 std::vector<float> slab(const float* p, int64_t n) {
   return std::vector<float>(p, p + n);
 }
@@ -166,10 +174,10 @@ TEST_CASE("k accumulated micro-batches equal one big batch") {
 }
 
 TEST_CASE("same seed and one thread give identical weights") {
-  const auto tr = synthetic_images(96, 10), te = synthetic_images(32, 11);
+  const auto tr = run_images(96, 10), te = run_images(32, 11);
   std::vector<std::vector<float>> finals;
   for (int run = 0; run < 2; ++run) {
-    auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    auto m = models::make_model("cnn", kRunShape, 10, 3);
     std::ostringstream log;
     train::Trainer t(small_config(), *m, tr, te, log);
     t.run();
@@ -179,10 +187,10 @@ TEST_CASE("same seed and one thread give identical weights") {
 }
 
 TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
-  const auto tr = synthetic_images(100, 12), te = synthetic_images(20, 13);
+  const auto tr = run_images(100, 12), te = run_images(20, 13);
   std::ostringstream log;
   // Uninterrupted: 2 epochs of 7 steps (the last batch of each epoch is partial: 100 = 6·16 + 4).
-  auto a = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  auto a = models::make_model("cnn", kRunShape, 10, 3);
   {
     train::Trainer t(small_config(), *a, tr, te, log);
     CHECK(t.run().steps == 14);
@@ -190,14 +198,14 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
   // Interrupted mid-epoch 2 (after 10 steps), then resumed in a fresh model and trainer.
   const std::string ck = temp_path("resume.safetensors");
   {
-    auto b = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    auto b = models::make_model("cnn", kRunShape, 10, 3);
     auto cfg = small_config();
     cfg.max_steps = 10;
     cfg.checkpoint = ck;
     train::Trainer t(cfg, *b, tr, te, log);
     CHECK(t.run().steps == 10);
   }
-  auto c = models::make_model("cnn", Shape{1, 28, 28}, 10, 99);  // different init: all restored
+  auto c = models::make_model("cnn", kRunShape, 10, 99);  // different init: all restored
   auto cfg = small_config();
   cfg.resume = ck;
   train::Trainer t(cfg, *c, tr, te, log);
@@ -208,7 +216,7 @@ TEST_CASE("save, load and continue equals an uninterrupted run bit for bit") {
 }
 
 TEST_CASE("resume with an importance sampler continues bit for bit") {
-  const auto tr = synthetic_images(100, 12), te = synthetic_images(20, 13);
+  const auto tr = run_images(100, 12), te = run_images(20, 13);
   std::ostringstream log;
   for (const char* sampler : {"mercury", "kf", "selective-backprop", "infobatch"}) {
     CAPTURE(sampler);
@@ -216,17 +224,17 @@ TEST_CASE("resume with an importance sampler continues bit for bit") {
     cfg.sampler = sampler;
     cfg.group_size = 24;
     cfg.groups_per_batch = 2;
-    auto a = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    auto a = models::make_model("cnn", kRunShape, 10, 3);
     train::Trainer(cfg, *a, tr, te, log).run();
     const std::string ck = temp_path("resume-is.safetensors");
     {
-      auto b = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+      auto b = models::make_model("cnn", kRunShape, 10, 3);
       auto c1 = cfg;
       c1.max_steps = 9;
       c1.checkpoint = ck;
       train::Trainer(c1, *b, tr, te, log).run();
     }
-    auto c = models::make_model("cnn", Shape{1, 28, 28}, 10, 99);
+    auto c = models::make_model("cnn", kRunShape, 10, 99);
     auto c2 = cfg;
     c2.resume = ck;
     train::Trainer t(c2, *c, tr, te, log);
@@ -235,7 +243,7 @@ TEST_CASE("resume with an importance sampler continues bit for bit") {
     CHECK(slab(c->params.values(), c->params.size()) == slab(a->params.values(), a->params.size()));
     // Another sampler would draw other batches: refused.
     c2.sampler = std::string(sampler) == "kf" ? "mercury" : "kf";
-    auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    auto m = models::make_model("cnn", kRunShape, 10, 3);
     const std::string want = std::string("sampler was ") + sampler;
     CHECK_THROWS_WITH(train::Trainer(c2, *m, tr, te, log), doctest::Contains(want.c_str()));
     std::filesystem::remove(ck);
@@ -243,11 +251,11 @@ TEST_CASE("resume with an importance sampler continues bit for bit") {
 }
 
 TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
-  const auto tr = synthetic_images(40, 12), te = synthetic_images(8, 13);
+  const auto tr = run_images(40, 12), te = run_images(8, 13);
   std::ostringstream log;
   const std::string ck = temp_path("refuse.safetensors");
   {
-    auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+    auto m = models::make_model("cnn", kRunShape, 10, 3);
     auto cfg = small_config();
     cfg.max_steps = 2;
     cfg.checkpoint = ck;
@@ -256,11 +264,11 @@ TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
   auto cfg = small_config();
   cfg.resume = ck;
   cfg.batch = 8;
-  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  auto m = models::make_model("cnn", kRunShape, 10, 3);
   CHECK_THROWS_WITH(train::Trainer(cfg, *m, tr, te, log),
                     doctest::Contains("batch was 16 in the checkpoint, now 8"));
   cfg.batch = 16;
-  auto mlp = models::make_model("mlp", Shape{1, 28, 28}, 10, 3);
+  auto mlp = models::make_model("mlp", kRunShape, 10, 3);
   cfg.model = "mlp";
   CHECK_THROWS_WITH(train::Trainer(cfg, *mlp, tr, te, log),
                     doctest::Contains("model: expected 'mlp', found 'cnn'"));
@@ -268,10 +276,10 @@ TEST_CASE("resume refuses a checkpoint whose data order or model differs") {
 }
 
 TEST_CASE("a corrupted or truncated checkpoint is refused with a clear error") {
-  const auto tr = synthetic_images(40, 12), te = synthetic_images(8, 13);
+  const auto tr = run_images(40, 12), te = run_images(8, 13);
   std::ostringstream log;
   const std::string ck = temp_path("corrupt.safetensors");
-  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  auto m = models::make_model("cnn", kRunShape, 10, 3);
   auto cfg = small_config();
   cfg.max_steps = 1;
   cfg.checkpoint = ck;
@@ -395,8 +403,8 @@ TEST_CASE("thread pool covers the range in deterministic chunks") {
 }
 
 TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one period") {
-  const auto tr = synthetic_images(96, 14), te = synthetic_images(16, 15);
-  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  const auto tr = run_images(96, 14), te = run_images(16, 15);
+  auto m = models::make_model("cnn", kRunShape, 10, 3);
   auto cfg = small_config();
   cfg.epochs = 10;
   cfg.max_steps = 45;
@@ -428,8 +436,8 @@ TEST_CASE("importance statistics: probe rank changes after lags 1, 10 and one pe
 }
 
 TEST_CASE("the trainer prints its memory plan at step 1 and logs every tensor's offset") {
-  const auto tr = synthetic_images(64, 21), te = synthetic_images(16, 22);
-  auto m = models::make_model("cnn", Shape{1, 28, 28}, 10, 3);
+  const auto tr = run_images(64, 21), te = run_images(16, 22);
+  auto m = models::make_model("cnn", kRunShape, 10, 3);
   auto cfg = small_config();
   cfg.max_steps = 3;
   cfg.metrics = temp_path("plan.jsonl");
