@@ -242,20 +242,20 @@ TEST_CASE("checkpoints: damaged headers, inconsistent cursors and finished runs"
     for (std::size_t i = 8; i < 8 + header_length; ++i) {
       if (text[i] >= '0' && text[i] <= '9') digits.push_back(i);
     }
-    REQUIRE(digits.size() > 400);
-    int tried = 0, refused = 0;
-    for (std::size_t k = 0; k < 400; ++k) {
-      const std::size_t i = digits[k * (digits.size() - 1) / 399];
+    constexpr std::size_t kTried = 400;
+    REQUIRE(digits.size() > kTried);
+    std::size_t refused = 0;
+    for (std::size_t k = 0; k < kTried; ++k) {
+      const std::size_t i = digits[k * (digits.size() - 1) / (kTried - 1)];
       std::vector<uint8_t> bytes = good;
       bytes[i] = bytes[i] == '9' ? '0' : uint8_t(bytes[i] + 1);
       mercury::testing::write_bytes(dir.file("flip.safetensors"), bytes);
-      ++tried;
       const std::string e = resume_error(dir.file("flip.safetensors"));
       refused += e.find("checkpoint '" + dir.file("flip.safetensors") + "': ") != std::string::npos;
     }
-    CHECK(tried == 400);  // the cursor, the RNG state, the config, shapes, offsets
-    CHECK(refused == tried);
-    MESSAGE("checkpoint header digits: ", tried, " mutations, ", refused, " refused");
+    // The digits tried span the cursor, the RNG state, the config, shapes and offsets.
+    CHECK(refused == kTried);
+    MESSAGE("checkpoint header digits: ", kTried, " mutations, ", refused, " refused");
   }
 
   SUBCASE("a missing checksum is refused unless --resume-unchecked") {
