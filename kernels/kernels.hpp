@@ -25,6 +25,15 @@ const char* isa_name(Isa isa);
 // Parses "ref", "avx2", "avx512", "neon"; returns false on anything else.
 bool parse_isa(const char* s, Isa* out);
 
+// A small matrix (at most 8×8) by its nonzeros, row by row: row i has n[i] of them, at columns
+// col[i][0..n[i]) with values val[i][..]. (The Winograd transforms are about half zeros.)
+struct SparseRows {
+  int rows = 0, cols = 0;
+  int8_t n[8] = {};
+  int8_t col[8][8] = {};
+  float val[8][8] = {};
+};
+
 struct KernelTable {
   Isa isa = Isa::ref;
 
@@ -128,6 +137,13 @@ struct KernelTable {
   // (c_prev == nullptr: 0; c may alias c_prev exactly), h = σ(o)·tanh(c). SIMD variants compute
   // σ and tanh from the vector exp (tanh(x) = 2σ(2x) − 1): within ~1e-6 absolute of ref.
   void (*lstm_cell)(int64_t H, float* g, const float* c_prev, float* c, float* h);
+
+  // A Winograd transform of 16 tiles at once (16 floats per entry, one per tile):
+  // out[i][j] = Σ_{p,q} L[i][p] · in[p][q] · L[j][q] for L [R][K] (R, K ≤ 8), i.e. L · in · Lᵀ,
+  // where in[p][q] is the 16 floats at in + p·in_rs + q·in_cs and out[i][j] those at out +
+  // i·out_rs + j·out_cs; with acc the result is added to out (mercury/autograd/winograd.hpp).
+  void (*wino_tile16)(const SparseRows& L, const float* in, int64_t in_rs, int64_t in_cs,
+                      float* out, int64_t out_rs, int64_t out_cs, bool acc);
 
   // Adam/AdamW step on a flat range. m, v updated in place.
   // g' = g + l2·p (l2 = coupled weight decay, Adam); p -= lr·(decoupled_wd·p) (AdamW);

@@ -528,6 +528,33 @@ struct SimdKernels {
     }
   }
 
+  // L · in · Lᵀ on 16 tiles, W lanes at a time: first t[i][q] = Σ_p L[i][p] in[p][q], then
+  // out[i][j] = Σ_q L[j][q] t[i][q], each sum over L's nonzeros only.
+  static void wino_tile16(const SparseRows& L, const float* in, int64_t in_rs, int64_t in_cs,
+                          float* out, int64_t out_rs, int64_t out_cs, bool acc) {
+    static_assert(16 % W == 0, "16 tiles must be whole vectors");
+    const int R = L.rows, K = L.cols;
+    for (int64_t s = 0; s < 16; s += W) {
+      Reg t[8][8];
+      for (int q = 0; q < K; ++q) {
+        Reg x[8];
+        for (int p = 0; p < K; ++p) x[p] = V::load(in + p * in_rs + q * in_cs + s);
+        for (int i = 0; i < R; ++i) {
+          Reg a = V::zero();
+          for (int k = 0; k < L.n[i]; ++k) a = V::fma(V::set1(L.val[i][k]), x[L.col[i][k]], a);
+          t[i][q] = a;
+        }
+      }
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < R; ++j) {
+          float* o = out + i * out_rs + j * out_cs + s;
+          Reg a = acc ? V::load(o) : V::zero();
+          for (int k = 0; k < L.n[j]; ++k) a = V::fma(V::set1(L.val[j][k]), t[i][L.col[j][k]], a);
+          V::store(o, a);
+        }
+    }
+  }
+
   // Points every entry this file implements at this ISA's instantiation.
   static void fill(KernelTable& t) {
     t.add = &add;
@@ -555,6 +582,7 @@ struct SimdKernels {
     t.dwconv2d = &dwconv2d;
     t.dwconv2d_bwd = &dwconv2d_bwd;
     t.max_pool_2x2 = &max_pool_2x2;
+    t.wino_tile16 = &wino_tile16;
     t.lstm_cell = &lstm_cell;
     t.adam = &adam;
   }

@@ -6,7 +6,8 @@
 // the ISA's (> 1: faster than the scalar reference). Shapes are the reference CNN's for the
 // 2×2 max pool and im2col (its two 5×5 convs, 8 images into one run's columns), otherwise
 // MobileNetV2's / DS-CNN's: a 32×32 plane (3×3 depthwise, pad 1, stride 1 and 2), 64 channel planes
-// of 1,024 floats for batch norm, 65,536 floats for ReLU6.
+// of 1,024 floats for batch norm, 65,536 floats for ReLU6; wino_tile16 runs the input transforms
+// of F(4×4, 3×3) and F(4×4, 5×5) (Bᵀ d B) on 64 groups of 16 tiles.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "kernels/kernels.hpp"
+#include "mercury/autograd/winograd.hpp"
 
 namespace mk = mercury::kernels;
 
@@ -138,6 +140,17 @@ void register_all() {
        },
        7 * planes * S * 4},
   };
+  for (int r : {3, 5}) {
+    const auto& tf = *mercury::ops::winograd::transform_for(r);
+    const int64_t a = tf.a, group = a * a * 16;
+    kernels.push_back({"wino_tile16/input_F4x" + std::to_string(r) + "_64x16_tiles",
+                       [&b, &tf, a, group](const mk::KernelTable& k) {
+                         for (int64_t g = 0; g < 64; ++g)
+                           k.wino_tile16(tf.sBT, b.x.data() + g * group, a * 16, 16,
+                                         b.y.data() + g * group, a * 16, 16, false);
+                       },
+                       2 * 64 * group * 4});
+  }
   for (int64_t stride : {1, 2}) {
     const int64_t OH = (H + 2 - 3) / stride + 1, OW = (W + 2 - 3) / stride + 1;
     const std::string tag = "/32x32_3x3_s" + std::to_string(stride);

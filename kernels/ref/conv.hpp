@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kernels/kernels.hpp"
+
 namespace mercury::kernels::ref {
 
 // Output columns [lo, hi) whose input column ow*S - P + k*D falls inside [0, W).
@@ -131,6 +133,27 @@ inline bool max_pool_2x2(int64_t OH, int64_t OW, const float* x, int64_t W, floa
     }
   }
   return bad;
+}
+
+// L · in · Lᵀ on 16 tiles (KernelTable::wino_tile16), dense loops over L's nonzeros.
+inline void wino_tile16(const SparseRows& L, const float* in, int64_t in_rs, int64_t in_cs,
+                        float* out, int64_t out_rs, int64_t out_cs, bool acc) {
+  float t[8][8][16];
+  for (int i = 0; i < L.rows; ++i)
+    for (int q = 0; q < L.cols; ++q)
+      for (int l = 0; l < 16; ++l) {
+        float a = 0;
+        for (int k = 0; k < L.n[i]; ++k) a += L.val[i][k] * in[L.col[i][k] * in_rs + q * in_cs + l];
+        t[i][q][l] = a;
+      }
+  for (int i = 0; i < L.rows; ++i)
+    for (int j = 0; j < L.rows; ++j)
+      for (int l = 0; l < 16; ++l) {
+        float a = 0;
+        for (int k = 0; k < L.n[j]; ++k) a += L.val[j][k] * t[i][L.col[j][k]][l];
+        float* o = out + i * out_rs + j * out_cs + l;
+        *o = acc ? *o + a : a;
+      }
 }
 
 }  // namespace mercury::kernels::ref

@@ -43,6 +43,7 @@ inline void fill_table(KernelTable& t) {
   t.dwconv2d = &dwconv2d;
   t.dwconv2d_bwd = &dwconv2d_bwd;
   t.max_pool_2x2 = &max_pool_2x2;
+  t.wino_tile16 = &wino_tile16;
   t.lstm_cell = &lstm_cell;
   t.adam = &adam;
 }

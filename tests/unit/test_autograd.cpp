@@ -43,6 +43,46 @@ void expect_ok(const GradcheckResult& r) {
   CHECK(r.ok);
 }
 
+// One conv2d forward and backward (dy given): the output and the gradients, which accumulate
+// into non-zero starting values (so a path that overwrites instead of adding is caught).
+struct ConvResult {
+  std::vector<float> y, gx, gw, gb;
+};
+ConvResult conv_with_grads(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& dy,
+                           const ops::Conv2dParams& p) {
+  AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());
+  gx.tensor(x.shape).fill(0.5f);
+  gw.tensor(w.shape).fill(0.25f);
+  gb.tensor(b.shape).fill(0.0f);
+  Tape t;
+  Var y = ops::conv2d(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
+                      t.leaf(b, gb.tensor(b.shape), true), p);
+  ConvResult r{{y->value.data, y->value.data + y->numel()}, {}, {}, {}};
+  t.backward(y, dy);
+  r.gx.assign(gx.data(), gx.data() + x.numel());
+  r.gw.assign(gw.data(), gw.data() + w.numel());
+  r.gb.assign(gb.data(), gb.data() + b.numel());
+  return r;
+}
+// Two paths' results agree within 1e-4 (relative, or absolute near 0); reports the first few
+// differences and the count.
+void expect_same(const ConvResult& got, const ConvResult& want) {
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+    REQUIRE(a.size() == b.size());
+    int bad = 0;
+    for (size_t j = 0; j < a.size(); ++j)
+      if (!(a[j] == doctest::Approx(b[j]).epsilon(1e-4)) && bad++ < 5) {
+        INFO(std::string(what) << "[" << j << "]");
+        CHECK(a[j] == doctest::Approx(b[j]).epsilon(1e-4));
+      }
+    CHECK_MESSAGE(bad == 0, std::string(what) << ": " << bad << " of " << a.size() << " differ");
+  };
+  same(got.y, want.y, "y");
+  same(got.gx, want.gx, "dx");
+  same(got.gw, want.gw, "dW");
+  same(got.gb, want.gb, "db");
+}
+
 }  // namespace
 
 TEST_CASE("gradcheck catches a wrong backward rule") {
@@ -374,41 +414,13 @@ TEST_CASE("conv2d's shifted stride-1 path (no im2col) equals the im2col path") {
       const ops::Conv2dParams p{1, 1, c.PH, c.PW, c.D, c.D, c.groups};
       const int64_t OH = c.H + 2 * c.PH - c.D * (c.KH - 1), OW = c.W + 2 * c.PW - c.D * (c.KW - 1);
       Tensor dy = in.add(Shape{N, c.O, OH, OW});
-      struct Result {
-        std::vector<float> y, gx, gw, gb;
-      };
       auto run = [&](ops::detail::ShiftGemm mode) {
         ops::detail::shift_gemm_mode() = mode;
-        AlignedBuffer gx(x.numel()), gw(w.numel()), gb(b.numel());
-        gx.tensor(x.shape).fill(0.5f);  // dx accumulates into what is there
-        gw.tensor(w.shape).fill(0.0f);
-        gb.tensor(b.shape).fill(0.0f);
-        Tape t;
-        Var y =
-            ops::conv2d(t, t.leaf(x, gx.tensor(x.shape), true), t.leaf(w, gw.tensor(w.shape), true),
-                        t.leaf(b, gb.tensor(b.shape), true), p);
-        Result r{{y->value.data, y->value.data + y->numel()}, {}, {}, {}};
-        t.backward(y, dy);
-        r.gx.assign(gx.data(), gx.data() + x.numel());
-        r.gw.assign(gw.data(), gw.data() + w.numel());
-        r.gb.assign(gb.data(), gb.data() + b.numel());
+        ConvResult r = conv_with_grads(x, w, b, dy, p);
         ops::detail::shift_gemm_mode() = ops::detail::ShiftGemm::automatic;
         return r;
       };
-      const Result shifted = run(ops::detail::ShiftGemm::always);
-      const Result im2col = run(ops::detail::ShiftGemm::never);
-      auto same = [](const std::vector<float>& a, const std::vector<float>& want,
-                     const char* what) {
-        REQUIRE(a.size() == want.size());
-        for (size_t j = 0; j < a.size(); ++j) {
-          INFO(std::string(what) << "[" << j << "]");
-          CHECK(a[j] == doctest::Approx(want[j]).epsilon(1e-4));
-        }
-      };
-      same(shifted.y, im2col.y, "y");
-      same(shifted.gx, im2col.gx, "dx");
-      same(shifted.gw, im2col.gw, "dW");
-      same(shifted.gb, im2col.gb, "db");
+      expect_same(run(ops::detail::ShiftGemm::always), run(ops::detail::ShiftGemm::never));
     }
   }
   thread_pool().set_threads(saved_threads);
@@ -422,6 +434,138 @@ TEST_CASE("conv2d's shifted stride-1 path (no im2col) equals the im2col path") {
   CHECK_FALSE(use_shift(512, 512, 4, 4, 4, 4, 1, 1));
   CHECK_FALSE(use_shift(32, 64, 12, 12, 8, 8, 0, 0));
   CHECK_FALSE(use_shift(1, 32, 28, 28, 24, 24, 0, 0));
+}
+
+TEST_CASE("Winograd transforms built from their points compute a correlation") {
+  // y_i = Σ_k g_k · d_(i+k) for an α-tap input and an r-tap kernel, as Aᵀ[(G g) ⊙ (Bᵀ d)].
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int r : {3, 5}) {
+    const ops::winograd::Transform& tf = *ops::winograd::transform_for(r);
+    INFO("F(" << tf.m << ", " << tf.r << ")");
+    REQUIRE(tf.a == tf.m + tf.r - 1);
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> g(static_cast<size_t>(tf.r)), d(static_cast<size_t>(tf.a));
+      for (float& v : g) v = u(rng);
+      for (float& v : d) v = u(rng);
+      for (int i = 0; i < tf.m; ++i) {
+        double want = 0, got = 0;
+        for (int k = 0; k < tf.r; ++k) want += double(g[size_t(k)]) * d[size_t(i + k)];
+        for (int j = 0; j < tf.a; ++j) {
+          double gj = 0, dj = 0;
+          for (int k = 0; k < tf.r; ++k) gj += double(tf.G[size_t(j * tf.r + k)]) * g[size_t(k)];
+          for (int l = 0; l < tf.a; ++l) dj += double(tf.BT[size_t(j * tf.a + l)]) * d[size_t(l)];
+          got += double(tf.AT[size_t(i * tf.a + j)]) * gj * dj;
+        }
+        CHECK(got == doctest::Approx(want).epsilon(1e-6));
+      }
+    }
+  }
+  CHECK(ops::winograd::transform_for(7) == nullptr);
+  // The sparse forms the tile kernels multiply by hold exactly the dense matrices' nonzeros.
+  for (int r : {3, 5}) {
+    const ops::winograd::Transform& tf = *ops::winograd::transform_for(r);
+    const int a = tf.a, m = tf.m;
+    auto dense = [](const kernels::SparseRows& s) {
+      std::vector<float> d(static_cast<size_t>(s.rows * s.cols), 0.0f);
+      for (int i = 0; i < s.rows; ++i)
+        for (int k = 0; k < s.n[i]; ++k) d[size_t(i * s.cols + s.col[i][k])] = s.val[i][k];
+      return d;
+    };
+    std::vector<float> bt(tf.BT.begin(), tf.BT.begin() + a * a), b(size_t(a * a)),
+        at(tf.AT.begin(), tf.AT.begin() + m * a), at_t(size_t(a * m));
+    for (int i = 0; i < a; ++i)
+      for (int k = 0; k < a; ++k) b[size_t(i * a + k)] = tf.BT[size_t(k * a + i)];
+    for (int i = 0; i < a; ++i)
+      for (int k = 0; k < m; ++k) at_t[size_t(i * m + k)] = tf.AT[size_t(k * a + i)];
+    CHECK((tf.sBT.rows == a && tf.sBT.cols == a && dense(tf.sBT) == bt));
+    CHECK((tf.sB.rows == a && tf.sB.cols == a && dense(tf.sB) == b));
+    CHECK((tf.sAT.rows == m && tf.sAT.cols == a && dense(tf.sAT) == at));
+    CHECK((tf.sA.rows == a && tf.sA.cols == m && dense(tf.sA) == at_t));
+  }
+}
+
+TEST_CASE("conv2d's Winograd path equals the im2col path and passes gradcheck") {
+  // Forced on and off, output and every gradient: 3×3 and 5×5, same and valid convs, tiles cut
+  // at the image's edge, rectangular planes, pads up to K − 1, runs that end inside a lane group
+  // (48×48: 12 rows of tiles per group), weights transformed 16 input channels at a time (whole
+  // and partial blocks); 5 images (one partial lane group) or 40 (runs of several groups), on 1
+  // and 2 threads.
+  struct Case {
+    int64_t C, O, K, PH, PW, H, W;
+    const char* what;
+    int64_t N = 5;
+  };
+  const Case cases[] = {{3, 5, 3, 1, 1, 8, 8, "3x3 same, whole tiles"},
+                        {2, 4, 3, 0, 0, 9, 9, "3x3 valid, 7x7: cut tiles"},
+                        {4, 6, 5, 0, 0, 12, 12, "5x5 valid, 12x12 (the CNN's conv2)"},
+                        {3, 2, 5, 2, 1, 7, 10, "5x5, pad 2/1, 7x10"},
+                        {2, 3, 3, 2, 2, 5, 6, "3x3, pad 2"},
+                        {2, 3, 3, 1, 1, 48, 48, "3x3 same, 48x48: runs end inside images"},
+                        {17, 6, 3, 1, 1, 6, 6, "17 channels: a whole and a partial lane block"},
+                        {16, 3, 5, 0, 0, 9, 9, "5x5, 16 channels: whole lane blocks"},
+                        {3, 4, 3, 1, 1, 8, 8, "40 images: runs span lane groups", 40}};
+  const int saved_threads = thread_pool().threads();
+  for (int threads : {1, 2}) {
+    thread_pool().set_threads(threads);
+    for (const Case& c : cases) {
+      INFO(std::string(c.what) << ", threads " << threads);
+      const int64_t N = c.N;
+      Inputs in;
+      Tensor x = in.add(Shape{N, c.C, c.H, c.W}), w = in.add(Shape{c.O, c.C, c.K, c.K}),
+             b = in.add(Shape{c.O});
+      const ops::Conv2dParams p{1, 1, c.PH, c.PW, 1, 1, 1};
+      const int64_t OH = c.H + 2 * c.PH - c.K + 1, OW = c.W + 2 * c.PW - c.K + 1;
+      Tensor dy = in.add(Shape{N, c.O, OH, OW});
+      auto run = [&](ops::detail::Winograd mode) {
+        ops::detail::winograd_mode() = mode;
+        ConvResult r = conv_with_grads(x, w, b, dy, p);
+        ops::detail::winograd_mode() = ops::detail::Winograd::automatic;
+        return r;
+      };
+      expect_same(run(ops::detail::Winograd::always), run(ops::detail::Winograd::never));
+    }
+  }
+  thread_pool().set_threads(saved_threads);
+
+  ops::detail::winograd_mode() = ops::detail::Winograd::always;
+  for (int64_t K : {3, 5}) {
+    INFO("gradcheck, " << K << "x" << K);
+    Inputs in;
+    in.add(Shape{2, 2, 7, 6});
+    in.add(Shape{3, 2, K, K});
+    in.add(Shape{3});
+    const ops::Conv2dParams p{1, 1, 1, 1, 1, 1, 1};
+    expect_ok(gradcheck(
+        [&p](Tape& t, const std::vector<Var>& v) { return ops::conv2d(t, v[0], v[1], v[2], p); },
+        in.tensors));
+  }
+  ops::detail::winograd_mode() = ops::detail::Winograd::automatic;
+
+  // The automatic choice: 3×3 and 5×5 stride-1 convs with 32+ channels each way whose tiles and
+  // image lanes waste at most half the work (batch 64 here; 2 threads, 32 images per chunk).
+  const int saved = thread_pool().threads();
+  thread_pool().set_threads(2);
+  auto chosen = [](int64_t C, int64_t O, int64_t K, int64_t H, int64_t pad, int64_t stride = 1,
+                   int64_t groups = 1, int64_t N = 64) {
+    const int64_t OH = (H + 2 * pad - K) / stride + 1;
+    const ops::detail::ConvGeom g{N, C, H, H, O, K, K, OH, OH};
+    return ops::detail::winograd_for(g, {stride, stride, pad, pad, 1, 1, groups}) != nullptr;
+  };
+  CHECK(chosen(32, 64, 5, 12, 0));                 // the reference CNN's conv2
+  CHECK_FALSE(chosen(1, 32, 5, 28, 0));            // its conv1: one input channel
+  CHECK(chosen(32, 32, 3, 16, 1));                 // ResNet-20's second stage
+  CHECK_FALSE(chosen(16, 16, 3, 32, 1));           // its first: 16 channels
+  CHECK(chosen(512, 512, 3, 4, 1));                // ResNet-18's last stage: one whole tile
+  CHECK_FALSE(chosen(512, 512, 3, 2, 1));          // 2×2 in a 4×4 tile
+  CHECK(chosen(64, 64, 3, 7, 1));                  // 7×7 in 8×8: 1.31 (ResNet-8 on 28×28)
+  CHECK_FALSE(chosen(64, 64, 3, 32, 1, 2));        // stride 2
+  CHECK_FALSE(chosen(64, 64, 3, 32, 1, 1, 2));     // groups
+  CHECK_FALSE(chosen(64, 64, 7, 32, 3));           // 7×7
+  CHECK(chosen(64, 64, 3, 32, 1, 1, 1, 24));       // 12 images per chunk: 16/12 = 1.33
+  CHECK_FALSE(chosen(64, 64, 3, 32, 1, 1, 1, 8));  // 4 per chunk: 4× the lanes
+  CHECK_FALSE(chosen(64, 64, 3, 7, 1, 1, 1, 24));  // 1.31 × 1.33 > 1.5
+  thread_pool().set_threads(saved);
 }
 
 TEST_CASE("conv2d forward equals a direct convolution") {

@@ -813,6 +813,62 @@ TEST_CASE("max_pool_2x2 of every ISA equals ref: values, winner indices, ties an
   }
 }
 
+TEST_CASE(
+    "wino_tile16 of every ISA equals ref and a dense L · in · Lᵀ, strided, written or added") {
+  // Random sparse L of the transforms' sizes (R, K ≤ 8), in and out strided apart with gaps
+  // between the 16-float entries that must stay untouched; acc adds to what out holds.
+  std::mt19937 rng(21);
+  const int sizes[][2] = {{6, 6}, {4, 6}, {6, 4}, {8, 8}, {4, 8}, {8, 4}, {8, 5}, {5, 8}, {1, 1}};
+  for (const auto& rk : sizes) {
+    const int R = rk[0], K = rk[1];
+    std::vector<float> dense(static_cast<size_t>(R * K), 0.0f);
+    mk::SparseRows L;
+    L.rows = R;
+    L.cols = K;
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    for (int i = 0; i < R; ++i)
+      for (int k = 0; k < K; ++k)
+        if (rng() % 3 != 0) {  // about a third zeros
+          const float v = u(rng);
+          dense[size_t(i * K + k)] = v;
+          L.col[i][L.n[i]] = static_cast<int8_t>(k);
+          L.val[i][L.n[i]++] = v;
+        }
+    const int64_t in_cs = 20, in_rs = K * in_cs + 7, out_cs = 24, out_rs = R * out_cs + 3;
+    const auto in = random_floats(K * in_rs, rng);
+    // The dense product in double.
+    std::vector<double> want(static_cast<size_t>(R * R * 16), 0.0);
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < R; ++j)
+        for (int l = 0; l < 16; ++l)
+          for (int p = 0; p < K; ++p)
+            for (int q = 0; q < K; ++q)
+              want[size_t((i * R + j) * 16 + l)] += double(dense[size_t(i * K + p)]) *
+                                                    in[size_t(p * in_rs + q * in_cs + l)] *
+                                                    dense[size_t(j * K + q)];
+    const auto base = random_floats(R * out_rs, rng);
+    for (bool acc : {false, true})
+      for (mk::Isa isa : mk::available_isas()) {
+        INFO(mk::isa_name(isa) << " R=" << R << " K=" << K << (acc ? " acc" : ""));
+        std::vector<float> out = acc ? base : std::vector<float>(base.size(), kSentinel);
+        const std::vector<float> before = out;
+        mk::table_for(isa).wino_tile16(L, in.data(), in_rs, in_cs, out.data(), out_rs, out_cs, acc);
+        int bad = 0;
+        for (size_t x = 0; x < out.size(); ++x) {
+          const int64_t i = int64_t(x) / out_rs, rem = int64_t(x) % out_rs, j = rem / out_cs,
+                        l = rem % out_cs;
+          if (i < R && j < R && l < 16) {
+            const double w = want[size_t((i * R + j) * 16 + l)] + (acc ? double(before[x]) : 0.0);
+            bad += std::fabs(out[x] - w) > 1e-4 * (1.0 + std::fabs(w));
+          } else {
+            bad += !(out[x] == before[x] || (std::isnan(out[x]) && std::isnan(before[x])));
+          }
+        }
+        CHECK(bad == 0);
+      }
+  }
+}
+
 TEST_CASE("adam of every ISA equals ref (coupled L2 and decoupled weight decay)") {
   std::mt19937 rng(8);
   for (mk::Isa isa : simd_isas())
