@@ -132,7 +132,6 @@ inline const Transform* transform_for(int64_t r) {
 // (th·m − pad_h, tw·m − pad_w), α×α, zero outside the image.
 struct Tiling {
   int64_t H, W, OH, OW, pad_h, pad_w, TH, TW;
-  int64_t per_image() const { return TH * TW; }
 };
 inline Tiling tiling(const Transform& t, int64_t H, int64_t W, int64_t OH, int64_t OW,
                      int64_t pad_h, int64_t pad_w) {
